@@ -1,0 +1,87 @@
+"""The dataset contract: what a dataset plugin registers and what it hands to the runner."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from aeframe.params import Param
+
+
+class DatasetUnavailable(Exception):
+    """The dataset cannot be had here; the message says which files to put where (or what to run)."""
+
+
+@dataclass
+class Split:
+    """One split held in memory: ``images`` uint8 (N, C, H, W), ``labels`` int64 (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError("labels must be one int per image")
+        self.labels = self.labels.long()
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+@dataclass
+class ImageData:
+    """A loaded dataset: both splits in memory, and the class names (index = label)."""
+
+    train: Split
+    test: Split
+    classes: Sequence[str]
+
+    @property
+    @abstractmethod
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
+
+
+# Progress callback for downloads: (what, bytes_done, bytes_total or None).
+ProgressFn = Callable[[str, int, "int | None"], None]
+
+
+class DatasetPlugin(ABC):
+    """Base class for datasets. Subclass it, set the class attributes, implement the methods.
+
+    ``name`` is what users type after ``-d``; ``title`` heads the report's section; ``params``
+    declares the ``-d name[key=value]`` parameters (typed, with defaults and help).
+    """
+
+    name: str = ""
+    title: str = ""
+    description: str = ""
+    params: Sequence[Param] = ()
+
+    @abstractmethod
+    def shape(self, params: dict[str, Any]) -> tuple[int, int, int]:
+        """The (C, H, W) of the images this dataset yields with these parameters, without loading."""
+
+    @abstractmethod
+    def missing(self, data_dir: Path, params: dict[str, Any]) -> str | None:
+        """``None`` if the files are at hand; else why not, naming the exact files, directory and fix.
+
+        Must be cheap (no decoding) and must not touch the network.
+        """
+
+    def can_download(self) -> bool:
+        """Whether :meth:`download` may be tried when files are missing."""
+        return False
+
+    def download(self, data_dir: Path, progress: ProgressFn) -> None:
+        """Fetch the missing files into ``data_dir``; raise :class:`DatasetUnavailable` on failure."""
+        raise DatasetUnavailable(f"{self.name} cannot be downloaded")
+
+    @abstractmethod
+    def load(self, data_dir: Path, params: dict[str, Any]) -> ImageData:
+        """Read the files (already checked by :meth:`missing`) into memory."""

@@ -1,0 +1,45 @@
+"""The plugin contract. Every hook receives a ``register`` callback and returns nothing.
+
+Hooks are called once per process when the registry is built, for every plugin (built-in or
+third-party); none of them is ``firstresult``: every implementation is called and everything it
+registers is kept. A plugin may implement any subset of the hooks, and a hook implementation may
+accept any subset of the arguments below, so new arguments can be added without breaking plugins.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("aeframe")
+
+
+@hookspec
+def register_techniques(register: Callable[..., None]) -> None:
+    """Register autoencoder training techniques.
+
+    :param register: call ``register(technique)`` once per technique, where ``technique`` is an
+        instance of :class:`aeframe.Technique`. Its ``name`` is what users type after ``-t``; it must
+        be unique among all plugins (on a clash the built-in one is kept and the clash is reported).
+    :returns: nothing; the return value is ignored. Not ``firstresult``: every plugin is called.
+    """
+
+
+@hookspec
+def register_datasets(register: Callable[..., None]) -> None:
+    """Register image datasets.
+
+    :param register: call ``register(dataset)`` once per dataset, where ``dataset`` is an instance
+        of :class:`aeframe.DatasetPlugin`. Its ``name`` is what users type after ``-d``.
+    :returns: nothing; the return value is ignored. Not ``firstresult``: every plugin is called.
+    """
+
+
+@hookspec
+def register_metrics(register: Callable[..., None]) -> None:
+    """Register evaluation metrics, computed for every cell on the dataset's test split.
+
+    :param register: call ``register(metric)`` once per metric, where ``metric`` is an instance of
+        :class:`aeframe.Metric`. Its ``name`` keys the stored value; its ``title`` heads the column.
+    :returns: nothing; the return value is ignored. Not ``firstresult``: every plugin is called.
+    """

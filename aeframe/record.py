@@ -1,0 +1,42 @@
+"""What one finished cell leaves behind: the unit the store saves and the report reads."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+DONE, FAILED, DIVERGED, SKIPPED = "done", "failed", "diverged", "skipped"
+STATUSES = (DONE, FAILED, DIVERGED, SKIPPED)
+
+
+@dataclass
+class CellRecord:
+    """One cell's configuration, outcome, metrics, run statistics and per-epoch curve.
+
+    ``config`` is plain JSON data:
+      ``label``      the row name, e.g. "Baseline" or "Pixel Shuffle + Feature Loss [icnr=true]";
+      ``techniques`` list of {"name", "params", "version"};
+      ``dataset``    {"name", "title", "params"};
+      ``seed``, ``budget`` {"epochs", "seconds"}, ``protocol`` (a short text),
+      ``device`` {"type", "name"}, ``versions`` {"aeframe", "torch", "torchvision", "python"}.
+    ``key`` is a hash of everything in ``config`` that decides the numbers (see plan.cell_key).
+    ``stats``: train_seconds, eval_seconds, epochs, steps, images_per_second, params.
+    ``curve``: one dict per epoch (or partial epoch at the budget's end):
+    {"epoch", "step", "train_loss", "test_mse", "seconds"}.
+    """
+
+    key: str
+    config: dict[str, Any]
+    status: str
+    error: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    started_at: str = ""
+    finished_at: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
