@@ -5,11 +5,15 @@ class AeframeError(Exception):
     """A problem the user can fix; the CLI prints its message alone, without a traceback."""
 
 
-class SpecError(AeframeError):
+class UsageProblem(AeframeError):
+    """A bad command-line value (name, parameter, device); the CLI exits with status 2."""
+
+
+class SpecError(UsageProblem):
     """A malformed or unknown technique/dataset/parameter given on the command line."""
 
 
-class CompositionError(AeframeError):
+class CompositionError(UsageProblem):
     """Techniques that cannot be combined (two of them provide the same part, or none does)."""
 
 

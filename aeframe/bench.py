@@ -1,0 +1,90 @@
+"""``aeframe bench`` end to end: resolve names, plan cells, skip finished ones, execute, store."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aeframe.budget import Budget
+from aeframe.environment import device_info, resolve_device, versions
+from aeframe.errors import SpecError
+from aeframe.executor import LocalExecutor
+from aeframe.loading import default_data_dir
+from aeframe.metric import Metric
+from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
+from aeframe.plugins import Registry
+from aeframe.progress import say
+from aeframe.record import FAILED, SKIPPED, CellRecord
+from aeframe.report import render
+from aeframe.store import Store
+
+
+@dataclass
+class BenchRequest:
+    techniques: list[str]
+    datasets: list[str]
+    run_all: bool
+    seeds: int
+    budget: Budget
+    device: str
+    data_dir: Path | None
+    store_path: Path
+    rerun: bool
+
+
+@dataclass
+class BenchOutcome:
+    records: list[CellRecord]
+    metrics: list[Metric]
+    explicit_datasets: set[str] = field(default_factory=set)
+
+    @property
+    def exit_code(self) -> int:
+        failed = any(r.status == FAILED for r in self.records)
+        # A dataset the user named (rather than one --all found) that could not be had is a failure.
+        missing = any(r.status == SKIPPED and r.config["dataset"]["name"] in self.explicit_datasets for r in self.records)
+        return 1 if failed or missing else 0
+
+    def render(self, fmt: str) -> str:
+        return render(self.records, self.metrics, fmt)
+
+
+def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
+    """Run (or take from the store) every requested cell; each cell is saved as soon as it ends."""
+    technique_texts = request.techniques or sorted(registry.techniques)
+    dataset_texts = request.datasets or sorted(registry.datasets)
+    if not technique_texts:
+        raise SpecError("no techniques are registered; `aeframe plugins` shows what failed to load")
+    compositions = [resolve_technique(text, registry) for text in technique_texts]
+    datasets = [resolve_dataset(text, registry) for text in dataset_texts]
+    device = resolve_device(request.device)
+    data_dir = request.data_dir or default_data_dir()
+    metrics = list(registry.metrics.values())
+    cells = plan_cells(compositions, datasets, request.seeds, request.budget, device_info(device), versions(), registry)
+
+    records: list[CellRecord] = []
+    with Store(request.store_path) as store:
+        pending = []
+        for cell in cells:
+            done = None if request.rerun else store.find_done(cell.key)
+            if done is not None:
+                records.append(done)
+            else:
+                pending.append(cell)
+        if len(pending) < len(cells):
+            say(f"{len(cells) - len(pending)} of {len(cells)} cells already done in {request.store_path}; "
+                "taking them from there (--rerun trains them again)")
+        executor = LocalExecutor(device, data_dir, metrics, say)
+        say(f"training {len(pending)} cells on {device_info(device)['name']}, budget {request.budget.describe()} per cell")
+        try:
+            for record in executor.run(pending):
+                store.save(record)
+                records.append(record)
+        except KeyboardInterrupt:
+            say(f"interrupted: the {len(records)} finished cells are saved in {request.store_path}")
+            raise
+    failed = [r for r in records if r.status == FAILED]
+    for r in failed:
+        say(f"failed: {r.config['label']} on {r.config['dataset']['name']} (seed {r.config.get('seed')}): "
+            f"{(r.error or '').splitlines()[0]}")
+    explicit = set() if request.run_all else {d.plugin.name for d in datasets}
+    return BenchOutcome(records, metrics, explicit)

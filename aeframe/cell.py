@@ -1,0 +1,117 @@
+"""Running one cell: seed, build the composed technique, train under the budget, evaluate, record."""
+from __future__ import annotations
+
+import random
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from aeframe.batches import DeviceSplit
+from aeframe.errors import AeframeError
+from aeframe.evaluate import timed_evaluate
+from aeframe.metric import Metric
+from aeframe.plan import Cell
+from aeframe.record import DIVERGED, DONE, FAILED, CellRecord
+from aeframe.technique import CellContext
+from aeframe.train import ProgressSink, train
+
+
+@dataclass
+class CellData:
+    """A dataset's splits on the training device, shared by all cells of that dataset."""
+
+    train: DeviceSplit
+    test: DeviceSplit
+    num_classes: int
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _check_output(model: nn.Module, data: CellData, label: str) -> None:
+    """A model whose output does not match its input is a plugin bug: say which one, before training."""
+    sample = data.test.view(None)[:2].float().div(255)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(sample)
+    model.train(was_training)
+    if out.shape != sample.shape:
+        raise AeframeError(
+            f"technique {label!r} built a model whose output has shape {tuple(out.shape)[1:]} "
+            f"for input {tuple(sample.shape)[1:]}; an autoencoder must return its input's shape"
+        )
+
+
+def _schedule_summary(schedule) -> dict:
+    return {
+        "batch_size": schedule.batch_size,
+        "phases": [
+            {"name": p.name, "fraction": round(p.fraction, 6), "max_lr": p.lrs(), "image_size": p.image_size}
+            for p in schedule.phases
+        ],
+    }
+
+
+def run_cell(
+    cell: Cell,
+    data: CellData,
+    metrics: Sequence[Metric],
+    device: torch.device,
+    data_dir: Path,
+    progress: ProgressSink | None = None,
+) -> CellRecord:
+    """Train and evaluate one cell. Any exception becomes a failed record; Ctrl-C propagates."""
+    record = CellRecord(key=cell.key, config=dict(cell.config), status=FAILED, started_at=now())
+    try:
+        seed_everything(cell.seed)
+        context = CellContext(
+            shape=tuple(data.train.images.shape[1:]),
+            dataset=cell.dataset.plugin.name,
+            num_classes=data.num_classes,
+            seed=cell.seed,
+            device=device,
+            data_dir=data_dir,
+        )
+        built = cell.composition.build(context)
+        model = built.model.to(device)
+        loss_fn = built.loss.to(device) if isinstance(built.loss, nn.Module) else built.loss
+        record.config["schedule"] = _schedule_summary(built.schedule)
+        _check_output(model, data, cell.composition.label)
+        generator = torch.Generator(device=device).manual_seed(cell.seed)
+        result = train(model, loss_fn, built.schedule, data.train, data.test, cell.budget, context, generator, progress)
+        record.curve = result.curve
+        record.stats = {
+            "train_seconds": result.train_seconds,
+            "eval_seconds": result.eval_seconds,
+            "epochs": result.epochs,
+            "steps": result.steps,
+            "images_per_second": result.steps * built.schedule.batch_size / max(result.train_seconds, 1e-9),
+            "params": sum(p.numel() for p in model.parameters()),
+        }
+        if result.diverged:
+            record.status, record.error = DIVERGED, result.diverged
+        else:
+            values, _, seconds = timed_evaluate(model, data.test, metrics, context, result.final_size)
+            record.metrics = values
+            record.stats["eval_seconds"] += seconds
+            record.status = DONE
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # a failing technique must not take the other cells down
+        record.status = FAILED
+        summary = str(exc).splitlines()[0] if str(exc) else ""
+        record.error = f"{type(exc).__name__}: {summary}\n{traceback.format_exc()}"
+    record.finished_at = now()
+    return record

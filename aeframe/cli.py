@@ -1,0 +1,228 @@
+"""The ``aeframe`` command: bench, list, plugins, report.
+
+Only this module prints to stdout, and only results: tables, listings, JSON. Everything else
+(progress, warnings, skips) goes to stderr. Exit codes: 0 when every cell is done or skipped,
+1 when a cell failed (or an explicitly requested dataset could not be had), 2 for usage errors.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import click
+
+from aeframe import __version__
+from aeframe.budget import Budget, parse_duration
+from aeframe.errors import AeframeError, UsageProblem
+from aeframe.plugins import Registry, get_registry
+from aeframe.progress import say
+
+DEFAULT_STORE = "aeframe.sqlite"
+
+
+def _registry() -> Registry:
+    registry = get_registry()
+    for warning in registry.warnings:
+        say(f"warning: {warning}")
+    return registry
+
+
+def _duration(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        Path(output).write_text(text if text.endswith("\n") else text + "\n")
+        say(f"wrote {output}")
+    else:
+        click.echo(text.rstrip("\n"))
+
+
+@click.group()
+@click.version_option(__version__, prog_name="aeframe")
+def cli() -> None:
+    """Benchmark autoencoder training techniques under one budget and compare them in tables."""
+
+
+@cli.command()
+@click.option("--all", "all_", is_flag=True, help="Every registered technique on every available dataset.")
+@click.option("-t", "--technique", "techniques", multiple=True, metavar="NAME[k=v]+...",
+              help="Technique or combination, e.g. baseline or pixel-shuffle+feature-loss. Repeatable.")
+@click.option("-d", "--dataset", "datasets", multiple=True, metavar="NAME[k=v]",
+              help="Dataset, e.g. fashion-mnist or mnist[view=native]. Repeatable.")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Seeds per cell (0..N-1).")
+@click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True, help="Epoch budget per cell.")
+@click.option("--time-budget", callback=_duration, metavar="DURATION",
+              help="Training-time budget per cell (45s, 10m, 1h); whichever of it and --epochs ends first.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="AEFRAME_DATA",
+              help="Where datasets live [env AEFRAME_DATA; default: the per-user cache].")
+@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), envvar="AEFRAME_STORE",
+              default=DEFAULT_STORE, show_default=True, help="SQLite results file [env AEFRAME_STORE].")
+@click.option("--output", type=click.Path(dir_okay=False), help="Write the tables to this file instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json", "csv"]), default="markdown", show_default=True)
+@click.option("--rerun", is_flag=True, help="Train cells again even if the store has them done.")
+def bench(all_, techniques, datasets, seeds, epochs, time_budget, device, data_dir, store_path, output, fmt, rerun) -> None:
+    """Train techniques on datasets under a budget, store every cell, print the comparison tables.
+
+    Cells already done with the same configuration are taken from the store, so re-running a
+    command resumes it. Stdout carries only the tables: `aeframe bench --all > results.md` works.
+    """
+    from aeframe.bench import BenchRequest, run_bench
+
+    if not (all_ or techniques or datasets):
+        raise click.UsageError("nothing to run: give --all, or -t TECHNIQUE and/or -d DATASET")
+    request = BenchRequest(
+        techniques=list(techniques),
+        datasets=list(datasets),
+        run_all=all_,
+        seeds=seeds,
+        budget=Budget(epochs=epochs, seconds=time_budget),
+        device=device,
+        data_dir=data_dir,
+        store_path=store_path,
+        rerun=rerun,
+    )
+    outcome = _guard(lambda: run_bench(request, _registry()))
+    _emit(outcome.render(fmt), output)
+    sys.exit(outcome.exit_code)
+
+
+def _guard(action):
+    """User mistakes become one-line messages: usage errors exit 2, other problems exit 1."""
+    try:
+        return action()
+    except UsageProblem as exc:
+        raise click.UsageError(str(exc)) from None
+    except AeframeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@cli.group("list")
+def list_() -> None:
+    """List registered techniques or datasets."""
+
+
+@list_.command("techniques")
+@click.option("--json", "as_json", is_flag=True, help="Output JSON.")
+def list_techniques(as_json: bool) -> None:
+    """Each technique: name, row title, what it provides or wraps, its parameters."""
+    registry = _registry()
+    rows = []
+    for name, tech in sorted(registry.techniques.items()):
+        rows.append({
+            "name": name,
+            "title": tech.title,
+            "description": tech.description,
+            "provides": [p for p in ("model", "loss", "schedule") if tech.provides(p)],
+            "wraps": [p for p in ("model", "loss", "schedule") if tech.wraps(p)],
+            "base": tech.base,
+            "plugin": registry.origin.get(("technique", name)),
+            "params": [p.describe() for p in tech.params],
+        })
+    click.echo(json.dumps(rows, indent=2) if as_json else _listing(rows))
+
+
+@list_.command("datasets")
+@click.option("--json", "as_json", is_flag=True, help="Output JSON.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="AEFRAME_DATA",
+              help="Where datasets live [env AEFRAME_DATA].")
+def list_datasets(as_json: bool, data_dir: Path | None) -> None:
+    """Each dataset: name, title, image shape, parameters, and whether it is available here (and if not, why)."""
+    from aeframe.loading import availability, default_data_dir
+    from aeframe.plan import resolve_dataset
+
+    registry = _registry()
+    data_dir = data_dir or default_data_dir()
+    rows = []
+    for name, plugin in sorted(registry.datasets.items()):
+        choice = resolve_dataset(name, registry)
+        why = availability(choice, data_dir)
+        rows.append({
+            "name": name,
+            "title": plugin.title,
+            "description": plugin.description,
+            "shape": list(plugin.shape(choice.params)),
+            "available": why is None,
+            "unavailable_reason": why,
+            "downloadable": plugin.can_download(),
+            "plugin": registry.origin.get(("dataset", name)),
+            "params": [p.describe() for p in plugin.params],
+        })
+    click.echo(json.dumps(rows, indent=2) if as_json else _listing(rows))
+
+
+def _listing(rows: Sequence[dict]) -> str:
+    lines = []
+    for row in rows:
+        head = f"{row['name']}: {row['title']}: {row['description']}"
+        lines.append(head)
+        if "shape" in row:
+            state = "available" if row["available"] else f"unavailable: {row['unavailable_reason']}"
+            lines.append(f"    shape {'x'.join(map(str, row['shape']))}; {state}")
+        if row.get("provides") or row.get("wraps") or row.get("base"):
+            parts = [f"provides {', '.join(row['provides'])}" if row["provides"] else "",
+                     f"wraps {', '.join(row['wraps'])}" if row["wraps"] else "",
+                     f"base {row['base']}" if row["base"] else ""]
+            lines.append("    " + "; ".join(p for p in parts if p))
+        for p in row["params"]:
+            choices = f" (one of {', '.join(p['choices'])})" if p["choices"] else ""
+            lines.append(f"    [{p['name']}={p['default']}] {p['type']}: {p['help']}{choices}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Output JSON.")
+def plugins(as_json: bool) -> None:
+    """Each plugin: name, distribution and version, hooks, what it registered, and its load error if any."""
+    registry = get_registry()
+    rows = [p.to_dict() for p in registry.plugins]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        origin = f"{row['distribution']} {row['version']}" if row["distribution"] else "unknown distribution"
+        kind = "built-in" if row["builtin"] else "third-party"
+        click.echo(f"{row['name']} ({origin}, {kind})")
+        if row["hooks"]:
+            click.echo(f"    hooks: {', '.join(row['hooks'])}")
+        for what, names in row["registered"].items():
+            click.echo(f"    {what}s: {', '.join(names)}")
+        if row["error"]:
+            click.echo(f"    ERROR: {row['error']} (skipped)")
+        if row["skipped"]:
+            click.echo(f"    skipped: {row['skipped']}")
+    for warning in registry.warnings:
+        say(f"warning: {warning}")
+
+
+@cli.command()
+@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), envvar="AEFRAME_STORE",
+              default=DEFAULT_STORE, show_default=True, help="SQLite results file [env AEFRAME_STORE].")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json", "csv"]), default="markdown", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+def report(store_path: Path, fmt: str, output: str | None) -> None:
+    """Render every result in the store as comparison tables (markdown, json or csv)."""
+    from aeframe.report import render
+    from aeframe.store import Store
+
+    registry = _registry()
+
+    def read():
+        with Store(store_path, write=False) as store:
+            return store.records()
+
+    records = _guard(read)
+    _emit(render(records, list(registry.metrics.values()), fmt), output)
+
+
+if __name__ == "__main__":
+    cli()

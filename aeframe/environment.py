@@ -1,0 +1,61 @@
+"""Where a run happens: the device it trains on and the versions that produced its numbers."""
+from __future__ import annotations
+
+import platform
+import re
+from functools import lru_cache
+
+import torch
+
+import aeframe
+from aeframe.errors import UsageProblem
+
+
+def resolve_device(text: str) -> torch.device:
+    """``auto`` (a GPU when there is one), ``cpu``, ``cuda`` or ``cuda:N`` -> a checked torch device."""
+    text = text.strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if not match:
+        raise UsageProblem(f"unknown device {text!r}; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise UsageProblem(f"device {text!r} asked for, but this machine has no CUDA GPU; use --device cpu or auto")
+    index = int(match.group(1) or 0)
+    if index >= torch.cuda.device_count():
+        raise UsageProblem(f"device {text!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    return torch.device("cuda", index)
+
+
+@lru_cache(maxsize=None)
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_info(device: torch.device) -> dict[str, str]:
+    if device.type == "cuda":
+        return {"type": "cuda", "name": torch.cuda.get_device_name(device)}
+    return {"type": "cpu", "name": f"{_cpu_name()} ({torch.get_num_threads()} threads)"}
+
+
+def versions() -> dict[str, str]:
+    import torchvision
+
+    found = {
+        "aeframe": aeframe.__version__,
+        "torch": torch.__version__.split("+")[0],
+        "torchvision": torchvision.__version__.split("+")[0],
+        "python": platform.python_version(),
+    }
+    if torch.version.cuda:
+        found["cuda"] = torch.version.cuda
+    return found

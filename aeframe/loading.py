@@ -1,0 +1,61 @@
+"""Getting a dataset into memory: the data directory, downloading where allowed, the offline answer."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from aeframe.cell import CellData
+from aeframe.batches import DeviceSplit
+from aeframe.dataset import DatasetUnavailable
+from aeframe.plan import DatasetChoice
+
+DATA_ENV = "AEFRAME_DATA"
+
+
+def default_data_dir() -> Path:
+    """``$AEFRAME_DATA``, else the per-user cache (``$XDG_CACHE_HOME/aeframe/data``)."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "aeframe" / "data"
+
+
+def availability(choice: DatasetChoice, data_dir: Path) -> str | None:
+    """``None`` when the files are here; else why not (downloadable datasets say so)."""
+    missing = choice.plugin.missing(data_dir, choice.params)
+    if missing and choice.plugin.can_download():
+        return f"{missing} (it will be downloaded when the network allows)"
+    return missing
+
+
+def obtain(choice: DatasetChoice, data_dir: Path, say: Callable[[str], None]) -> None:
+    """Make the files present, downloading if needed; :class:`DatasetUnavailable` says what to do."""
+    missing = choice.plugin.missing(data_dir, choice.params)
+    if missing is None:
+        return
+    if not choice.plugin.can_download():
+        raise DatasetUnavailable(missing)
+    say(f"downloading {choice.plugin.name} into {data_dir}")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        choice.plugin.download(data_dir, lambda what, done, total: None)
+    except DatasetUnavailable:
+        raise
+    except Exception as exc:  # network errors come in many types; the user needs the offline recipe
+        raise DatasetUnavailable(f"{missing} (download failed: {type(exc).__name__})") from exc
+    still = choice.plugin.missing(data_dir, choice.params)
+    if still:
+        raise DatasetUnavailable(still)
+
+
+def load_for_training(choice: DatasetChoice, data_dir: Path, device: torch.device, say: Callable[[str], None]) -> CellData:
+    obtain(choice, data_dir, say)
+    data = choice.plugin.load(data_dir, choice.params)
+    return CellData(
+        train=DeviceSplit(data.train, device),
+        test=DeviceSplit(data.test, device),
+        num_classes=len(data.classes),
+    )

@@ -1,0 +1,109 @@
+"""Planning a run: which (technique combination, dataset, seed) cells to train, and their keys."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from aeframe.budget import Budget
+from aeframe.dataset import DatasetPlugin
+from aeframe.params import non_default, resolve_params
+from aeframe.plugins import Registry
+from aeframe.spec import parse_combination, parse_component
+from aeframe.technique import Composition, Member
+
+
+@dataclass(frozen=True)
+class DatasetChoice:
+    """A dataset plugin with typed parameter values."""
+
+    plugin: DatasetPlugin
+    params: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        changed = non_default(self.plugin.params, self.params)
+        extra = ",".join(f"{k}={v}" for k, v in changed.items())
+        return f"{self.plugin.name}[{extra}]" if extra else self.plugin.name
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.plugin.name,
+            "title": self.plugin.title,
+            "params": {p.name: p.format(self.params[p.name]) for p in self.plugin.params},
+        }
+
+
+@dataclass
+class Cell:
+    composition: Composition
+    dataset: DatasetChoice
+    seed: int
+    budget: Budget
+    config: dict[str, Any]
+    key: str
+
+
+def resolve_technique(text: str, registry: Registry) -> Composition:
+    """``a+b[k=v]`` -> a checked :class:`Composition` (unknown names, parameters, conflicts refused)."""
+    members = []
+    for spec in parse_combination(text):
+        technique = registry.technique(spec.name)
+        params = resolve_params(technique.params, spec.given_dict, f"technique {spec.name}")
+        members.append(Member(technique, params))
+    return Composition(members, lookup=registry.techniques.get)
+
+
+def resolve_dataset(text: str, registry: Registry) -> DatasetChoice:
+    spec = parse_component(text)
+    plugin = registry.dataset(spec.name)
+    return DatasetChoice(plugin, resolve_params(plugin.params, spec.given_dict, f"dataset {spec.name}"))
+
+
+def _plugin_version(registry: Registry, kind: str, name: str) -> str | None:
+    info = registry.plugin_of(kind, name)
+    return info.version if info else None
+
+
+def cell_key(config: dict[str, Any]) -> str:
+    """A hash of everything that decides a cell's numbers (not the device's name or the label)."""
+    decisive = {
+        "techniques": config["techniques"],
+        "dataset": {"name": config["dataset"]["name"], "params": config["dataset"]["params"]},
+        "seed": config["seed"],
+        "budget": config["budget"],
+        "device": config["device"]["type"],
+        "versions": {k: config["versions"][k] for k in ("aeframe", "torch")},
+    }
+    return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def plan_cells(
+    compositions: Sequence[Composition],
+    datasets: Sequence[DatasetChoice],
+    seeds: int,
+    budget: Budget,
+    device: dict[str, str],
+    versions: dict[str, str],
+    registry: Registry,
+) -> list[Cell]:
+    """Every combination x dataset x seed, datasets outermost so each is loaded once."""
+    cells = []
+    for dataset in datasets:
+        for composition in compositions:
+            for seed in range(seeds):
+                config = {
+                    "label": composition.label,
+                    "techniques": [
+                        {**m.describe(), "version": _plugin_version(registry, "technique", m.technique.name)}
+                        for m in composition.members
+                    ],
+                    "dataset": dataset.describe(),
+                    "seed": seed,
+                    "budget": budget.to_dict(),
+                    "device": device,
+                    "versions": versions,
+                }
+                cells.append(Cell(composition, dataset, seed, budget, config, cell_key(config)))
+    return cells

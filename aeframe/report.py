@@ -1,0 +1,420 @@
+"""Comparison tables from stored cells: markdown for reading, JSON and CSV for further analysis.
+
+A table compares techniques only where the comparison is fair: one table per dataset and
+*condition* (budget, device type, dataset parameters). Seeds of the same technique under the same
+condition are folded into one row as ``mean ± std``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tabulate import tabulate
+
+from aeframe.metric import Metric
+from aeframe.record import DONE, CellRecord
+
+FORMATS = ("markdown", "json", "csv")
+
+_MISSING = "–"
+_VERSION_ORDER = ("aeframe", "torch", "torchvision", "python")
+
+
+def render(records: Sequence[CellRecord], metrics: Sequence[Metric], fmt: str = "markdown") -> str:
+    """Render ``records`` as ``markdown``, ``json`` or ``csv``; ``metrics`` pick and order the columns.
+
+    Records are expected oldest first (as :meth:`aeframe.store.Store.records` returns them): when
+    two records describe the same technique, dataset, condition and seed, the later one is used.
+    """
+    if fmt == "markdown":
+        return _markdown(_sections(records), metrics)
+    if fmt == "json":
+        return _json(_sections(records), metrics)
+    if fmt == "csv":
+        return _csv(records, metrics)
+    raise ValueError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def format_duration(seconds: float) -> str:
+    """A wall-clock duration as people read it: ``"4.2s"``, ``"45s"``, ``"24m 43s"``, ``"1h 02m 03s"``."""
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"not a duration: {seconds!r}")
+    # Tiny test runs take under a second; "0s" would hide whether they took 0.1 s or 0.9 s.
+    if round(seconds, 1) < 10:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+# -- grouping ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Table:
+    condition: dict[str, Any]
+    rows: dict[str, list[CellRecord]] = field(default_factory=dict)  # label -> records, in order
+
+
+@dataclass
+class _Section:
+    name: str
+    title: str
+    tables: dict[str, _Table] = field(default_factory=dict)  # condition key -> table, in order
+    not_done: list[CellRecord] = field(default_factory=list)
+
+
+def _dataset(record: CellRecord) -> dict[str, Any]:
+    return record.config.get("dataset") or {}
+
+
+def _label(record: CellRecord) -> str:
+    return str(record.config.get("label") or _dataset(record).get("name") or record.key)
+
+
+def _condition(record: CellRecord) -> dict[str, Any]:
+    budget = record.config.get("budget") or {}
+    seconds = budget.get("seconds")
+    return {
+        "budget": {
+            "epochs": budget.get("epochs"),
+            # 60 and 60.0 are the same budget; keep them from splitting a table.
+            "seconds": float(seconds) if seconds is not None else None,
+        },
+        "device_type": (record.config.get("device") or {}).get("type"),
+        "dataset_params": _dataset(record).get("params") or {},
+    }
+
+
+def _condition_key(condition: dict[str, Any]) -> str:
+    return json.dumps(condition, sort_keys=True)
+
+
+def _sections(records: Sequence[CellRecord]) -> list[_Section]:
+    # A later record for the same (dataset, condition, label, seed) supersedes an earlier one,
+    # e.g. a rerun after an upgrade, or a failure that was retried: only the latest state counts.
+    # It takes the earlier one's place, so rows keep the order in which labels first appeared.
+    latest: dict[str, CellRecord] = {}
+    for record in records:
+        identity = json.dumps(
+            [_dataset(record).get("name"), _condition(record), _label(record), record.config.get("seed")],
+            sort_keys=True,
+        )
+        latest[identity] = record
+
+    sections: dict[str, _Section] = {}
+    for record in latest.values():
+        dataset = _dataset(record)
+        name = str(dataset.get("name") or "unknown")
+        section = sections.setdefault(name, _Section(name, str(dataset.get("title") or name)))
+        if record.status != DONE:
+            section.not_done.append(record)
+            continue
+        condition = _condition(record)
+        table = section.tables.setdefault(_condition_key(condition), _Table(condition))
+        table.rows.setdefault(_label(record), []).append(record)
+    return list(sections.values())
+
+
+# -- columns -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Column:
+    title: str
+    value: Callable[[CellRecord], Any]
+    text: Callable[[float], str]
+    better: str | None = None  # "lower" / "higher": bold the best row; None: never bold
+    collapse_equal: bool = False  # show one value, not "x ± 0", when every seed agrees
+
+
+def _stat(name: str) -> Callable[[CellRecord], Any]:
+    return lambda record: record.stats.get(name)
+
+
+def _metric_value(name: str) -> Callable[[CellRecord], Any]:
+    return lambda record: record.metrics.get(name)
+
+
+def _columns(metrics: Sequence[Metric]) -> list[_Column]:
+    columns = [
+        _Column(m.title or m.name, _metric_value(m.name), lambda v, f=m.format: format(v, f), m.better)
+        for m in metrics
+    ]
+    return columns + [
+        _Column("Training Time", _stat("train_seconds"), format_duration, "lower"),
+        # Under a time budget the last epoch is usually partial.
+        _Column("Epochs", _stat("epochs"), lambda v: f"{v:.2f}", collapse_equal=True),
+        _Column("Images/s", _stat("images_per_second"), lambda v: f"{v:,.0f}", "higher"),
+        _Column("Params", _stat("params"), lambda v: f"{round(v):,}", collapse_equal=True),
+    ]
+
+
+def _numbers(records: Sequence[CellRecord], value: Callable[[CellRecord], Any]) -> list[float]:
+    return [float(v) for v in map(value, records) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (ddof=1; None for one value)."""
+    mean = math.fsum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _cell(values: Sequence[float], column: _Column) -> str:
+    if not values:
+        return _MISSING
+    mean, std = _mean_std(values)
+    if std is None or (column.collapse_equal and len(set(values)) == 1):
+        return _text(values[0], column)
+    return f"{_text(mean, column)} ± {_text(std, column)}"
+
+
+def _text(value: float, column: _Column) -> str:
+    # A diverged-but-finished seed can leave nan/inf; show it plainly rather than crash.
+    return column.text(value) if math.isfinite(value) else str(value)
+
+
+def _best_rows(means: Sequence[float | None], column: _Column) -> set[int]:
+    """Rows whose mean is the best; ties at the displayed precision are all best, unless all tie."""
+    candidates = [(i, m) for i, m in enumerate(means) if m is not None and not math.isnan(m)]
+    if column.better is None or len(candidates) < 2:
+        return set()
+    pick = max if column.better == "higher" else min
+    best = _text(pick(m for _, m in candidates), column)
+    rows = {i for i, m in candidates if _text(m, column) == best}
+    # Bold on every row would single nothing out.
+    return rows if len(rows) < len(candidates) else set()
+
+
+# -- markdown ----------------------------------------------------------------------------------
+
+
+def _markdown(sections: list[_Section], metrics: Sequence[Metric]) -> str:
+    if not sections:
+        return "No results yet.\n"
+    columns = _columns(metrics)
+    parts: list[str] = []
+    for section in sections:
+        parts.append(f"## {section.title}")
+        tables = list(section.tables.values())
+        for table in tables:
+            if len(tables) > 1:
+                parts.append(f"### {_difference([t.condition for t in tables], table.condition)}")
+            parts.append(_markdown_table(table, columns))
+            parts.append(_note(table))
+        if section.not_done:
+            parts.append(_not_done_list(section.not_done))
+    return "\n\n".join(parts) + "\n"
+
+
+def _markdown_table(table: _Table, columns: list[_Column]) -> str:
+    labels = list(table.rows)
+    values = [[_numbers(table.rows[label], c.value) for c in columns] for label in labels]
+    body = [
+        # A "|" in a label would end its cell early.
+        [label.replace("|", "\\|")] + [_cell(v, c) for v, c in zip(row, columns)]
+        for label, row in zip(labels, values)
+    ]
+    for j, column in enumerate(columns):
+        means = [_mean_std(row[j])[0] if row[j] else None for row in values]
+        for i in _best_rows(means, column):
+            body[i][j + 1] = f"**{body[i][j + 1]}**"
+    headers = ["Method"] + [c.title for c in columns]
+    if any(len(records) > 1 for records in table.rows.values()):
+        headers.append("Seeds")
+        for row, label in zip(body, labels):
+            row.append(str(len(table.rows[label])))
+    return tabulate(
+        body,
+        headers=headers,
+        tablefmt="pipe",
+        colalign=["left"] + ["right"] * (len(headers) - 1),
+        # Keep our formatting: tabulate would otherwise re-parse "0.001200" into "0.0012".
+        disable_numparse=True,
+    )
+
+
+def _budget_text(budget: dict[str, Any]) -> str:
+    epochs, seconds = budget.get("epochs"), budget.get("seconds")
+    epochs_text = f"{epochs} epoch{'s' if epochs != 1 else ''}" if epochs is not None else ""
+    seconds_text = f"{seconds:g} s" if seconds is not None else ""
+    if epochs_text and seconds_text:
+        return f"{epochs_text} or {seconds_text} of training per cell, whichever ends first"
+    if epochs_text:
+        return f"{epochs_text} per cell"
+    if seconds_text:
+        return f"{seconds_text} of training per cell"
+    return "none"
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in sorted(params.items())) or "defaults"
+
+
+def _condition_parts(condition: dict[str, Any]) -> dict[str, str]:
+    return {
+        "budget": f"Budget: {_budget_text(condition['budget'])}",
+        "device_type": f"Device: {condition['device_type'] or 'unknown'}",
+        "dataset_params": f"Dataset parameters: {_params_text(condition['dataset_params'])}",
+    }
+
+
+def _difference(conditions: list[dict[str, Any]], condition: dict[str, Any]) -> str:
+    """Name the parts of ``condition`` that differ among a dataset's tables."""
+    differing = [k for k in condition if len({_condition_key(c[k]) for c in conditions}) > 1]
+    parts = _condition_parts(condition)
+    return " · ".join(parts[k] for k in differing)
+
+
+def _distinct(values: Sequence[Any]) -> list[Any]:
+    return list(dict.fromkeys(v for v in values if v is not None))
+
+
+def _note(table: _Table) -> str:
+    """The conditions line under a table: budget, seeds, device, versions."""
+    records = [r for rs in table.rows.values() for r in rs]
+    parts = [f"Budget: {_budget_text(table.condition['budget'])}"]
+    if table.condition["dataset_params"]:
+        parts.append(f"Dataset parameters: {_params_text(table.condition['dataset_params'])}")
+    seeds = _distinct([r.config.get("seed") for r in records])
+    try:
+        seeds.sort()
+    except TypeError:  # mixed seed types: keep the order of appearance
+        pass
+    if seeds:
+        parts.append(f"Seed{'s' if len(seeds) > 1 else ''}: {', '.join(map(str, seeds))}")
+    names = _distinct([(r.config.get("device") or {}).get("name") for r in records])
+    device_type = table.condition["device_type"] or "unknown"
+    parts.append(f"Device: {' / '.join(names)} ({device_type})" if names else f"Device: {device_type}")
+    versions = [r.config.get("versions") or {} for r in records]
+    packages = list(_VERSION_ORDER) + sorted({p for v in versions for p in v} - set(_VERSION_ORDER))
+    version_texts = []
+    for package in packages:
+        found = _distinct([v.get(package) for v in versions])
+        if found:
+            version_texts.append(f"{package} {' / '.join(map(str, found))}")
+    if version_texts:
+        parts.append(f"Versions: {', '.join(version_texts)}")
+    return " · ".join(parts)
+
+
+def _first_line(text: str | None) -> str:
+    return text.strip().splitlines()[0] if text and text.strip() else ""
+
+
+def _not_done_list(records: Sequence[CellRecord]) -> str:
+    """One bullet per record: label, status and the first line of the reason.
+
+    Seed and condition are named only where they tell apart entries of the same list.
+    """
+    conditions = [_condition(r) for r in records]
+    several_seeds = len({json.dumps(r.config.get("seed")) for r in records}) > 1
+    several_conditions = len({_condition_key(c) for c in conditions}) > 1
+    lines = ["Not in the table:", ""]
+    for record, condition in zip(records, conditions):
+        qualifiers = []
+        if several_seeds and record.config.get("seed") is not None:
+            qualifiers.append(f"seed {record.config['seed']}")
+        if several_conditions:
+            qualifiers.append(_difference(conditions, condition))
+        name = _label(record) + (f" ({'; '.join(qualifiers)})" if qualifiers else "")
+        reason = _first_line(record.error)
+        lines.append(f"- {name}: {record.status}" + (f" ({reason})" if reason else ""))
+    return "\n".join(lines)
+
+
+# -- json --------------------------------------------------------------------------------------
+
+
+def _finite(value: float | None) -> float | None:
+    # JSON has no NaN or Infinity; null keeps the output parseable by every reader.
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _summary(values: Sequence[float]) -> dict[str, Any] | None:
+    if not values:
+        return None
+    mean, std = _mean_std(values)
+    return {"mean": _finite(mean), "std": _finite(std), "values": [_finite(v) for v in values]}
+
+
+def _json(sections: list[_Section], metrics: Sequence[Metric]) -> str:
+    datasets = []
+    for section in sections:
+        tables = []
+        for table in section.tables.values():
+            rows = []
+            for label, records in table.rows.items():
+                params = _distinct(_numbers(records, _stat("params")))
+                rows.append(
+                    {
+                        "label": label,
+                        "seeds": [r.config.get("seed") for r in records],
+                        "keys": [r.key for r in records],
+                        "metrics": {
+                            m.name: _summary(_numbers(records, _metric_value(m.name))) for m in metrics
+                        },
+                        **{
+                            name: _summary(_numbers(records, _stat(name)))
+                            for name in ("train_seconds", "eval_seconds", "epochs", "images_per_second")
+                        },
+                        # A technique's size does not depend on the seed; a list flags if it did.
+                        "params": int(params[0]) if len(params) == 1 else [int(p) for p in params] or None,
+                    }
+                )
+            tables.append({"condition": table.condition, "rows": rows, "note": _note(table)})
+        not_done = [
+            {
+                "key": r.key,
+                "label": _label(r),
+                "seed": r.config.get("seed"),
+                "status": r.status,
+                "error": r.error,
+                "condition": _condition(r),
+            }
+            for r in section.not_done
+        ]
+        datasets.append(
+            {"name": section.name, "title": section.title, "tables": tables, "not_done": not_done}
+        )
+    return json.dumps({"datasets": datasets}, indent=2, allow_nan=False) + "\n"
+
+
+# -- csv ---------------------------------------------------------------------------------------
+
+_STAT_COLUMNS = ("train_seconds", "eval_seconds", "epochs", "steps", "images_per_second", "params")
+
+
+def _csv(records: Sequence[CellRecord], metrics: Sequence[Metric]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["key", "label", "dataset", "seed", "status"]
+        + [m.name for m in metrics]
+        + list(_STAT_COLUMNS)
+        + ["budget_epochs", "budget_seconds", "device", "error"]
+    )
+    for r in records:
+        budget = r.config.get("budget") or {}
+        device = r.config.get("device") or {}
+        device_text = " ".join(
+            filter(None, [device.get("name"), f"({device['type']})" if device.get("type") else None])
+        )
+        writer.writerow(
+            [r.key, _label(r), _dataset(r).get("name"), r.config.get("seed"), r.status]
+            + [r.metrics.get(m.name) for m in metrics]
+            + [r.stats.get(name) for name in _STAT_COLUMNS]
+            + [budget.get("epochs"), budget.get("seconds"), device_text, _first_line(r.error)]
+        )
+    return out.getvalue()

@@ -1,0 +1,160 @@
+"""One cell's training loop: step the composed model, loss and schedule until the budget ends.
+
+Per step there is no host synchronisation on a GPU: the loss is summed on the device and read at
+the end of each epoch (or when the progress display is due), and the clock is read by the budget
+tracker only as often as it needs to stop within one step of a time limit.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+from torch import nn
+
+from aeframe.batches import DeviceSplit, epoch_order, to_unit
+from aeframe.budget import Budget, BudgetTracker, Clock
+from aeframe.errors import AeframeError
+from aeframe.evaluate import timed_evaluate
+from aeframe.schedule import Phase, Schedule
+from aeframe.technique import CellContext
+
+
+class ProgressSink(Protocol):
+    def due(self) -> bool: ...
+
+    def update(self, *, epoch: int, step: int, loss: float, progress: float, seconds_left: float | None) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    steps: int = 0
+    epochs: float = 0.0
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    curve: list[dict] = field(default_factory=list)
+    diverged: str | None = None
+    final_size: int | None = None
+
+
+class _PhaseState:
+    """The optimizer and data view of the phase in progress."""
+
+    def __init__(self) -> None:
+        self.index = -1
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.max_lrs: list[float] = []
+        self.size: int | None = None
+
+    def enter(self, index: int, phase: Phase, schedule: Schedule, model: nn.Module) -> None:
+        if phase.on_start is not None:
+            phase.on_start(model)
+        lrs = phase.lrs()
+        if self.optimizer is None or phase.fresh_optimizer:
+            groups = phase.param_groups(model) if phase.param_groups else [list(model.parameters())]
+            if len(lrs) == 1:
+                lrs = lrs * len(groups)
+            if len(lrs) != len(groups):
+                raise AeframeError(f"phase {phase.name!r} gives {len(lrs)} learning rates for {len(groups)} parameter groups")
+            self.optimizer = schedule.make_optimizer([{"params": g, "lr": lr} for g, lr in zip(groups, lrs)])
+        else:
+            count = len(self.optimizer.param_groups)
+            if len(lrs) == 1:
+                lrs = lrs * count
+            if len(lrs) != count:
+                raise AeframeError(
+                    f"phase {phase.name!r} gives {len(lrs)} learning rates but the optimizer it keeps has {count} groups"
+                )
+        self.index, self.max_lrs, self.size = index, lrs, phase.image_size
+
+    def set_rates(self, schedule: Schedule, q: float) -> None:
+        beta1 = schedule.beta1_at(q) if schedule.beta1_at is not None else None
+        for group, max_lr in zip(self.optimizer.param_groups, self.max_lrs):
+            group["lr"] = schedule.lr_at(q, max_lr)
+            if beta1 is not None and "betas" in group:
+                group["betas"] = (beta1, group["betas"][1])
+
+
+def train(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    schedule: Schedule,
+    train_split: DeviceSplit,
+    test_split: DeviceSplit,
+    budget: Budget,
+    context: CellContext,
+    generator: torch.Generator,
+    progress: ProgressSink | None = None,
+) -> TrainResult:
+    """Train ``model`` in place under ``budget`` and return what happened, epoch by epoch."""
+    device = context.device
+    batch = schedule.batch_size
+    steps_per_epoch = len(train_split) // batch
+    if steps_per_epoch == 0:
+        raise AeframeError(f"{context.dataset} has {len(train_split)} training images, fewer than one batch of {batch}")
+    clock = Clock(device)
+    tracker = BudgetTracker(budget, steps_per_epoch, clock, every_step=device.type != "cuda")
+    state = _PhaseState()
+    result = TrainResult()
+    step, epoch = 0, 0
+    model.train()
+    clock.start()
+    while True:
+        order = epoch_order(len(train_split), batch, generator, device)
+        loss_sum = torch.zeros((), device=device)
+        steps_this_epoch = 0
+        stop = False
+        for indices in order:
+            index, q = schedule.locate(tracker.progress(step))
+            if index != state.index:
+                state.enter(index, schedule.phases[index], schedule, model)
+            state.set_rates(schedule, q)
+            images = to_unit(train_split.view(state.size)[indices])
+            if schedule.augment is not None:
+                images = schedule.augment(images, generator)
+            loss = loss_fn(model(images), images)
+            state.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            state.optimizer.step()
+            loss_sum += loss.detach()
+            step += 1
+            steps_this_epoch += 1
+            stop = tracker.exhausted(step)
+            if progress is not None and (stop or progress.due()):
+                progress.update(
+                    epoch=epoch + 1,
+                    step=step,
+                    loss=float(loss.detach()),
+                    progress=tracker.progress(step),
+                    seconds_left=tracker.seconds_left(step),
+                )
+            if stop:
+                break
+        epoch += 1
+        clock.stop()
+        mean_loss = float(loss_sum) / steps_this_epoch
+        _, test_mse, seconds = timed_evaluate(model, test_split, (), context, state.size)
+        result.eval_seconds += seconds
+        result.curve.append(
+            {
+                "epoch": epoch,
+                "step": step,
+                "phase": schedule.phases[state.index].name,
+                "train_loss": mean_loss,
+                "test_mse": test_mse,
+                "seconds": clock.read(),
+            }
+        )
+        if not math.isfinite(mean_loss):
+            result.diverged = f"training loss became {mean_loss} in epoch {epoch}"
+            break
+        if stop or tracker.exhausted(step):
+            break
+        clock.start()
+        tracker.pause(step)
+    result.steps = step
+    result.epochs = step / steps_per_epoch
+    result.train_seconds = clock.read()
+    result.final_size = state.size
+    return result

@@ -1,0 +1,28 @@
+"""Shared fixtures: a registry of the built-in plugins only, tiny datasets and budgets."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Tests see the built-ins only, whatever else is installed; discovery tests pass entry points explicitly.
+os.environ["AEFRAME_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+
+TINY_SHAPES = "shapes[train=512,test=128]"
+
+
+@pytest.fixture(scope="session")
+def registry():
+    from aeframe.plugins import build_registry
+
+    return build_registry(autoload=False)
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The real ``aeframe`` console command in a subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    exe = Path(sys.executable).with_name("aeframe")
+    return subprocess.run([str(exe), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)

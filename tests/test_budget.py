@@ -1,0 +1,77 @@
+import pytest
+
+from aeframe.budget import Budget, BudgetTracker, parse_duration
+
+
+@pytest.mark.parametrize("text, seconds", [("45s", 45), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("90", 90), ("2.5m", 150)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "-5s", "0s", "ten minutes", "5x", "5s5"])
+def test_bad_durations_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_budget_needs_a_limit_and_describes_itself():
+    with pytest.raises(ValueError):
+        Budget(epochs=None, seconds=None)
+    assert Budget(epochs=1).describe() == "1 epoch"
+    assert Budget(epochs=15, seconds=60).describe() == "15 epochs or 60 s"
+
+
+class FakeClock:
+    """Each step costs ``step`` seconds; reading it counts how often it was read."""
+
+    def __init__(self, step: float):
+        self.step, self.now, self.reads = step, 0.0, 0
+
+    def read(self) -> float:
+        self.reads += 1
+        return self.now
+
+
+def run(tracker: BudgetTracker, clock: FakeClock, max_steps: int = 10_000) -> int:
+    step = 0
+    while step < max_steps:
+        clock.now += clock.step
+        step += 1
+        if tracker.exhausted(step):
+            return step
+    raise AssertionError("never stopped")
+
+
+def test_epoch_budget_stops_at_exactly_its_steps_and_progress_is_linear():
+    clock = FakeClock(0.01)
+    tracker = BudgetTracker(Budget(epochs=3), steps_per_epoch=10, clock=clock, every_step=True)
+    assert tracker.progress(0) == 0 and tracker.progress(15) == 0.5
+    assert run(tracker, clock) == 30
+    assert clock.reads == 0  # no time limit: the clock is never read
+
+
+def test_time_budget_stops_within_one_step_mid_epoch():
+    clock = FakeClock(0.3)
+    tracker = BudgetTracker(Budget(epochs=15, seconds=10), steps_per_epoch=100, clock=clock, every_step=True)
+    steps = run(tracker, clock)
+    assert steps == 34  # the first step that reaches 10 s: 34 * 0.3 = 10.2
+    assert 10 <= clock.now < 10 + 0.3
+    assert tracker.progress(steps) == 1.0
+
+
+def test_gpu_mode_reads_the_clock_rarely_but_still_stops_within_one_step():
+    clock = FakeClock(0.001)
+    tracker = BudgetTracker(Budget(epochs=None, seconds=5), steps_per_epoch=10_000, clock=clock, every_step=False)
+    steps = run(tracker, clock)
+    assert 5 <= clock.now < 5 + 0.001 + 1e-9
+    assert steps == 5000 or steps == 5001
+    assert clock.reads < steps / 10
+
+
+def test_whichever_ends_first():
+    clock = FakeClock(1.0)
+    tracker = BudgetTracker(Budget(epochs=2, seconds=1000), steps_per_epoch=5, clock=clock, every_step=True)
+    assert run(tracker, clock) == 10
+    clock = FakeClock(1.0)
+    tracker = BudgetTracker(Budget(epochs=2, seconds=3), steps_per_epoch=5, clock=clock, every_step=True)
+    assert run(tracker, clock) == 3

@@ -1,0 +1,139 @@
+"""The real ``aeframe`` command in subprocesses: outputs, files, exit codes, messages."""
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_SHAPES, run_cli
+
+
+def test_bench_prints_only_the_table_on_stdout_and_stores_the_cell(tmp_path):
+    result = run_cli("bench", "-t", "baseline", "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "## Shapes"
+    assert lines[2].split("|")[1:-1] == [
+        " Method   ", "      MAE ", "      MSE ", "   Training Time ", "   Epochs ", "   Images/s ", "    Params "
+    ]
+    row = [c.strip() for c in lines[4].split("|")[1:-1]]
+    assert row[0] == "Baseline" and row[4] == "1.00" and row[6] == "3,080,629"
+    assert lines[-1].startswith("Budget: 1 epoch per cell")
+    assert "[1/1] Baseline on shapes[train=512,test=128] (seed 0)" in result.stderr
+    with sqlite3.connect(tmp_path / "r.sqlite") as db:
+        assert db.execute("select status, label from cells").fetchall() == [("done", "Baseline")]
+
+    again = run_cli("bench", "-t", "baseline", "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite", cwd=tmp_path)
+    assert again.returncode == 0
+    assert "1 of 1 cells already done" in again.stderr
+    assert again.stdout == result.stdout
+
+    report = run_cli("report", "--store", "r.sqlite", "--format", "json", cwd=tmp_path)
+    data = json.loads(report.stdout)
+    row = data["datasets"][0]["tables"][0]["rows"][0]
+    assert row["label"] == "Baseline" and row["metrics"]["mse"]["mean"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-t", "baselin"], "unknown technique 'baselin'; did you mean baseline?"),
+        (["-t", "baseline[latnt=3]"], "technique baseline: unknown parameter 'latnt'; did you mean latent?"),
+        (["-t", "baseline[latent=big]"], "bad value 'big' for parameter 'latent' (expected int"),
+        (["-t", "baseline+baseline"], "lists the same technique twice"),
+        (["-t", "baseline[latent"], "unbalanced brackets"),
+        (["-d", "shape"], "unknown dataset 'shape'; did you mean shapes?"),
+        (["-t", "baseline", "--time-budget", "-5s"], "cannot read '-5s' as a duration"),
+        (["-t", "baseline", "--epochs", "0"], "0 is not in the range x>=1"),
+        (["-t", "baseline", "--device", "tpu"], "unknown device 'tpu'; use auto, cpu, cuda or cuda:N"),
+        (["-t", "baseline", "--device", "cuda:0"], "this machine has no CUDA GPU"),
+        ([], "nothing to run: give --all, or -t TECHNIQUE and/or -d DATASET"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_clear_line(tmp_path, args, message):
+    if "cuda" in " ".join(args):
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+    result = run_cli("bench", *args, "--store", "r.sqlite", cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_named_dataset_that_cannot_be_had_is_skipped_with_the_fix_and_exits_1(tmp_path):
+    result = run_cli("bench", "-t", "baseline", "-d", "cifar10", "--store", "r.sqlite",
+                     "--data-dir", str(tmp_path / "data"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"skipping cifar10: cifar10 is not in {tmp_path / 'data' / 'cifar-10-batches-py'}" in result.stderr
+    assert "data_batch_1" in result.stderr
+    assert "- cifar10: skipped" in result.stdout
+
+
+def test_list_techniques_and_datasets(tmp_path):
+    techniques = json.loads(run_cli("list", "techniques", "--json", cwd=tmp_path).stdout)
+    baseline = next(t for t in techniques if t["name"] == "baseline")
+    assert baseline["title"] == "Baseline" and baseline["provides"] == ["model", "loss", "schedule"]
+    assert baseline["params"] == [
+        {"name": "latent", "type": "int", "default": "1000", "help": "size of the bottleneck vector", "choices": None}
+    ]
+    result = run_cli("list", "datasets", "--json", cwd=tmp_path, env={"AEFRAME_DATA": str(tmp_path / "empty")})
+    datasets = {d["name"]: d for d in json.loads(result.stdout)}
+    assert datasets["shapes"]["available"] and datasets["shapes"]["shape"] == [3, 32, 32]
+    assert not datasets["mnist"]["available"]
+    assert str(tmp_path / "empty" / "MNIST" / "raw") in datasets["mnist"]["unavailable_reason"]
+    text = run_cli("list", "datasets", cwd=tmp_path, env={"AEFRAME_DATA": str(tmp_path / "empty")}).stdout
+    assert "shapes: Shapes:" in text and "[view=study] str:" in text
+
+
+def test_plugins_lists_each_entry_point(tmp_path):
+    rows = json.loads(run_cli("plugins", "--json", cwd=tmp_path).stdout)
+    baseline = next(r for r in rows if r["name"] == "baseline")
+    assert baseline["distribution"] == "aeframe" and baseline["builtin"]
+    assert baseline["hooks"] == ["register_techniques"] and baseline["registered"] == {"technique": ["baseline"]}
+    assert baseline["error"] is None
+
+
+def test_report_without_a_store_says_so(tmp_path):
+    result = run_cli("report", "--store", "nothing.sqlite", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no results store at" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "nothing.sqlite").exists()
+
+
+def _done_cells(store: Path) -> int:
+    if not store.exists():
+        return 0
+    try:
+        with sqlite3.connect(store) as db:
+            return db.execute("select count(*) from cells where status = 'done'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def test_a_killed_run_keeps_its_finished_cells_and_resumes(tmp_path):
+    exe = Path(sys.executable).with_name("aeframe")
+    args = [str(exe), "bench", "-t", "baseline", "-d", TINY_SHAPES, "--seeds", "6", "--epochs", "2", "--store", "r.sqlite"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    store = tmp_path / "r.sqlite"
+    deadline = time.monotonic() + 120
+    while _done_cells(store) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = _done_cells(store)
+    assert 2 <= finished < 6
+    resumed = run_cli(*args[1:], cwd=tmp_path)
+    assert resumed.returncode == 0
+    assert f"{finished} of 6 cells already done" in resumed.stderr
+    assert _done_cells(store) == 6
+    assert "± " in resumed.stdout  # six seeds of one row: mean ± std

@@ -1,0 +1,258 @@
+"""The report: tables per dataset and condition, seeds folded into mean ± std, best values in bold."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from aeframe.metric import Metric
+from aeframe.record import CellRecord
+from aeframe.report import format_duration, render
+
+VERSIONS = {"aeframe": "0.1.0", "torch": "2.4.1", "torchvision": "0.19.1", "python": "3.11.7"}
+
+
+class FakeMetric(Metric):
+    def __init__(self, name: str, title: str, better: str, format: str) -> None:
+        self.name, self.title, self.better, self.format = name, title, better, format
+
+    def update(self, recon, target, labels) -> None:
+        raise AssertionError("the report never evaluates")
+
+
+MSE = FakeMetric("mse", "MSE", "lower", ".6f")
+PSNR = FakeMetric("psnr", "PSNR (dB)", "higher", ".2f")
+METRICS = [MSE, PSNR]
+
+
+def config(label="Baseline", dataset="mnist", title="MNIST", seed=0, epochs=15, seconds=None,
+           device_type="cpu", device_name="Test CPU", versions=None, params=None) -> dict:
+    return {
+        "label": label,
+        "techniques": [],
+        "dataset": {"name": dataset, "title": title, "params": params or {}},
+        "seed": seed,
+        "budget": {"epochs": epochs, "seconds": seconds},
+        "protocol": "adam",
+        "device": {"type": device_type, "name": device_name},
+        "versions": versions or VERSIONS,
+    }
+
+
+def done(mse=0.001, psnr=30.0, train_seconds=100.0, epochs_run=15.0, ips=1000.0, size=5000, **cfg) -> CellRecord:
+    """A done record: metric and stats values first, then anything :func:`config` takes."""
+    c = config(**cfg)
+    return CellRecord(
+        key=f"{c['label']}/{c['dataset']['name']}/{c['seed']}/{c['budget']}",
+        config=c,
+        status="done",
+        metrics={"mse": mse, "psnr": psnr},
+        stats={"train_seconds": train_seconds, "eval_seconds": 1.5, "epochs": epochs_run, "steps": 300,
+               "images_per_second": ips, "params": size},
+    )
+
+
+def not_done(status, error, **cfg) -> CellRecord:
+    c = config(**cfg)
+    return CellRecord(key=f"{c['label']}/{c['dataset']['name']}/{status}", config=c, status=status, error=error)
+
+
+def tables(markdown: str) -> list[list[list[str]]]:
+    """Each markdown table as rows of stripped cells (header first, the alignment row dropped)."""
+    found, current = [], None
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            if current is None:
+                current = []
+                found.append(current)
+            if not line.startswith("|:"):
+                current.append([cell.strip() for cell in line.strip("|").split("|")])
+        else:
+            current = None
+    return found
+
+
+def test_header_and_formatted_values():
+    md = render([done(mse=0.00123456, psnr=29.126, train_seconds=1483.2, epochs_run=2.5, ips=12345.6,
+                      size=1234567)], METRICS)
+    lines = md.splitlines()
+    assert lines[0] == "## MNIST"
+    assert lines[2].startswith("| Method   |")
+    assert lines[3].startswith("|:---------|") and lines[3].endswith("-:|")
+    [[header, row]] = tables(md)
+    assert header == ["Method", "MSE", "PSNR (dB)", "Training Time", "Epochs", "Images/s", "Params"]
+    assert row == ["Baseline", "0.001235", "29.13", "24m 43s", "2.50", "12,346", "1,234,567"]
+
+
+def test_best_value_of_each_column_is_bold_in_its_direction():
+    md = render(
+        [
+            done(label="Baseline", mse=0.002, psnr=31.0, train_seconds=50, ips=900),
+            done(label="Pixel Shuffle", mse=0.001, psnr=30.0, train_seconds=70, ips=2000),
+            done(label="Feature Loss", mse=0.003, psnr=29.0, train_seconds=60, ips=1500),
+        ],
+        METRICS,
+    )
+    [[_, baseline, shuffle, feature]] = tables(md)
+    assert baseline == ["Baseline", "0.002000", "**31.00**", "**50s**", "15.00", "900", "5,000"]
+    assert shuffle == ["Pixel Shuffle", "**0.001000**", "30.00", "1m 10s", "15.00", "**2,000**", "5,000"]
+    assert feature == ["Feature Loss", "0.003000", "29.00", "1m 00s", "15.00", "1,500", "5,000"]
+
+
+def test_ties_are_all_bold_but_a_lone_row_or_a_full_tie_is_not():
+    md = render([done(label="A", mse=0.001, psnr=30.0), done(label="B", mse=0.001, psnr=31.0),
+                 done(label="C", mse=0.002, psnr=29.0)], METRICS)
+    [[_, a, b, c]] = tables(md)
+    assert [a[1], b[1], c[1]] == ["**0.001000**", "**0.001000**", "0.002000"]
+    # Everyone took 1m 40s and ran at 1,000 images/s: nothing to single out.
+    assert "**" not in a[3] + a[5]
+    [[_, lone]] = tables(render([done()], METRICS))
+    assert "**" not in "".join(lone)
+
+
+def test_seeds_fold_into_mean_and_sample_std():
+    records = [
+        done(label="Baseline", seed=0, mse=0.010, psnr=20.0, train_seconds=100, ips=1000),
+        done(label="Baseline", seed=1, mse=0.012, psnr=21.0, train_seconds=110, ips=2000),
+        done(label="Baseline", seed=2, mse=0.014, psnr=25.0, train_seconds=120, ips=4500),
+        done(label="Pixel Shuffle", seed=0, mse=0.020, psnr=19.0, train_seconds=90, ips=3000),
+    ]
+    md = render(records, METRICS)
+    [[header, baseline, shuffle]] = tables(md)
+    assert header[-1] == "Seeds"
+    # mse: mean 0.012, std sqrt((0.002² + 0 + 0.002²) / 2) = 0.002
+    # psnr: mean 22, std sqrt((4 + 1 + 9) / 2) = sqrt(7) = 2.6458
+    # images/s: mean 2500, std sqrt((1500² + 500² + 2000²) / 2) = sqrt(3,250,000) = 1802.8
+    # epochs and params agree across seeds, so they show one value.
+    assert baseline == ["Baseline", "**0.012000 ± 0.002000**", "**22.00 ± 2.65**", "1m 50s ± 10s",
+                        "15.00", "2,500 ± 1,803", "5,000", "3"]
+    assert shuffle == ["Pixel Shuffle", "0.020000", "19.00", "**1m 30s**", "15.00", "**3,000**", "5,000", "1"]
+    assert "Seeds: 0, 1, 2" in md
+
+
+def test_conditions_line_under_the_table():
+    md = render([done(label="A", seed=1), done(label="B", seed=0, device_name="Other CPU",
+                                               versions={**VERSIONS, "torch": "2.5.0"})], METRICS)
+    assert (
+        "Budget: 15 epochs per cell · Seeds: 0, 1 · Device: Test CPU / Other CPU (cpu) · "
+        "Versions: aeframe 0.1.0, torch 2.4.1 / 2.5.0, torchvision 0.19.1, python 3.11.7"
+    ) in md.splitlines()
+    time_budget = render([done(epochs=None, seconds=60)], METRICS)
+    assert "Budget: 60 s of training per cell · Seed: 0 · Device: Test CPU (cpu) · " in time_budget
+    both = render([done(epochs=15, seconds=60.0, params={"size": 32})], METRICS)
+    assert ("Budget: 15 epochs or 60 s of training per cell, whichever ends first · "
+            "Dataset parameters: size=32 · Seed: 0 · ") in both
+
+
+def test_records_that_are_not_done_are_listed_after_their_dataset():
+    md = render(
+        [
+            done(label="Baseline"),
+            not_done("failed", "RuntimeError: boom\nTraceback (most recent call last): ...", label="Pixel Shuffle"),
+            not_done("diverged", "loss is nan at step 12", label="Feature Loss"),
+            not_done("skipped", "cifar10 is not in ~/data; pass --download", label="cifar10",
+                     dataset="cifar10", title="CIFAR-10"),
+        ],
+        METRICS,
+    )
+    assert md.split("## CIFAR-10")[0].endswith(
+        "Not in the table:\n\n"
+        "- Pixel Shuffle: failed (RuntimeError: boom)\n"
+        "- Feature Loss: diverged (loss is nan at step 12)\n\n"
+    )
+    assert md.endswith(
+        "## CIFAR-10\n\nNot in the table:\n\n- cifar10: skipped (cifar10 is not in ~/data; pass --download)\n"
+    )
+    assert [t[0][0] for t in tables(md)] == ["Method"]  # one table: CIFAR-10 has none
+
+
+def test_a_later_record_supersedes_an_earlier_one_for_the_same_cell():
+    md = render([not_done("failed", "OOM", label="Baseline"), done(label="Pixel Shuffle", mse=0.25),
+                 done(label="Baseline", mse=0.5)], METRICS)
+    assert "Not in the table" not in md
+    # The retried cell keeps the place where its label first appeared.
+    assert [row[:2] for row in tables(md)[0][1:]] == [["Baseline", "0.500000"], ["Pixel Shuffle", "**0.250000**"]]
+
+
+def test_two_budgets_for_one_dataset_make_two_subheaded_tables():
+    md = render(
+        [
+            done(label="Baseline", epochs=15, mse=0.001),
+            done(label="Baseline", epochs=None, seconds=60, mse=0.002),
+            done(label="Pixel Shuffle", epochs=15, mse=0.003),
+        ],
+        METRICS,
+    )
+    headings = [line for line in md.splitlines() if line.startswith("#")]
+    assert headings == ["## MNIST", "### Budget: 15 epochs per cell", "### Budget: 60 s of training per cell"]
+    first, second = tables(md)
+    assert [row[0] for row in first[1:]] == ["Baseline", "Pixel Shuffle"]
+    assert second[1][:2] == ["Baseline", "0.002000"]
+
+
+def test_datasets_in_order_of_first_appearance():
+    md = render([done(dataset="svhn", title="SVHN"), done(dataset="mnist", title="MNIST"),
+                 done(dataset="svhn", title="SVHN", label="B")], METRICS)
+    assert [line for line in md.splitlines() if line.startswith("## ")] == ["## SVHN", "## MNIST"]
+
+
+def test_json_holds_the_numbers():
+    records = [done(seed=0, mse=0.010, train_seconds=100), done(seed=1, mse=0.014, train_seconds=110),
+               not_done("failed", "RuntimeError: boom", label="Pixel Shuffle")]
+    data = json.loads(render(records, METRICS, "json"))
+    [dataset] = data["datasets"]
+    assert (dataset["name"], dataset["title"]) == ("mnist", "MNIST")
+    [table] = dataset["tables"]
+    assert table["condition"] == {"budget": {"epochs": 15, "seconds": None}, "device_type": "cpu",
+                                  "dataset_params": {}}
+    [row] = table["rows"]
+    assert row["label"] == "Baseline" and row["seeds"] == [0, 1]
+    assert row["metrics"]["mse"]["values"] == [0.010, 0.014]
+    assert row["metrics"]["mse"]["mean"] == pytest.approx(0.012)
+    assert row["metrics"]["mse"]["std"] == pytest.approx(0.0028284271)
+    assert row["train_seconds"] == {"mean": 105.0, "std": pytest.approx(7.0710678), "values": [100.0, 110.0]}
+    assert row["eval_seconds"]["mean"] == 1.5 and row["params"] == 5000
+    assert table["note"].startswith("Budget: 15 epochs per cell · Seeds: 0, 1 · ")
+    assert [(n["label"], n["status"], n["error"]) for n in dataset["not_done"]] == [
+        ("Pixel Shuffle", "failed", "RuntimeError: boom")]
+
+
+def test_csv_has_one_line_per_record():
+    records = [done(mse=0.25), not_done("failed", "RuntimeError: boom\nmore", label="Pixel Shuffle")]
+    rows = list(csv.reader(io.StringIO(render(records, METRICS, "csv"))))
+    assert rows[0] == ["key", "label", "dataset", "seed", "status", "mse", "psnr", "train_seconds",
+                       "eval_seconds", "epochs", "steps", "images_per_second", "params", "budget_epochs",
+                       "budget_seconds", "device", "error"]
+    assert len(rows) == 3
+    assert rows[1][1:] == ["Baseline", "mnist", "0", "done", "0.25", "30.0", "100.0", "1.5", "15.0", "300",
+                           "1000.0", "5000", "15", "", "Test CPU (cpu)", ""]
+    assert rows[2][4] == "failed" and rows[2][5] == "" and rows[2][-1] == "RuntimeError: boom"
+
+
+def test_empty_input():
+    assert render([], METRICS) == "No results yet.\n"
+    assert json.loads(render([], METRICS, "json")) == {"datasets": []}
+    assert render([], METRICS, "csv").count("\n") == 1
+
+
+def test_unknown_format():
+    with pytest.raises(ValueError, match="unknown report format 'html'"):
+        render([], METRICS, "html")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(45, "45s"), (1483.2, "24m 43s"), (3723, "1h 02m 03s"), (36000, "10h 00m 00s"), (303, "5m 03s"),
+     (4.24, "4.2s"), (0, "0.0s"), (9.96, "10s"), (59.6, "1m 00s")],
+)
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
+
+
+def test_format_duration_rejects_non_durations():
+    with pytest.raises(ValueError):
+        format_duration(-1)
+    with pytest.raises(ValueError):
+        format_duration(float("nan"))

@@ -1,0 +1,132 @@
+"""Training real cells on the generated shapes dataset with tiny budgets."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from aeframe import Technique
+from aeframe.budget import Budget
+from aeframe.cell import run_cell
+from aeframe.environment import device_info, versions
+from aeframe.loading import load_for_training
+from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
+
+from conftest import TINY_SHAPES
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def shapes_data(registry):
+    return load_for_training(resolve_dataset(TINY_SHAPES, registry), Path("."), CPU, lambda _: None)
+
+
+def one_cell(registry, technique="baseline", budget=Budget(epochs=1), seed=0):
+    comp = resolve_technique(technique, registry)
+    dataset = resolve_dataset(TINY_SHAPES, registry)
+    return plan_cells([comp], [dataset], seed + 1, budget, device_info(CPU), versions(), registry)[seed]
+
+
+def metrics(registry):
+    return list(registry.metrics.values())
+
+
+def test_same_cell_and_seed_give_the_same_numbers(registry, shapes_data):
+    cell = one_cell(registry, budget=Budget(epochs=2))
+    a = run_cell(cell, shapes_data, metrics(registry), CPU, Path("."))
+    b = run_cell(cell, shapes_data, metrics(registry), CPU, Path("."))
+    assert a.status == b.status == "done"
+    assert a.metrics == b.metrics
+    assert [e["train_loss"] for e in a.curve] == [e["train_loss"] for e in b.curve]
+    other = run_cell(one_cell(registry, budget=Budget(epochs=2), seed=1), shapes_data, metrics(registry), CPU, Path("."))
+    assert other.metrics != a.metrics
+
+
+def test_epoch_budget_record(registry, shapes_data):
+    record = run_cell(one_cell(registry, budget=Budget(epochs=3)), shapes_data, metrics(registry), CPU, Path("."))
+    assert record.status == "done"
+    assert record.stats["epochs"] == 3.0 and record.stats["steps"] == 3 * (512 // 128)
+    assert record.stats["params"] == 3_080_629
+    assert [e["epoch"] for e in record.curve] == [1, 2, 3]
+    assert record.curve[-1]["step"] == 12
+    assert record.stats["images_per_second"] == pytest.approx(12 * 128 / record.stats["train_seconds"])
+    assert set(record.metrics) == {"mae", "mse"}
+    # The curve's last test MSE and the final evaluation measure the same model the same way.
+    assert record.metrics["mse"] == pytest.approx(record.curve[-1]["test_mse"], rel=1e-6)
+    assert record.config["schedule"]["phases"][1]["max_lr"] == [1e-3]
+
+
+def test_a_few_epochs_reduce_the_loss(registry, shapes_data):
+    record = run_cell(one_cell(registry, budget=Budget(epochs=4)), shapes_data, metrics(registry), CPU, Path("."))
+    losses = [e["train_loss"] for e in record.curve]
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_time_budget_stops_mid_epoch(registry):
+    data = load_for_training(resolve_dataset("shapes[train=20000,test=128]", registry), Path("."), CPU, lambda _: None)
+    cell = one_cell(registry, budget=Budget(epochs=15, seconds=1.0))
+    record = run_cell(cell, data, metrics(registry), CPU, Path("."))
+    assert record.status == "done"
+    steps, seconds = record.stats["steps"], record.stats["train_seconds"]
+    assert 0 < record.stats["epochs"] < 1  # 156 steps per epoch; one second allows far fewer
+    assert record.stats["epochs"] == pytest.approx(steps / 156)
+    # It stopped at the first step that reached the limit (test_budget checks the one-step bound
+    # with a fake clock; wall-clock bounds would be flaky on a shared machine).
+    assert seconds >= 1.0
+    assert len(record.curve) == 1 and record.curve[0]["step"] == steps
+
+
+class Explodes(Technique):
+    name, title, base = "explodes", "Explodes", "baseline"
+
+    def wrap_loss(self, loss, ctx):
+        return lambda out, target: loss(out, target) * float("nan")
+
+
+class Raises(Technique):
+    name, title, base = "raises", "Raises", "baseline"
+
+    def wrap_model(self, model, ctx):
+        raise RuntimeError("boom")
+
+
+class WrongShape(Technique):
+    name, title, base = "wrong-shape", "Wrong Shape", "baseline"
+
+    def wrap_model(self, model, ctx):
+        return torch.nn.Sequential(model, torch.nn.AvgPool2d(2))
+
+
+@pytest.fixture
+def toy_registry(registry):
+    from aeframe.plugins import Registry
+
+    toys = Registry(techniques=dict(registry.techniques), datasets=registry.datasets, metrics=registry.metrics)
+    for tech in (Explodes(), Raises(), WrongShape()):
+        toys.techniques[tech.name] = tech
+    return toys
+
+
+def test_nan_loss_is_recorded_as_diverged(toy_registry, shapes_data):
+    record = run_cell(one_cell(toy_registry, "explodes"), shapes_data, metrics(toy_registry), CPU, Path("."))
+    assert record.status == "diverged"
+    assert record.error == "training loss became nan in epoch 1"
+    assert len(record.curve) == 1
+
+
+def test_exception_becomes_a_failed_record_with_traceback(toy_registry, shapes_data):
+    record = run_cell(one_cell(toy_registry, "raises"), shapes_data, metrics(toy_registry), CPU, Path("."))
+    assert record.status == "failed"
+    assert record.error.startswith("RuntimeError: boom\n")
+    assert "Traceback" in record.error and "wrap_model" in record.error
+
+
+def test_wrong_output_shape_names_the_technique(toy_registry, shapes_data):
+    record = run_cell(one_cell(toy_registry, "wrong-shape"), shapes_data, metrics(toy_registry), CPU, Path("."))
+    assert record.status == "failed"
+    assert record.error.splitlines()[0] == (
+        "AeframeError: technique 'Wrong Shape' built a model whose output has shape (3, 16, 16) for input "
+        "(3, 32, 32); an autoencoder must return its input's shape"
+    )
