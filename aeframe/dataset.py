@@ -42,7 +42,6 @@ class ImageData:
     classes: Sequence[str]
 
     @property
-    @abstractmethod
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
 

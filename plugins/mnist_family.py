@@ -1,0 +1,235 @@
+"""MNIST and Fashion-MNIST, read from IDX files laid out as torchvision lays them out.
+
+Files live in ``<data_dir>/MNIST/raw/`` and ``<data_dir>/FashionMNIST/raw/``, plain or gzipped.
+Fashion-MNIST is also taken from Debian's ``dataset-fashion-mnist`` package when installed.
+"""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import socket
+import sys
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aeframe import hookimpl
+from aeframe.batches import resize_uint8
+from aeframe.dataset import DatasetPlugin, DatasetUnavailable, ImageData, ProgressFn, Split
+from aeframe.params import Param
+
+IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
+LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
+
+# (split, images file, labels file), in torchvision's names.
+SPLIT_FILES = (
+    ("train", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    ("test", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+)
+FILE_NAMES = tuple(name for _, images, labels in SPLIT_FILES for name in (images, labels))
+
+# Unreachable hosts must fail in seconds, not after the OS's minutes-long connect timeout.
+DOWNLOAD_TIMEOUT_S = 15.0
+
+def read_idx(path: Path, magic: int, refetch_hint: str = "") -> np.ndarray:
+    """The array stored in an IDX file of unsigned bytes (gzipped if the name ends in ``.gz``).
+
+    Raises :class:`DatasetUnavailable` naming ``path`` when the file is unreadable, truncated or
+    not the expected kind (``magic`` 2051 for images, 2049 for labels); ``refetch_hint`` is
+    appended to that message to say how to fetch the file again.
+    """
+    hint = f"; {refetch_hint}" if refetch_hint else ""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DatasetUnavailable(f"cannot read {path} ({exc}){hint}") from exc
+
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DatasetUnavailable(f"{path} is truncated ({len(raw)} bytes, no complete IDX header){hint}")
+    found = int.from_bytes(raw[:4], "big")
+    if found != magic:
+        raise DatasetUnavailable(f"{path} is not an IDX file of the expected kind (magic {found}, expected {magic}){hint}")
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + int(np.prod(dims, dtype=np.int64))
+    if len(raw) != expected:
+        raise DatasetUnavailable(
+            f"{path} is truncated or corrupt ({len(raw)} bytes, its header {dims} needs {expected}){hint}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def to_study_view(images: torch.Tensor) -> torch.Tensor:
+    """(N, 1, 28, 28) uint8 → (N, 3, 32, 32) uint8: bilinear resize, grey replicated to RGB.
+
+    This is the study's convention, so that MNIST-family models share the 32x32 RGB shape of CIFAR-10.
+    """
+    return resize_uint8(images, 32).repeat(1, 3, 1, 1)
+
+
+class _IdxDataset(DatasetPlugin):
+    """Shared reading of the four IDX files; subclasses say where they live and what they hold."""
+
+    folder: str = ""  # torchvision's directory name under data_dir
+    torchvision_class: str = ""
+    classes: tuple[str, ...] = ()
+    home: str = ""  # where the files can be had, for messages
+    system_dirs: tuple[Path, ...] = ()  # read-only system installs, searched after data_dir
+    install_hint: str = ""
+
+    params = (
+        Param(
+            "view",
+            str,
+            "study",
+            "study: the 28x28 images resized to 32x32 (bilinear), grey copied to 3 channels; native: 1x28x28 as stored",
+            choices=("study", "native"),
+        ),
+    )
+
+    def raw_dir(self, data_dir: Path) -> Path:
+        """Where torchvision puts (and we look for) the IDX files under ``data_dir``."""
+        return Path(data_dir) / self.folder / "raw"
+
+    def shape(self, params: dict[str, Any]) -> tuple[int, int, int]:
+        return (3, 32, 32) if params["view"] == "study" else (1, 28, 28)
+
+    def _find(self, directory: Path) -> dict[str, Path] | None:
+        """Each file's path in ``directory`` (plain preferred over .gz), or None if any is absent."""
+        found = {}
+        for name in FILE_NAMES:
+            for candidate in (directory / name, directory / f"{name}.gz"):
+                if candidate.is_file():
+                    found[name] = candidate
+                    break
+            else:
+                return None
+        return found
+
+    def _locate(self, data_dir: Path) -> dict[str, Path] | None:
+        for directory in (self.raw_dir(data_dir), *self.system_dirs):
+            files = self._find(directory)
+            if files is not None:
+                return files
+        return None
+
+    def missing(self, data_dir: Path, params: dict[str, Any]) -> str | None:
+        return None if self._locate(data_dir) is not None else self._not_found(data_dir)
+
+    def _not_found(self, data_dir: Path) -> str:
+        where = self.raw_dir(data_dir)
+        also = "".join(f" nor in {d}" for d in self.system_dirs)
+        install = f", or {self.install_hint}" if self.install_hint else ""
+        return (
+            f"{self.name} is not in {where}{also}: needs {', '.join(FILE_NAMES)} (optionally .gz); "
+            f"download them from {self.home} into {where}, or run where the network is "
+            f"reachable{install}, or pass --data-dir"
+        )
+
+    def can_download(self) -> bool:
+        return True
+
+    def download(self, data_dir: Path, progress: ProgressFn) -> None:
+        progress(self.name, 0, None)
+        try:
+            import torchvision  # deferred: importing it costs a second that loading never needs
+
+            dataset_class = getattr(torchvision.datasets, self.torchvision_class)
+            previous_timeout = socket.getdefaulttimeout()
+            socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+            try:
+                # torchvision prints to stdout; our stdout may be a report being piped somewhere.
+                with contextlib.redirect_stdout(sys.stderr):
+                    # One instance fetches all four files (train and test).
+                    dataset_class(root=str(data_dir), train=True, download=True)
+            finally:
+                socket.setdefaulttimeout(previous_timeout)
+        except Exception as exc:
+            # torchvision's messages span lines (one per mirror tried); ours stay on one.
+            reason = " ".join(str(exc).split())
+            raise DatasetUnavailable(f"{self._not_found(data_dir)} (download failed: {reason})") from exc
+        files = self._locate(data_dir)
+        if files is None:
+            raise DatasetUnavailable(self._not_found(data_dir))
+        size = sum(p.stat().st_size for p in files.values())
+        progress(self.name, size, size)
+
+    def _read_split(self, images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        hint = f"delete it and download it again from {self.home} (or run where the network is reachable)"
+        images = read_idx(images_path, IMAGES_MAGIC, hint)
+        labels = read_idx(labels_path, LABELS_MAGIC, hint)
+        if images.shape[1:] != (28, 28):
+            raise DatasetUnavailable(f"{images_path} holds {images.shape[1:]} images, expected 28x28; {hint}")
+        if labels.shape[0] != images.shape[0]:
+            raise DatasetUnavailable(
+                f"{labels_path} has {labels.shape[0]} labels but {images_path} has {images.shape[0]} images; {hint}"
+            )
+        if labels.size and int(labels.max()) >= len(self.classes):
+            raise DatasetUnavailable(f"{labels_path} holds labels above {len(self.classes) - 1}; {hint}")
+        # frombuffer views are read-only; copy so that callers own writable tensors.
+        return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+    def load(self, data_dir: Path, params: dict[str, Any]) -> ImageData:
+        files = self._locate(data_dir)
+        if files is None:
+            raise DatasetUnavailable(self._not_found(data_dir))
+        splits = {}
+        for split, images_name, labels_name in SPLIT_FILES:
+            images, labels = self._read_split(files[images_name], files[labels_name])
+            if params["view"] == "study":
+                images = to_study_view(images)
+            splits[split] = Split(images, labels)
+        return ImageData(train=splits["train"], test=splits["test"], classes=list(self.classes))
+
+
+class MNIST(_IdxDataset):
+    """The MNIST handwritten digits: 60,000 training and 10,000 test images, 10 classes."""
+
+    name = "mnist"
+    title = "MNIST"
+    description = "Handwritten digits 0-9 (60k train, 10k test), 28x28 grey; 32x32 RGB in the default view"
+    folder = "MNIST"
+    torchvision_class = "MNIST"
+    classes = tuple(str(d) for d in range(10))
+    home = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+
+
+class FashionMNIST(_IdxDataset):
+    """Zalando's Fashion-MNIST: MNIST's format and sizes, with photos of clothing instead of digits."""
+
+    name = "fashion-mnist"
+    title = "Fashion-MNIST"
+    description = "Zalando clothing photos in 10 classes (60k train, 10k test), 28x28 grey; 32x32 RGB in the default view"
+    folder = "FashionMNIST"
+    torchvision_class = "FashionMNIST"
+    classes = (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    )
+    home = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+    # Debian's dataset-fashion-mnist; recompressed, so torchvision's MD5s fail but the IDX is intact.
+    system_dirs = (Path("/usr/share/datasets/fashion-mnist"),)
+    install_hint = "apt-get install dataset-fashion-mnist"
+
+
+@hookimpl
+def register_datasets(register) -> None:
+    """Register ``mnist`` and ``fashion-mnist``."""
+    register(MNIST())
+    register(FashionMNIST())
