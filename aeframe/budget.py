@@ -113,10 +113,11 @@ class BudgetTracker:
             done = max(done, self._estimated_seconds(step) / self.budget.seconds)
         return min(done, 1.0)
 
-    def seconds_left(self, step: int) -> float | None:
-        if self.budget.seconds is None:
-            return None
-        return max(self.budget.seconds - self._estimated_seconds(step), 0.0)
+    def left(self, step: int) -> str:
+        """What remains of the budget, for people: seconds under a time budget, else steps."""
+        if self.budget.seconds is not None:
+            return f"{max(self.budget.seconds - self._estimated_seconds(step), 0.0):.0f}s"
+        return f"{self.total_steps - step} steps"
 
     def exhausted(self, step: int) -> bool:
         """Called after each step: True when no further step may start."""

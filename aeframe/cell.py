@@ -87,7 +87,7 @@ def run_cell(
         built = cell.composition.build(context)
         model = built.model.to(device)
         loss_fn = built.loss.to(device) if isinstance(built.loss, nn.Module) else built.loss
-        record.config["schedule"] = _schedule_summary(built.schedule)
+        record.config["protocol"] = _schedule_summary(built.schedule)
         _check_output(model, data, cell.composition.label)
         generator = torch.Generator(device=device).manual_seed(cell.seed)
         result = train(model, loss_fn, built.schedule, data.train, data.test, cell.budget, context, generator, progress)

@@ -56,6 +56,6 @@ def versions() -> dict[str, str]:
         "torchvision": torchvision.__version__.split("+")[0],
         "python": platform.python_version(),
     }
-    if torch.version.cuda:
+    if torch.version.cuda and torch.cuda.is_available():
         found["cuda"] = torch.version.cuda
     return found

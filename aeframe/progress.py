@@ -33,12 +33,11 @@ class CellProgress:
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.interval
 
-    def update(self, *, epoch: int, step: int, loss: float, progress: float, seconds_left: float | None) -> None:
+    def update(self, *, epoch: int, step: int, loss: float, progress: float, left: str) -> None:
         self._last = time.monotonic()
         filled = int(self.WIDTH * progress)
         bar = "#" * filled + "-" * (self.WIDTH - filled)
-        left = f"  left {_clock(seconds_left)}" if seconds_left is not None else ""
-        line = f"{self.title} |{bar}| {progress:4.0%} epoch {epoch} step {step} loss {loss:.5f}{left}"
+        line = f"{self.title} |{bar}| {progress:4.0%} epoch {epoch} step {step} loss {loss:.5f} left {left}"
         if self.tty:
             self.stream.write("\r\033[K" + line)
             self._drawn = True

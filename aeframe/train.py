@@ -24,7 +24,7 @@ from aeframe.technique import CellContext
 class ProgressSink(Protocol):
     def due(self) -> bool: ...
 
-    def update(self, *, epoch: int, step: int, loss: float, progress: float, seconds_left: float | None) -> None: ...
+    def update(self, *, epoch: int, step: int, loss: float, progress: float, left: str) -> None: ...
 
 
 @dataclass
@@ -127,7 +127,7 @@ def train(
                     step=step,
                     loss=float(loss.detach()),
                     progress=tracker.progress(step),
-                    seconds_left=tracker.seconds_left(step),
+                    left=tracker.left(step),
                 )
             if stop:
                 break

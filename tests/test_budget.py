@@ -75,3 +75,13 @@ def test_whichever_ends_first():
     clock = FakeClock(1.0)
     tracker = BudgetTracker(Budget(epochs=2, seconds=3), steps_per_epoch=5, clock=clock, every_step=True)
     assert run(tracker, clock) == 3
+
+
+def test_budget_left_for_people():
+    clock = FakeClock(0.5)
+    tracker = BudgetTracker(Budget(epochs=3), steps_per_epoch=10, clock=clock, every_step=True)
+    assert tracker.left(4) == "26 steps"
+    timed = BudgetTracker(Budget(epochs=3, seconds=10), steps_per_epoch=10, clock=clock, every_step=True)
+    clock.now = 4.0
+    timed.exhausted(8)
+    assert timed.left(8) == "6s"
