@@ -166,7 +166,7 @@ def _listing(rows: Sequence[dict]) -> str:
         head = f"{row['name']}: {row['title']}: {row['description']}"
         lines.append(head)
         if "shape" in row:
-            state = "available" if row["available"] else f"unavailable: {row['unavailable_reason']}"
+            state = "available" if row["available"] else f"not available here: {row['unavailable_reason']}"
             lines.append(f"    shape {'x'.join(map(str, row['shape']))}; {state}")
         if row.get("provides") or row.get("wraps") or row.get("base"):
             parts = [f"provides {', '.join(row['provides'])}" if row["provides"] else "",

@@ -27,7 +27,7 @@ def availability(choice: DatasetChoice, data_dir: Path) -> str | None:
     """``None`` when the files are here; else why not (downloadable datasets say so)."""
     missing = choice.plugin.missing(data_dir, choice.params)
     if missing and choice.plugin.can_download():
-        return f"{missing} (it will be downloaded when the network allows)"
+        return f"{missing}; aeframe bench downloads it first where the network allows"
     return missing
 
 
