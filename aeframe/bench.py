@@ -74,7 +74,9 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
             say(f"{len(cells) - len(pending)} of {len(cells)} cells already done in {request.store_path}; "
                 "taking them from there (--rerun trains them again)")
         executor = LocalExecutor(device, data_dir, metrics, say)
-        say(f"training {len(pending)} cells on {device_info(device)['name']}, budget {request.budget.describe()} per cell")
+        if pending:
+            say(f"training {len(pending)} cells on {device_info(device)['name']}, "
+                f"budget {request.budget.describe()} per cell")
         try:
             for record in executor.run(pending):
                 store.save(record)

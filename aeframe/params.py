@@ -112,3 +112,8 @@ def resolve_params(declared: Sequence[Param], given: dict[str, str], owner: str)
 def non_default(declared: Sequence[Param], values: dict[str, Any]) -> dict[str, str]:
     """The parameters whose value differs from the default, formatted as the user would type them."""
     return {p.name: p.format(values[p.name]) for p in declared if values.get(p.name) != p.default}
+
+
+def formatted(declared: Sequence[Param], values: dict[str, Any]) -> dict[str, str]:
+    """Every declared parameter's value, formatted as the user would type it (for records)."""
+    return {p.name: p.format(values[p.name]) for p in declared}

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from aeframe.budget import Budget
 from aeframe.dataset import DatasetPlugin
-from aeframe.params import non_default, resolve_params
+from aeframe.params import formatted, non_default, resolve_params
 from aeframe.plugins import Registry
 from aeframe.spec import parse_combination, parse_component
 from aeframe.technique import Composition, Member
@@ -28,11 +28,7 @@ class DatasetChoice:
         return f"{self.plugin.name}[{extra}]" if extra else self.plugin.name
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.plugin.name,
-            "title": self.plugin.title,
-            "params": {p.name: p.format(self.params[p.name]) for p in self.plugin.params},
-        }
+        return {"name": self.plugin.name, "title": self.plugin.title, "params": formatted(self.plugin.params, self.params)}
 
 
 @dataclass

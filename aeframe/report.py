@@ -17,7 +17,7 @@ from typing import Any
 from tabulate import tabulate
 
 from aeframe.metric import Metric
-from aeframe.record import DONE, CellRecord
+from aeframe.record import DONE, SKIPPED, CellRecord
 
 FORMATS = ("markdown", "json", "csv")
 
@@ -99,6 +99,10 @@ def _condition_key(condition: dict[str, Any]) -> str:
     return json.dumps(condition, sort_keys=True)
 
 
+def _skip_of(record: CellRecord, done: CellRecord) -> bool:
+    return record.status == SKIPPED and _dataset(record).get("name") == _dataset(done).get("name")
+
+
 def _sections(records: Sequence[CellRecord]) -> list[_Section]:
     # A later record for the same (dataset, condition, label, seed) supersedes an earlier one,
     # e.g. a rerun after an upgrade, or a failure that was retried: only the latest state counts.
@@ -110,6 +114,9 @@ def _sections(records: Sequence[CellRecord]) -> list[_Section]:
             sort_keys=True,
         )
         latest[identity] = record
+        if record.status == DONE:
+            # A dataset that trains now was only missing before: forget that it was skipped.
+            latest = {k: r for k, r in latest.items() if not _skip_of(r, record)}
 
     sections: dict[str, _Section] = {}
     for record in latest.values():

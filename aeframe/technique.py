@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from aeframe.errors import CompositionError
-from aeframe.params import Param, non_default
+from aeframe.params import Param, formatted, non_default
 from aeframe.schedule import Schedule
 
 PARTS = ("model", "loss", "schedule")
@@ -93,7 +93,7 @@ class Member:
         return f"{self.technique.title} [{', '.join(f'{k}={v}' for k, v in changed.items())}]"
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.technique.name, "params": {p.name: p.format(self.params[p.name]) for p in self.technique.params}}
+        return {"name": self.technique.name, "params": formatted(self.technique.params, self.params)}
 
 
 @dataclass

@@ -5,11 +5,8 @@ unpickler that only builds the plain containers and numpy arrays that the real f
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import pickle
-import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,7 @@ import torch
 
 from aeframe import hookimpl
 from aeframe.dataset import DatasetPlugin, DatasetUnavailable, ImageData, ProgressFn, Split
+from aeframe_builtins.torchvision_download import fetch
 
 FOLDER = "cifar-10-batches-py"
 ARCHIVE = "cifar-10-python.tar.gz"
@@ -27,9 +25,6 @@ META_FILE = "batches.meta"
 FILE_NAMES = (*TRAIN_FILES, TEST_FILE, META_FILE)
 HOME = "https://www.cs.toronto.edu/~kriz/cifar.html"
 STANDARD_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-# Unreachable hosts must fail in seconds, not after the OS's minutes-long connect timeout.
-DOWNLOAD_TIMEOUT_S = 15.0
 
 
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
@@ -164,20 +159,7 @@ class CIFAR10(DatasetPlugin):
 
     def download(self, data_dir: Path, progress: ProgressFn) -> None:
         progress(self.name, 0, None)
-        try:
-            import torchvision  # deferred: importing it costs a second that loading never needs
-
-            previous_timeout = socket.getdefaulttimeout()
-            socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-            try:
-                # torchvision prints to stdout; our stdout may be a report being piped somewhere.
-                with contextlib.redirect_stdout(sys.stderr):
-                    torchvision.datasets.CIFAR10(root=str(data_dir), train=False, download=True)
-            finally:
-                socket.setdefaulttimeout(previous_timeout)
-        except Exception as exc:
-            reason = " ".join(str(exc).split())  # torchvision's messages may span lines; ours stay on one
-            raise DatasetUnavailable(f"{self._not_found(data_dir)} (download failed: {reason})") from exc
+        fetch("CIFAR10", data_dir, self._not_found(data_dir), train=False)
         if self.missing(data_dir, {}) is not None:
             raise DatasetUnavailable(self._not_found(data_dir))
         size = sum((self.folder(data_dir) / n).stat().st_size for n in FILE_NAMES)

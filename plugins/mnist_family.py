@@ -5,10 +5,7 @@ Fashion-MNIST is also taken from Debian's ``dataset-fashion-mnist`` package when
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
-import socket
-import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ from aeframe import hookimpl
 from aeframe.batches import resize_uint8
 from aeframe.dataset import DatasetPlugin, DatasetUnavailable, ImageData, ProgressFn, Split
 from aeframe.params import Param
+from aeframe_builtins.torchvision_download import fetch
 
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
@@ -31,8 +29,6 @@ SPLIT_FILES = (
 )
 FILE_NAMES = tuple(name for _, images, labels in SPLIT_FILES for name in (images, labels))
 
-# Unreachable hosts must fail in seconds, not after the OS's minutes-long connect timeout.
-DOWNLOAD_TIMEOUT_S = 15.0
 
 def read_idx(path: Path, magic: int, refetch_hint: str = "") -> np.ndarray:
     """The array stored in an IDX file of unsigned bytes (gzipped if the name ends in ``.gz``).
@@ -139,23 +135,8 @@ class _IdxDataset(DatasetPlugin):
 
     def download(self, data_dir: Path, progress: ProgressFn) -> None:
         progress(self.name, 0, None)
-        try:
-            import torchvision  # deferred: importing it costs a second that loading never needs
-
-            dataset_class = getattr(torchvision.datasets, self.torchvision_class)
-            previous_timeout = socket.getdefaulttimeout()
-            socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-            try:
-                # torchvision prints to stdout; our stdout may be a report being piped somewhere.
-                with contextlib.redirect_stdout(sys.stderr):
-                    # One instance fetches all four files (train and test).
-                    dataset_class(root=str(data_dir), train=True, download=True)
-            finally:
-                socket.setdefaulttimeout(previous_timeout)
-        except Exception as exc:
-            # torchvision's messages span lines (one per mirror tried); ours stay on one.
-            reason = " ".join(str(exc).split())
-            raise DatasetUnavailable(f"{self._not_found(data_dir)} (download failed: {reason})") from exc
+        # One instance fetches all four files (train and test).
+        fetch(self.torchvision_class, data_dir, self._not_found(data_dir), train=True)
         files = self._locate(data_dir)
         if files is None:
             raise DatasetUnavailable(self._not_found(data_dir))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from aeframe.dataset import DatasetPlugin, DatasetUnavailable, ImageData
 from aeframe.errors import SpecError
 from aeframe.params import Param
-from aeframe_builtins import cifar10, mnist_family, shapes
+from aeframe_builtins import cifar10, mnist_family, shapes, torchvision_download
 from aeframe_builtins.cifar10 import CIFAR10, RestrictedUnpickler, restricted_load
 from aeframe_builtins.mnist_family import MNIST, FashionMNIST
 from aeframe_builtins.shapes import Shapes
@@ -256,7 +256,7 @@ def test_download_success_reports_progress(tmp_path, rng, monkeypatch, capsys):
 
     class Fetcher:
         def __init__(self, root, train=True, download=False, **kwargs):
-            assert socket.getdefaulttimeout() == mnist_family.DOWNLOAD_TIMEOUT_S
+            assert socket.getdefaulttimeout() == torchvision_download.DOWNLOAD_TIMEOUT_S
             print("Downloading...")
             write_mnist(Path(root) / "MNIST" / "raw", arrays, gz=True)
 

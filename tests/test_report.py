@@ -256,3 +256,12 @@ def test_format_duration_rejects_non_durations():
         format_duration(-1)
     with pytest.raises(ValueError):
         format_duration(float("nan"))
+
+
+def test_a_skipped_dataset_that_later_ran_is_no_longer_listed_as_skipped():
+    skipped = not_done("skipped", "mnist is not in /data", label="mnist")
+    records = [skipped, done()]
+    out = render(records, METRICS)
+    assert "skipped" not in out and "| Baseline |" in out.replace("  ", " ").replace("  ", " ")
+    # Skipped after it ran (files deleted since): both the table and the reason show.
+    assert "- mnist: skipped (mnist is not in /data)" in render([done(), skipped], METRICS)
