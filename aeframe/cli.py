@@ -183,7 +183,7 @@ def _listing(rows: Sequence[dict]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Output JSON.")
 def plugins(as_json: bool) -> None:
     """Each plugin: name, distribution and version, hooks, what it registered, and its load error if any."""
-    registry = get_registry()
+    registry = _registry()
     rows = [p.to_dict() for p in registry.plugins]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -200,8 +200,6 @@ def plugins(as_json: bool) -> None:
             click.echo(f"    ERROR: {row['error']} (skipped)")
         if row["skipped"]:
             click.echo(f"    skipped: {row['skipped']}")
-    for warning in registry.warnings:
-        say(f"warning: {warning}")
 
 
 @cli.command()

@@ -34,6 +34,12 @@ def test_bench_prints_only_the_table_on_stdout_and_stores_the_cell(tmp_path):
     assert "1 of 1 cells already done" in again.stderr
     assert again.stdout == result.stdout
 
+    forced = run_cli("bench", "-t", "baseline", "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite", "--rerun",
+                     cwd=tmp_path)
+    assert forced.returncode == 0
+    assert "already done" not in forced.stderr and "[1/1] Baseline" in forced.stderr
+    # Same seed, same numbers (MAE and MSE); only the timing columns may differ.
+    assert forced.stdout.splitlines()[4].split("|")[2:4] == result.stdout.splitlines()[4].split("|")[2:4]
     report = run_cli("report", "--store", "r.sqlite", "--format", "json", cwd=tmp_path)
     data = json.loads(report.stdout)
     row = data["datasets"][0]["tables"][0]["rows"][0]
@@ -137,3 +143,20 @@ def test_a_killed_run_keeps_its_finished_cells_and_resumes(tmp_path):
     assert f"{finished} of 6 cells already done" in resumed.stderr
     assert _done_cells(store) == 6
     assert "± " in resumed.stdout  # six seeds of one row: mean ± std
+
+
+def test_plugins_command_lists_a_broken_third_party_plugin_and_goes_on(tmp_path):
+    info = tmp_path / "site" / "aeframe_broken-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: aeframe-broken\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[aeframe]\nbroken = fake_broken_mod\n")
+    (tmp_path / "site" / "fake_broken_mod.py").write_text("raise RuntimeError('half-installed')\n")
+    env = {"PYTHONPATH": str(tmp_path / "site"), "AEFRAME_DISABLE_PLUGIN_AUTOLOAD": ""}
+    result = run_cli("plugins", "--json", cwd=tmp_path, env=env)
+    assert result.returncode == 0
+    broken = next(r for r in json.loads(result.stdout) if r["name"] == "broken")
+    assert broken["distribution"] == "aeframe-broken" and broken["error"] == "RuntimeError: half-installed"
+    assert "aeframe: warning: plugin 'broken' (aeframe-broken 0.1) failed to load: RuntimeError: half-installed; skipped" \
+        in result.stderr
+    listing = run_cli("list", "techniques", cwd=tmp_path, env=env)
+    assert listing.returncode == 0 and listing.stdout.startswith("baseline: Baseline:")
