@@ -18,7 +18,7 @@ from aeframe.dataset import DatasetPlugin, DatasetUnavailable, ImageData, Split 
 from aeframe.metric import Metric  # noqa: E402
 from aeframe.params import Param  # noqa: E402
 from aeframe.schedule import Phase, Schedule  # noqa: E402
-from aeframe.technique import CellContext, Technique  # noqa: E402
+from aeframe.technique import CellContext, Technique, TechniqueUnavailable  # noqa: E402
 
 __all__ = [
     "CellContext",
@@ -31,6 +31,7 @@ __all__ = [
     "Schedule",
     "Split",
     "Technique",
+    "TechniqueUnavailable",
     "__version__",
     "hookimpl",
 ]

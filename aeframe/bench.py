@@ -8,7 +8,7 @@ from aeframe.budget import Budget
 from aeframe.environment import device_info, resolve_device, versions
 from aeframe.errors import SpecError
 from aeframe.executor import LocalExecutor
-from aeframe.loading import default_data_dir
+from aeframe.loading import default_cache_dir, default_data_dir, make_workspace
 from aeframe.metric import Metric
 from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
 from aeframe.plugins import Registry
@@ -35,13 +35,19 @@ class BenchRequest:
 class BenchOutcome:
     records: list[CellRecord]
     metrics: list[Metric]
-    explicit_datasets: set[str] = field(default_factory=set)
+    named_datasets: set[str] = field(default_factory=set)
+    named_techniques: bool = False
+
+    def _asked_for(self, record: CellRecord) -> bool:
+        """Whether the user named what was skipped (rather than --all finding it unavailable)."""
+        if "techniques" in record.config:  # a technique that cannot run here
+            return self.named_techniques
+        return record.config["dataset"]["name"] in self.named_datasets
 
     @property
     def exit_code(self) -> int:
         failed = any(r.status == FAILED for r in self.records)
-        # A dataset the user named (rather than one --all found) that could not be had is a failure.
-        missing = any(r.status == SKIPPED and r.config["dataset"]["name"] in self.explicit_datasets for r in self.records)
+        missing = any(r.status == SKIPPED and self._asked_for(r) for r in self.records)
         return 1 if failed or missing else 0
 
     def render(self, fmt: str) -> str:
@@ -73,7 +79,8 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
         if len(pending) < len(cells):
             say(f"{len(cells) - len(pending)} of {len(cells)} cells already done in {request.store_path}; "
                 "taking them from there (--rerun trains them again)")
-        executor = LocalExecutor(device, data_dir, metrics, say)
+        workspace = make_workspace(registry, data_dir, default_cache_dir(), say)
+        executor = LocalExecutor(device, workspace, metrics, say)
         if pending:
             say(f"training {len(pending)} cells on {device_info(device)['name']}, "
                 f"budget {request.budget.describe()} per cell")
@@ -84,9 +91,8 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
         except KeyboardInterrupt:
             say(f"interrupted: the {len(records)} finished cells are saved in {request.store_path}")
             raise
-    failed = [r for r in records if r.status == FAILED]
-    for r in failed:
+    for r in (r for r in records if r.status == FAILED):
         say(f"failed: {r.config['label']} on {r.config['dataset']['name']} (seed {r.config.get('seed')}): "
             f"{(r.error or '').splitlines()[0]}")
-    explicit = set() if request.run_all else {d.plugin.name for d in datasets}
-    return BenchOutcome(records, metrics, explicit)
+    named = set() if request.run_all or not request.datasets else {d.plugin.name for d in datasets}
+    return BenchOutcome(records, metrics, named, bool(request.techniques) and not request.run_all)

@@ -6,19 +6,29 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from aeframe.batches import DeviceSplit
+from aeframe.dataset import DatasetUnavailable, ImageData
 from aeframe.errors import AeframeError
 from aeframe.evaluate import timed_evaluate
 from aeframe.metric import Metric
 from aeframe.plan import Cell
-from aeframe.record import DIVERGED, DONE, FAILED, CellRecord
-from aeframe.technique import CellContext
+from aeframe.record import DIVERGED, DONE, FAILED, SKIPPED, CellRecord
+from aeframe.technique import CellContext, TechniqueUnavailable
 from aeframe.train import ProgressSink, train
+
+
+@dataclass
+class Workspace:
+    """Where cells read and write besides the store, and how they reach other datasets."""
+
+    data_dir: Path
+    cache_dir: Path
+    load_dataset: Callable[[str], ImageData]
 
 
 @dataclass
@@ -69,10 +79,14 @@ def run_cell(
     data: CellData,
     metrics: Sequence[Metric],
     device: torch.device,
-    data_dir: Path,
+    workspace: Workspace,
     progress: ProgressSink | None = None,
 ) -> CellRecord:
-    """Train and evaluate one cell. Any exception becomes a failed record; Ctrl-C propagates."""
+    """Train and evaluate one cell. Any exception becomes a failed record; Ctrl-C propagates.
+
+    A technique that cannot run here (:class:`TechniqueUnavailable`, or another dataset it needs
+    being unavailable) gives a skipped record with the reason.
+    """
     record = CellRecord(key=cell.key, config=dict(cell.config), status=FAILED, started_at=now())
     try:
         seed_everything(cell.seed)
@@ -82,7 +96,9 @@ def run_cell(
             num_classes=data.num_classes,
             seed=cell.seed,
             device=device,
-            data_dir=data_dir,
+            data_dir=workspace.data_dir,
+            cache_dir=workspace.cache_dir,
+            load_dataset=workspace.load_dataset,
         )
         built = cell.composition.build(context)
         model = built.model.to(device)
@@ -109,6 +125,8 @@ def run_cell(
             record.status = DONE
     except KeyboardInterrupt:
         raise
+    except (TechniqueUnavailable, DatasetUnavailable) as exc:
+        record.status, record.error = SKIPPED, str(exc)
     except Exception as exc:  # a failing technique must not take the other cells down
         record.status = FAILED
         summary = str(exc).splitlines()[0] if str(exc) else ""

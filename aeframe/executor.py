@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import hashlib
 from itertools import groupby
-from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import torch
 
-from aeframe.cell import now, run_cell
+from aeframe.cell import Workspace, now, run_cell
 from aeframe.dataset import DatasetUnavailable
 from aeframe.loading import load_for_training
 from aeframe.metric import Metric
@@ -32,9 +31,9 @@ def skipped_record(cell: Cell, reason: str) -> CellRecord:
 class LocalExecutor:
     """Runs cells sequentially in this process on ``device``."""
 
-    def __init__(self, device: torch.device, data_dir: Path, metrics: Sequence[Metric], say: Callable[[str], None]):
+    def __init__(self, device: torch.device, workspace: Workspace, metrics: Sequence[Metric], say: Callable[[str], None]):
         self.device = device
-        self.data_dir = data_dir
+        self.workspace = workspace
         self.metrics = list(metrics)
         self.say = say
 
@@ -45,7 +44,7 @@ class LocalExecutor:
             group = list(group)
             dataset = group[0].dataset
             try:
-                data = load_for_training(dataset, self.data_dir, self.device, self.say)
+                data = load_for_training(dataset, self.workspace.data_dir, self.device, self.say)
             except DatasetUnavailable as exc:
                 position += len(group)
                 self.say(f"skipping {dataset.label}: {exc}")
@@ -55,7 +54,7 @@ class LocalExecutor:
                 position += 1
                 title = f"[{position}/{total}] {cell.composition.label} on {dataset.label} (seed {cell.seed})"
                 progress = CellProgress(title)
-                record = run_cell(cell, data, self.metrics, self.device, self.data_dir, progress)
+                record = run_cell(cell, data, self.metrics, self.device, self.workspace, progress)
                 progress.finish(record)
                 yield record
             del data

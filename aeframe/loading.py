@@ -7,20 +7,46 @@ from typing import Callable
 
 import torch
 
-from aeframe.cell import CellData
 from aeframe.batches import DeviceSplit
-from aeframe.dataset import DatasetUnavailable
-from aeframe.plan import DatasetChoice
+from aeframe.cell import CellData, Workspace
+from aeframe.dataset import DatasetUnavailable, ImageData
+from aeframe.plan import DatasetChoice, resolve_dataset
+from aeframe.plugins import Registry
 
 DATA_ENV = "AEFRAME_DATA"
+CACHE_ENV = "AEFRAME_CACHE"
+
+
+def _user_cache() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aeframe"
 
 
 def default_data_dir() -> Path:
     """``$AEFRAME_DATA``, else the per-user cache (``$XDG_CACHE_HOME/aeframe/data``)."""
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV]).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "aeframe" / "data"
+    return _user_cache() / "data"
+
+
+def default_cache_dir() -> Path:
+    """``$AEFRAME_CACHE``, else ``$XDG_CACHE_HOME/aeframe/cache``: files plugins derive and reuse."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return _user_cache() / "cache"
+
+
+def make_workspace(registry: Registry, data_dir: Path, cache_dir: Path, say: Callable[[str], None]) -> Workspace:
+    """A workspace whose ``load_dataset`` loads any registered dataset once per run."""
+    loaded: dict[str, ImageData] = {}
+
+    def load_dataset(text: str) -> ImageData:
+        if text not in loaded:
+            choice = resolve_dataset(text, registry)
+            obtain(choice, data_dir, say)
+            loaded[text] = choice.plugin.load(data_dir, choice.params)
+        return loaded[text]
+
+    return Workspace(data_dir=data_dir, cache_dir=cache_dir, load_dataset=load_dataset)
 
 
 def availability(choice: DatasetChoice, data_dir: Path) -> str | None:

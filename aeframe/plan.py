@@ -9,6 +9,7 @@ from typing import Any, Sequence
 from aeframe.budget import Budget
 from aeframe.dataset import DatasetPlugin
 from aeframe.params import formatted, non_default, resolve_params
+from aeframe.errors import SpecError
 from aeframe.plugins import Registry
 from aeframe.spec import parse_combination, parse_component
 from aeframe.technique import Composition, Member
@@ -47,6 +48,12 @@ def resolve_technique(text: str, registry: Registry) -> Composition:
     for spec in parse_combination(text):
         technique = registry.technique(spec.name)
         params = resolve_params(technique.params, spec.given_dict, f"technique {spec.name}")
+        check = getattr(technique, "check_params", None)
+        if callable(check):
+            try:
+                check(params)
+            except ValueError as exc:
+                raise SpecError(f"technique {spec.name}: {exc}") from None
         members.append(Member(technique, params))
     return Composition(members, lookup=registry.techniques.get)
 

@@ -43,7 +43,10 @@ class CellContext:
     params:      the typed parameters of the technique being called (each technique sees its own).
     seed:        the cell's seed (already applied to torch's generators before the model is built).
     device:      where training runs.
-    data_dir:    the data directory (for plugins that cache files, e.g. weights).
+    data_dir:    the data directory.
+    cache_dir:   where plugins may keep files they derive (e.g. weights they trained), for reuse.
+    load_dataset: loads another registered dataset from its ``-d`` text (e.g. ``"shapes[train=500]"``)
+                 into memory; raises :class:`aeframe.DatasetUnavailable` when it cannot be had.
     """
 
     shape: tuple[int, int, int]
@@ -52,7 +55,17 @@ class CellContext:
     seed: int
     device: torch.device
     data_dir: Path
+    cache_dir: Path
+    load_dataset: Callable[[str], Any]
     params: dict[str, Any] = field(default_factory=dict)
+
+
+class TechniqueUnavailable(Exception):
+    """Raised by a technique that cannot run here (e.g. pretrained weights missing offline).
+
+    The cell is stored as skipped with this message, which must say what to put where (or which
+    parameter gives an alternative), and the run goes on.
+    """
 
 
 class Technique:
@@ -63,6 +76,10 @@ class Technique:
     description: one line for ``aeframe list techniques``.
     params:      the declared ``-t name[key=value]`` parameters.
     base:        the technique whose parts fill in what this one does not provide (or None).
+
+    A technique may also define ``check_params(params)``, raising ``ValueError`` for values that
+    are fine one by one but not together (e.g. two lists of different lengths); the user sees the
+    message before anything runs.
     """
 
     name: str = ""

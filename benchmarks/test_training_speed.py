@@ -14,7 +14,7 @@ import torch
 from aeframe.budget import Budget
 from aeframe.cell import run_cell
 from aeframe.environment import device_info, resolve_device, versions
-from aeframe.loading import load_for_training
+from aeframe.loading import default_cache_dir, default_data_dir, load_for_training, make_workspace
 from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
 from aeframe.plugins import build_registry
 
@@ -27,19 +27,20 @@ def setup():
     device = resolve_device("auto")
     dataset = resolve_dataset(DATASET, registry)
     data = load_for_training(dataset, Path("."), device, lambda _: None)
-    return registry, device, dataset, data
+    workspace = make_workspace(registry, default_data_dir(), default_cache_dir(), lambda _: None)
+    return registry, device, dataset, data, workspace
 
 
 @pytest.mark.parametrize("technique", sorted(build_registry(autoload=False).techniques))
 def test_one_epoch(benchmark, setup, technique):
-    registry, device, dataset, data = setup
+    registry, device, dataset, data, workspace = setup
     comp = resolve_technique(technique, registry)
     cell = plan_cells([comp], [dataset], 1, Budget(epochs=1), device_info(device), versions(), registry)[0]
     metrics = list(registry.metrics.values())
     records = []
 
     def one_cell():
-        records.append(run_cell(cell, data, metrics, device, Path(".")))
+        records.append(run_cell(cell, data, metrics, device, workspace))
 
     benchmark.pedantic(one_cell, rounds=3, iterations=1, warmup_rounds=1)
     rates = [r.stats["images_per_second"] for r in records]

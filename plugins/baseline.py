@@ -6,43 +6,17 @@ image sizes scale the pooled grids with the side (H/2, H/4), so the same design 
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from aeframe import CellContext, Param, Technique, hookimpl
-from aeframe.protocol import ImageNetNormalize, study_schedule
+from aeframe.protocol import study_schedule
 from aeframe.schedule import Schedule
-from aeframe_builtins.layers import Clamp01, Unflatten, Upsample, convblock, downsamp
+from aeframe_builtins.layers import Autoencoder, study_decoder, study_encoder
+from aeframe_builtins.study_rates import second_run_lr
 
 
-class BaselineAE(nn.Module):
-    """Encoder and decoder as named submodules, so techniques can replace or adjust parts of them."""
-
-    def __init__(self, shape: tuple[int, int, int], latent: int = 1000):
-        super().__init__()
-        channels, height, width = shape
-        if height != width or height % 4:
-            raise ValueError(f"the Baseline needs square images with a side divisible by 4, got {height}x{width}")
-        grid = height // 4
-        self.normalize = ImageNetNormalize(channels)
-        self.encoder = nn.Sequential(
-            convblock(channels, 12),
-            downsamp(12, height // 2),
-            convblock(12, 24),
-            downsamp(24, grid),
-            nn.Flatten(),
-            nn.Linear(24 * grid * grid, latent),
-        )
-        self.decoder = nn.Sequential(
-            nn.Linear(latent, 24 * grid * grid),
-            Unflatten(24, grid),
-            Upsample(24, 12),
-            Upsample(12, channels),
-            Clamp01(),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(self.normalize(x)))
+def baseline_autoencoder(shape: tuple[int, int, int], latent: int = 1000) -> Autoencoder:
+    return Autoencoder(shape[0], study_encoder(shape, latent), study_decoder(shape, latent))
 
 
 class Baseline(Technique):
@@ -52,14 +26,13 @@ class Baseline(Technique):
     params = (Param("latent", int, 1000, "size of the bottleneck vector"),)
 
     def build_model(self, ctx: CellContext) -> nn.Module:
-        return BaselineAE(ctx.shape, latent=ctx.params["latent"])
+        return baseline_autoencoder(ctx.shape, latent=ctx.params["latent"])
 
     def build_loss(self, ctx: CellContext):
         return nn.functional.mse_loss
 
     def build_schedule(self, ctx: CellContext) -> Schedule:
-        # The study's second-run rate for the Baseline is 1e-3 on both MNIST and CIFAR-10 (section 4).
-        return study_schedule(second_lr=1e-3)
+        return study_schedule(second_lr=second_run_lr(self.name, ctx.dataset))
 
 
 @hookimpl

@@ -1,8 +1,14 @@
-"""Building blocks of the study's models (its model_layers.py), shared by the built-in techniques."""
+"""Building blocks of the study's models (its model_layers.py), shared by the built-in techniques.
+
+Every upsampling block here has an integer ``scale`` that may be changed between phases: it is
+how progressive resizing trains the same model at a smaller output size first.
+"""
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from aeframe.protocol import ImageNetNormalize
 
 
 def convblock(c_in: int, c_out: int) -> nn.Sequential:
@@ -16,11 +22,7 @@ def downsamp(channels: int, size: int) -> nn.Sequential:
 
 
 class Upsample(nn.Module):
-    """Nearest-neighbour upsampling, BatchNorm of the input, 3x3 conv with bias, BatchNorm, ReLU.
-
-    ``scale`` is kept as a plain attribute so a schedule may change it between phases (progressive
-    resizing sets the last block's scale from 1 to 2).
-    """
+    """Nearest-neighbour upsampling by ``scale``, BatchNorm of the input, 3x3 conv with bias, BatchNorm, ReLU."""
 
     def __init__(self, c_in: int, c_out: int, scale: int = 2):
         super().__init__()
@@ -51,3 +53,58 @@ class Clamp01(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(0, 1)
+
+
+def latent_grid(shape: tuple[int, int, int]) -> int:
+    """Side of the 24-channel map at the bottleneck: a quarter of the image side (8 for 32x32)."""
+    channels, height, width = shape
+    if height != width or height % 4:
+        raise ValueError(f"the study's autoencoders need square images with a side divisible by 4, got {height}x{width}")
+    return height // 4
+
+
+def study_encoder(shape: tuple[int, int, int], latent: int = 1000) -> nn.Sequential:
+    """The Baseline's encoder: two conv stages pooled to H/2 and H/4, then a linear bottleneck."""
+    channels, height, _ = shape
+    grid = latent_grid(shape)
+    return nn.Sequential(
+        convblock(channels, 12),
+        downsamp(12, height // 2),
+        convblock(12, 24),
+        downsamp(24, grid),
+        nn.Flatten(),
+        nn.Linear(24 * grid * grid, latent),
+    )
+
+
+def study_decoder(shape: tuple[int, int, int], latent: int = 1000) -> nn.Sequential:
+    """The Baseline's decoder: linear to a 24 x H/4 x H/4 map, two upsample blocks, clamp."""
+    grid = latent_grid(shape)
+    return nn.Sequential(
+        nn.Linear(latent, 24 * grid * grid),
+        Unflatten(24, grid),
+        Upsample(24, 12),
+        Upsample(12, shape[0]),
+        Clamp01(),
+    )
+
+
+class Autoencoder(nn.Module):
+    """ImageNet normalisation of the [0, 1] input, an encoder, a decoder: the study's model layout.
+
+    Encoder and decoder are named submodules so techniques can replace or adjust parts of them.
+    """
+
+    def __init__(self, channels: int, encoder: nn.Module, decoder: nn.Module):
+        super().__init__()
+        self.normalize = ImageNetNormalize(channels)
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(self.normalize(x)))
+
+
+def rescalable(model: nn.Module) -> list[nn.Module]:
+    """The model's upsampling blocks whose ``scale`` may change, in forward order."""
+    return [m for m in model.modules() if isinstance(getattr(m, "scale", None), int)]

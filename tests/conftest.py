@@ -26,3 +26,12 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300
     full_env = {**os.environ, **(env or {})}
     exe = Path(sys.executable).with_name("aeframe")
     return subprocess.run([str(exe), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def workspace(registry, tmp_path_factory):
+    """A data directory with nothing in it and a private cache, loading datasets from ``registry``."""
+    from aeframe.loading import make_workspace
+
+    root = tmp_path_factory.mktemp("workspace")
+    return make_workspace(registry, root / "data", root / "cache", lambda _: None)

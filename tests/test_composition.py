@@ -12,7 +12,8 @@ from aeframe.plugins import Registry
 from aeframe.protocol import study_schedule
 from aeframe.technique import Composition, Member
 
-CTX = CellContext(shape=(3, 8, 8), dataset="toy", num_classes=2, seed=0, device=torch.device("cpu"), data_dir=Path("."))
+CTX = CellContext(shape=(3, 8, 8), dataset="toy", num_classes=2, seed=0, device=torch.device("cpu"), data_dir=Path("."),
+                  cache_dir=Path("."), load_dataset=lambda text: None)
 
 
 class Tagged(nn.Module):

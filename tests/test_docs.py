@@ -38,7 +38,7 @@ def test_every_hook_docstring_covers_its_arguments_and_result(hook):
     assert ":returns:" in doc and "firstresult" in doc
 
 
-def test_the_plugin_example_in_the_docs_runs(registry):
+def test_the_plugin_example_in_the_docs_runs(registry, workspace):
     """The technique example in docs/plugins.md, executed as written, trains a cell."""
     import re
 
@@ -65,5 +65,5 @@ def test_the_plugin_example_in_the_docs_runs(registry):
     dataset = resolve_dataset("shapes[train=256,test=64]", toys)
     cell = plan_cells([comp], [dataset], 1, Budget(epochs=1), device_info(cpu), versions(), toys)[0]
     data = load_for_training(dataset, Path("."), cpu, lambda _: None)
-    record = run_cell(cell, data, list(toys.metrics.values()), cpu, Path("."))
+    record = run_cell(cell, data, list(toys.metrics.values()), cpu, workspace)
     assert record.status == "done" and record.metrics["mse"] > 0

@@ -33,19 +33,19 @@ def metrics(registry):
     return list(registry.metrics.values())
 
 
-def test_same_cell_and_seed_give_the_same_numbers(registry, shapes_data):
+def test_same_cell_and_seed_give_the_same_numbers(registry, shapes_data, workspace):
     cell = one_cell(registry, budget=Budget(epochs=2))
-    a = run_cell(cell, shapes_data, metrics(registry), CPU, Path("."))
-    b = run_cell(cell, shapes_data, metrics(registry), CPU, Path("."))
+    a = run_cell(cell, shapes_data, metrics(registry), CPU, workspace)
+    b = run_cell(cell, shapes_data, metrics(registry), CPU, workspace)
     assert a.status == b.status == "done"
     assert a.metrics == b.metrics
     assert [e["train_loss"] for e in a.curve] == [e["train_loss"] for e in b.curve]
-    other = run_cell(one_cell(registry, budget=Budget(epochs=2), seed=1), shapes_data, metrics(registry), CPU, Path("."))
+    other = run_cell(one_cell(registry, budget=Budget(epochs=2), seed=1), shapes_data, metrics(registry), CPU, workspace)
     assert other.metrics != a.metrics
 
 
-def test_epoch_budget_record(registry, shapes_data):
-    record = run_cell(one_cell(registry, budget=Budget(epochs=3)), shapes_data, metrics(registry), CPU, Path("."))
+def test_epoch_budget_record(registry, shapes_data, workspace):
+    record = run_cell(one_cell(registry, budget=Budget(epochs=3)), shapes_data, metrics(registry), CPU, workspace)
     assert record.status == "done"
     assert record.stats["epochs"] == 3.0 and record.stats["steps"] == 3 * (512 // 128)
     assert record.stats["params"] == 3_080_629
@@ -58,16 +58,16 @@ def test_epoch_budget_record(registry, shapes_data):
     assert record.config["protocol"]["phases"][1]["max_lr"] == [1e-3]
 
 
-def test_a_few_epochs_reduce_the_loss(registry, shapes_data):
-    record = run_cell(one_cell(registry, budget=Budget(epochs=4)), shapes_data, metrics(registry), CPU, Path("."))
+def test_a_few_epochs_reduce_the_loss(registry, shapes_data, workspace):
+    record = run_cell(one_cell(registry, budget=Budget(epochs=4)), shapes_data, metrics(registry), CPU, workspace)
     losses = [e["train_loss"] for e in record.curve]
     assert losses[-1] < 0.7 * losses[0]
 
 
-def test_time_budget_stops_mid_epoch(registry):
+def test_time_budget_stops_mid_epoch(registry, workspace):
     data = load_for_training(resolve_dataset("shapes[train=20000,test=128]", registry), Path("."), CPU, lambda _: None)
     cell = one_cell(registry, budget=Budget(epochs=15, seconds=1.0))
-    record = run_cell(cell, data, metrics(registry), CPU, Path("."))
+    record = run_cell(cell, data, metrics(registry), CPU, workspace)
     assert record.status == "done"
     steps, seconds = record.stats["steps"], record.stats["train_seconds"]
     assert 0 < record.stats["epochs"] < 1  # 156 steps per epoch; one second allows far fewer
@@ -109,22 +109,22 @@ def toy_registry(registry):
     return toys
 
 
-def test_nan_loss_is_recorded_as_diverged(toy_registry, shapes_data):
-    record = run_cell(one_cell(toy_registry, "explodes"), shapes_data, metrics(toy_registry), CPU, Path("."))
+def test_nan_loss_is_recorded_as_diverged(toy_registry, shapes_data, workspace):
+    record = run_cell(one_cell(toy_registry, "explodes"), shapes_data, metrics(toy_registry), CPU, workspace)
     assert record.status == "diverged"
     assert record.error == "training loss became nan in epoch 1"
     assert len(record.curve) == 1
 
 
-def test_exception_becomes_a_failed_record_with_traceback(toy_registry, shapes_data):
-    record = run_cell(one_cell(toy_registry, "raises"), shapes_data, metrics(toy_registry), CPU, Path("."))
+def test_exception_becomes_a_failed_record_with_traceback(toy_registry, shapes_data, workspace):
+    record = run_cell(one_cell(toy_registry, "raises"), shapes_data, metrics(toy_registry), CPU, workspace)
     assert record.status == "failed"
     assert record.error.startswith("RuntimeError: boom\n")
     assert "Traceback" in record.error and "wrap_model" in record.error
 
 
-def test_wrong_output_shape_names_the_technique(toy_registry, shapes_data):
-    record = run_cell(one_cell(toy_registry, "wrong-shape"), shapes_data, metrics(toy_registry), CPU, Path("."))
+def test_wrong_output_shape_names_the_technique(toy_registry, shapes_data, workspace):
+    record = run_cell(one_cell(toy_registry, "wrong-shape"), shapes_data, metrics(toy_registry), CPU, workspace)
     assert record.status == "failed"
     assert record.error.splitlines()[0] == (
         "AeframeError: technique 'Wrong Shape' built a model whose output has shape (3, 16, 16) for input "
