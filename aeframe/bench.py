@@ -29,6 +29,7 @@ class BenchRequest:
     data_dir: Path | None
     store_path: Path
     rerun: bool
+    lr: str = "study"
 
 
 @dataclass
@@ -65,7 +66,8 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     device = resolve_device(request.device)
     data_dir = request.data_dir or default_data_dir()
     metrics = list(registry.metrics.values())
-    cells = plan_cells(compositions, datasets, request.seeds, request.budget, device_info(device), versions(), registry)
+    cells = plan_cells(compositions, datasets, request.seeds, request.budget, device_info(device), versions(), registry,
+                       request.lr)
 
     records: list[CellRecord] = []
     with Store(request.store_path) as store:

@@ -106,7 +106,8 @@ def run_cell(
         record.config["protocol"] = _schedule_summary(built.schedule)
         _check_output(model, data, cell.composition.label)
         generator = torch.Generator(device=device).manual_seed(cell.seed)
-        result = train(model, loss_fn, built.schedule, data.train, data.test, cell.budget, context, generator, progress)
+        result = train(model, loss_fn, built.schedule, data.train, data.test, cell.budget, context, generator, progress,
+                       find_lr=cell.config.get("lr") == "find")
         record.curve = result.curve
         record.stats = {
             "train_seconds": result.train_seconds,
@@ -116,6 +117,9 @@ def run_cell(
             "images_per_second": result.steps * built.schedule.batch_size / max(result.train_seconds, 1e-9),
             "params": sum(p.numel() for p in model.parameters()),
         }
+        if result.lr_tests:
+            record.stats["lr_find_seconds"] = sum(t["seconds"] for t in result.lr_tests)
+            record.stats["lr_found"] = [t["suggestion"] for t in result.lr_tests]
         if result.diverged:
             record.status, record.error = DIVERGED, result.diverged
         else:

@@ -62,6 +62,9 @@ def cli() -> None:
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True, help="Epoch budget per cell.")
 @click.option("--time-budget", callback=_duration, metavar="DURATION",
               help="Training-time budget per cell (45s, 10m, 1h); whichever of it and --epochs ends first.")
+@click.option("--lr", type=click.Choice(["study", "find"]), default="study", show_default=True,
+              help="Learning rates: each technique's (the study's), or a range test per cell ('valley' rule), "
+                   "whose time is reported apart from training time.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="AEFRAME_DATA",
               help="Where datasets live [env AEFRAME_DATA; default: the per-user cache].")
@@ -70,7 +73,8 @@ def cli() -> None:
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the tables to this file instead of stdout.")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json", "csv"]), default="markdown", show_default=True)
 @click.option("--rerun", is_flag=True, help="Train cells again even if the store has them done.")
-def bench(all_, techniques, datasets, seeds, epochs, time_budget, device, data_dir, store_path, output, fmt, rerun) -> None:
+def bench(all_, techniques, datasets, seeds, epochs, time_budget, lr, device, data_dir, store_path, output, fmt,
+          rerun) -> None:
     """Train techniques on datasets under a budget, store every cell, print the comparison tables.
 
     Cells already done with the same configuration are taken from the store, so re-running a
@@ -90,6 +94,7 @@ def bench(all_, techniques, datasets, seeds, epochs, time_budget, device, data_d
         data_dir=data_dir,
         store_path=store_path,
         rerun=rerun,
+        lr=lr,
     )
     outcome = _guard(lambda: run_bench(request, _registry()))
     _emit(outcome.render(fmt), output)

@@ -76,6 +76,7 @@ def cell_key(config: dict[str, Any]) -> str:
         "dataset": {"name": config["dataset"]["name"], "params": config["dataset"]["params"]},
         "seed": config["seed"],
         "budget": config["budget"],
+        "lr": config["lr"],
         "device": config["device"]["type"],
         "versions": {k: config["versions"][k] for k in ("aeframe", "torch")},
     }
@@ -90,8 +91,13 @@ def plan_cells(
     device: dict[str, str],
     versions: dict[str, str],
     registry: Registry,
+    lr: str = "study",
 ) -> list[Cell]:
-    """Every combination x dataset x seed, datasets outermost so each is loaded once."""
+    """Every combination x dataset x seed, datasets outermost so each is loaded once.
+
+    ``lr`` is "study" (each technique's own rates) or "find" (a range test sets the rates of the
+    phases that ask for it).
+    """
     cells = []
     for dataset in datasets:
         for composition in compositions:
@@ -105,6 +111,7 @@ def plan_cells(
                     "dataset": dataset.describe(),
                     "seed": seed,
                     "budget": budget.to_dict(),
+                    "lr": lr,
                     "device": device,
                     "versions": versions,
                 }

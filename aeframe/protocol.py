@@ -120,7 +120,8 @@ def study_schedule(second_lr: float | Sequence[float] = 1e-3, **second_phase) ->
     return Schedule(
         phases=[
             Phase(fraction=first / total, max_lr=STUDY_FIRST_LR, name="run 1"),
-            Phase(fraction=second / total, max_lr=second_lr, name="run 2", **second_phase),
+            # The study chose this rate after an lr_find; `--lr find` reruns that test here.
+            Phase(fraction=second / total, max_lr=second_lr, name="run 2", find_lr=True, **second_phase),
         ],
         make_optimizer=adamw,
         lr_at=one_cycle_lr,

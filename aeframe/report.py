@@ -22,6 +22,10 @@ from aeframe.record import DONE, SKIPPED, CellRecord
 FORMATS = ("markdown", "json", "csv")
 
 _MISSING = "–"
+_LR_TEXT = {
+    "study": "Learning rates: each technique's own (the study's)",
+    "find": "Learning rates: a range test per cell ('valley'), its time in the LR Find column",
+}
 _VERSION_ORDER = ("aeframe", "torch", "torchvision", "python")
 
 
@@ -92,6 +96,7 @@ def _condition(record: CellRecord) -> dict[str, Any]:
         },
         "device_type": (record.config.get("device") or {}).get("type"),
         "dataset_params": _dataset(record).get("params") or {},
+        "lr": record.config.get("lr", "study"),
     }
 
 
@@ -142,6 +147,7 @@ class _Column:
     text: Callable[[float], str]
     better: str | None = None  # "lower" / "higher": bold the best row; None: never bold
     collapse_equal: bool = False  # show one value, not "x ± 0", when every seed agrees
+    optional: bool = False  # left out of a table where no record has it
 
 
 def _stat(name: str) -> Callable[[CellRecord], Any]:
@@ -163,6 +169,8 @@ def _columns(metrics: Sequence[Metric]) -> list[_Column]:
         _Column("Epochs", _stat("epochs"), lambda v: f"{v:.2f}", collapse_equal=True),
         _Column("Images/s", _stat("images_per_second"), lambda v: f"{v:,.0f}", "higher"),
         _Column("Params", _stat("params"), lambda v: f"{round(v):,}", collapse_equal=True),
+        # The range test of --lr find is not training: its cost shows apart.
+        _Column("LR Find", _stat("lr_find_seconds"), format_duration, optional=True),
     ]
 
 
@@ -227,6 +235,8 @@ def _markdown(sections: list[_Section], metrics: Sequence[Metric]) -> str:
 
 def _markdown_table(table: _Table, columns: list[_Column]) -> str:
     labels = list(table.rows)
+    records = [r for rs in table.rows.values() for r in rs]
+    columns = [c for c in columns if not c.optional or _numbers(records, c.value)]
     values = [[_numbers(table.rows[label], c.value) for c in columns] for label in labels]
     body = [
         # A "|" in a label would end its cell early.
@@ -274,6 +284,7 @@ def _condition_parts(condition: dict[str, Any]) -> dict[str, str]:
         "budget": f"Budget: {_budget_text(condition['budget'])}",
         "device_type": f"Device: {condition['device_type'] or 'unknown'}",
         "dataset_params": f"Dataset parameters: {_params_text(condition['dataset_params'])}",
+        "lr": _LR_TEXT[condition["lr"]],
     }
 
 
@@ -294,6 +305,8 @@ def _note(table: _Table) -> str:
     parts = [f"Budget: {_budget_text(table.condition['budget'])}"]
     if table.condition["dataset_params"]:
         parts.append(f"Dataset parameters: {_params_text(table.condition['dataset_params'])}")
+    if table.condition["lr"] != "study":
+        parts.append(_LR_TEXT[table.condition["lr"]])
     seeds = _distinct([r.config.get("seed") for r in records])
     try:
         seeds.sort()
@@ -374,7 +387,8 @@ def _json(sections: list[_Section], metrics: Sequence[Metric]) -> str:
                         },
                         **{
                             name: _summary(_numbers(records, _stat(name)))
-                            for name in ("train_seconds", "eval_seconds", "epochs", "images_per_second")
+                            for name in ("train_seconds", "eval_seconds", "lr_find_seconds", "epochs",
+                                         "images_per_second")
                         },
                         # A technique's size does not depend on the seed; a list flags if it did.
                         "params": int(params[0]) if len(params) == 1 else [int(p) for p in params] or None,
@@ -400,7 +414,7 @@ def _json(sections: list[_Section], metrics: Sequence[Metric]) -> str:
 
 # -- csv ---------------------------------------------------------------------------------------
 
-_STAT_COLUMNS = ("train_seconds", "eval_seconds", "epochs", "steps", "images_per_second", "params")
+_STAT_COLUMNS = ("train_seconds", "eval_seconds", "lr_find_seconds", "epochs", "steps", "images_per_second", "params")
 
 
 def _csv(records: Sequence[CellRecord], metrics: Sequence[Metric]) -> str:

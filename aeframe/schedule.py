@@ -27,6 +27,8 @@ class Phase:
     image_size:      train on images resized to this side (``None``: the dataset's own size).
     on_start:        called with the model when the phase begins (unfreeze layers, change a scale...).
     param_groups:    splits the model's parameters into groups, one learning rate each.
+    find_lr:         under ``--lr find``, a learning-rate range test run when the phase begins sets
+                     its peak rate (the top group's; the other groups keep their ratios to it).
     """
 
     fraction: float
@@ -36,6 +38,7 @@ class Phase:
     image_size: int | None = None
     on_start: Callable[[nn.Module], None] | None = None
     param_groups: ParamGroups | None = None
+    find_lr: bool = False
 
     def lrs(self) -> list[float]:
         return [float(self.max_lr)] if isinstance(self.max_lr, (int, float)) else [float(x) for x in self.max_lr]

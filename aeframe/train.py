@@ -17,6 +17,7 @@ from aeframe.batches import DeviceSplit, epoch_order, to_unit
 from aeframe.budget import Budget, BudgetTracker, Clock
 from aeframe.errors import AeframeError
 from aeframe.evaluate import timed_evaluate
+from aeframe.lr_find import range_test
 from aeframe.schedule import Phase, Schedule
 from aeframe.technique import CellContext
 
@@ -36,6 +37,7 @@ class TrainResult:
     curve: list[dict] = field(default_factory=list)
     diverged: str | None = None
     final_size: int | None = None
+    lr_tests: list[dict] = field(default_factory=list)
 
 
 class _PhaseState:
@@ -47,25 +49,35 @@ class _PhaseState:
         self.max_lrs: list[float] = []
         self.size: int | None = None
 
-    def enter(self, index: int, phase: Phase, schedule: Schedule, model: nn.Module) -> None:
+    def enter(
+        self,
+        index: int,
+        phase: Phase,
+        schedule: Schedule,
+        model: nn.Module,
+        tune: Callable[[list, list[float]], list[float]] | None = None,
+    ) -> None:
+        """Start a phase: its ``on_start``, then its optimizer (new or kept) and peak rates.
+
+        ``tune`` may replace the peak rates (``--lr find``); it sees the phase's parameter groups.
+        """
         if phase.on_start is not None:
             phase.on_start(model)
-        lrs = phase.lrs()
-        if self.optimizer is None or phase.fresh_optimizer:
+        fresh = self.optimizer is None or phase.fresh_optimizer
+        if fresh:
             groups = phase.param_groups(model) if phase.param_groups else [list(model.parameters())]
-            if len(lrs) == 1:
-                lrs = lrs * len(groups)
-            if len(lrs) != len(groups):
-                raise AeframeError(f"phase {phase.name!r} gives {len(lrs)} learning rates for {len(groups)} parameter groups")
-            self.optimizer = schedule.make_optimizer([{"params": g, "lr": lr} for g, lr in zip(groups, lrs)])
         else:
-            count = len(self.optimizer.param_groups)
-            if len(lrs) == 1:
-                lrs = lrs * count
-            if len(lrs) != count:
-                raise AeframeError(
-                    f"phase {phase.name!r} gives {len(lrs)} learning rates but the optimizer it keeps has {count} groups"
-                )
+            groups = [group["params"] for group in self.optimizer.param_groups]
+        lrs = phase.lrs()
+        if len(lrs) == 1:
+            lrs = lrs * len(groups)
+        if len(lrs) != len(groups):
+            kept = "" if fresh else " (it keeps the previous phase's optimizer)"
+            raise AeframeError(f"phase {phase.name!r} gives {len(lrs)} learning rates for {len(groups)} parameter groups{kept}")
+        if tune is not None:
+            lrs = tune(groups, lrs)
+        if fresh:
+            self.optimizer = schedule.make_optimizer([{"params": g, "lr": lr} for g, lr in zip(groups, lrs)])
         self.index, self.max_lrs, self.size = index, lrs, phase.image_size
 
     def set_rates(self, schedule: Schedule, q: float) -> None:
@@ -86,8 +98,13 @@ def train(
     context: CellContext,
     generator: torch.Generator,
     progress: ProgressSink | None = None,
+    find_lr: bool = False,
 ) -> TrainResult:
-    """Train ``model`` in place under ``budget`` and return what happened, epoch by epoch."""
+    """Train ``model`` in place under ``budget`` and return what happened, epoch by epoch.
+
+    With ``find_lr``, phases marked ``find_lr`` take their peak rate from a range test run when they
+    begin; the test's time is kept off the training clock and reported in ``lr_tests``.
+    """
     device = context.device
     batch = schedule.batch_size
     steps_per_epoch = len(train_split) // batch
@@ -108,7 +125,13 @@ def train(
         for indices in order:
             index, q = schedule.locate(tracker.progress(step))
             if index != state.index:
-                state.enter(index, schedule.phases[index], schedule, model)
+                phase = schedule.phases[index]
+                tune = None
+                if find_lr and phase.find_lr:
+                    tune = _range_tester(model, loss_fn, schedule, phase, train_split, context, clock, result)
+                state.enter(index, phase, schedule, model, tune)
+                if tune is not None:
+                    tracker.pause(step)
             state.set_rates(schedule, q)
             images = to_unit(train_split.view(state.size)[indices])
             if schedule.augment is not None:
@@ -158,3 +181,19 @@ def train(
     result.train_seconds = clock.read()
     result.final_size = state.size
     return result
+
+
+def _range_tester(model, loss_fn, schedule, phase, train_split, context, clock, result):
+    """A ``tune`` callback for :meth:`_PhaseState.enter` that runs a range test off the clock."""
+
+    def tune(groups: list, lrs: list[float]) -> list[float]:
+        top = max(lrs)
+        ratios = [lr / top for lr in lrs]
+        clock.stop()
+        generator = torch.Generator(device=context.device).manual_seed(context.seed + 1)
+        test = range_test(model, loss_fn, schedule, groups, ratios, train_split.view(phase.image_size), generator)
+        clock.start()
+        result.lr_tests.append({"phase": phase.name, "suggestion": test.suggestion, "seconds": test.seconds})
+        return [test.suggestion * r for r in ratios]
+
+    return tune

@@ -206,7 +206,7 @@ def test_json_holds_the_numbers():
     assert (dataset["name"], dataset["title"]) == ("mnist", "MNIST")
     [table] = dataset["tables"]
     assert table["condition"] == {"budget": {"epochs": 15, "seconds": None}, "device_type": "cpu",
-                                  "dataset_params": {}}
+                                  "dataset_params": {}, "lr": "study"}
     [row] = table["rows"]
     assert row["label"] == "Baseline" and row["seeds"] == [0, 1]
     assert row["metrics"]["mse"]["values"] == [0.010, 0.014]
@@ -223,10 +223,10 @@ def test_csv_has_one_line_per_record():
     records = [done(mse=0.25), not_done("failed", "RuntimeError: boom\nmore", label="Pixel Shuffle")]
     rows = list(csv.reader(io.StringIO(render(records, METRICS, "csv"))))
     assert rows[0] == ["key", "label", "dataset", "seed", "status", "mse", "psnr", "train_seconds",
-                       "eval_seconds", "epochs", "steps", "images_per_second", "params", "budget_epochs",
+                       "eval_seconds", "lr_find_seconds", "epochs", "steps", "images_per_second", "params", "budget_epochs",
                        "budget_seconds", "device", "error"]
     assert len(rows) == 3
-    assert rows[1][1:] == ["Baseline", "mnist", "0", "done", "0.25", "30.0", "100.0", "1.5", "15.0", "300",
+    assert rows[1][1:] == ["Baseline", "mnist", "0", "done", "0.25", "30.0", "100.0", "1.5", "", "15.0", "300",
                            "1000.0", "5000", "15", "", "Test CPU (cpu)", ""]
     assert rows[2][4] == "failed" and rows[2][5] == "" and rows[2][-1] == "RuntimeError: boom"
 
@@ -265,3 +265,13 @@ def test_a_skipped_dataset_that_later_ran_is_no_longer_listed_as_skipped():
     assert "skipped" not in out and "| Baseline |" in out.replace("  ", " ").replace("  ", " ")
     # Skipped after it ran (files deleted since): both the table and the reason show.
     assert "- mnist: skipped (mnist is not in /data)" in render([done(), skipped], METRICS)
+
+
+def test_lr_find_cost_shows_in_its_own_column_and_the_conditions_line():
+    found = done()
+    found.config["lr"] = "find"
+    found.stats["lr_find_seconds"] = 4.0
+    out = render([found], METRICS)
+    assert "LR Find" in out.splitlines()[2] and "4.0s |" in out
+    assert "Learning rates: a range test per cell ('valley')" in out
+    assert "LR Find" not in render([done()], METRICS)

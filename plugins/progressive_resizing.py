@@ -1,0 +1,100 @@
+"""Progressive Resizing (seed-protocol.md section 2.4): train small first, then at full size.
+
+The study built the full Baseline from the start and changed no parameters between its runs: the
+first one-cycle run trained on 16x16 images with the last upsampling block at scale 1 (so the model
+output 16x16), the second on 32x32 with that block back at x2, weights and optimizer kept. Here the
+same happens to any model whose upsampling blocks have a settable ``scale`` (the built-in decoders
+do): ``sizes`` gives the image side of each phase of the schedule, so the phases keep their share
+of the budget (1/3 and 2/3 of it for the study's 5 + 10 epochs).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from aeframe import CellContext, Param, Technique, hookimpl
+from aeframe.schedule import Schedule
+from aeframe_builtins.layers import rescalable
+from aeframe_builtins.study_rates import second_run_lr
+
+STUDY_SIZES = (16, 32)
+
+
+def _set_scales(model: nn.Module, factor: int) -> None:
+    """Shrink the output by ``factor`` (a power of two) by setting the last blocks' scale to 1."""
+    blocks = rescalable(model)
+    if not hasattr(model, "_full_scales"):
+        model._full_scales = [b.scale for b in blocks]
+    halvings = factor.bit_length() - 1
+    if halvings > len(blocks):
+        raise ValueError(
+            f"progressive-resizing needs {halvings} upsampling blocks with a settable scale to shrink the output "
+            f"{factor}x, but the model has {len(blocks)}"
+        )
+    for i, (block, full) in enumerate(zip(blocks, model._full_scales)):
+        block.scale = 1 if i >= len(blocks) - halvings else full
+
+
+def _resizing(previous: Callable[[nn.Module], None] | None, factor: int) -> Callable[[nn.Module], None]:
+    def on_start(model: nn.Module) -> None:
+        if previous is not None:
+            previous(model)
+        _set_scales(model, factor)
+
+    return on_start
+
+
+class ProgressiveResizing(Technique):
+    name = "progressive-resizing"
+    title = "Progressive Resizing"
+    description = "trains the first phase on downsized images with the last upsampling skipped, then at full size"
+    base = "baseline"
+    params = (
+        Param(
+            "sizes",
+            "ints",
+            STUDY_SIZES,
+            "image side for each phase of the schedule, the last being the dataset's side "
+            "(the default 16,32 means half size, then full size, for any dataset)",
+        ),
+    )
+
+    def check_params(self, params: dict) -> None:
+        sizes = params["sizes"]
+        if any(s <= 0 for s in sizes) or list(sizes) != sorted(sizes):
+            raise ValueError(f"sizes={','.join(map(str, sizes))} must be positive and increasing")
+
+    def _sizes(self, ctx: CellContext) -> tuple[int, ...]:
+        side = ctx.shape[-1]
+        sizes = ctx.params["sizes"]
+        if sizes == STUDY_SIZES:
+            return (side // 2, side)
+        if sizes[-1] != side:
+            raise ValueError(f"progressive-resizing: the last of sizes={','.join(map(str, sizes))} must be "
+                             f"the dataset's side, {side}")
+        return sizes
+
+    def wrap_schedule(self, schedule: Schedule, ctx: CellContext) -> Schedule:
+        sizes = self._sizes(ctx)
+        side = ctx.shape[-1]
+        if len(sizes) > len(schedule.phases):
+            raise ValueError(
+                f"progressive-resizing: {len(sizes)} sizes for a schedule of {len(schedule.phases)} phases"
+            )
+        for i, phase in enumerate(schedule.phases):
+            size = sizes[min(i, len(sizes) - 1)]
+            factor = side // size
+            if size * factor != side or factor & (factor - 1):
+                raise ValueError(f"progressive-resizing: size {size} is not the side {side} halved a whole number of times")
+            phase.image_size = None if size == side else size
+            phase.on_start = _resizing(phase.on_start, factor)
+        last = schedule.phases[-1]
+        if isinstance(last.max_lr, (int, float)):
+            last.max_lr = second_run_lr(self.name, ctx.dataset)
+        return schedule
+
+
+@hookimpl
+def register_techniques(register):
+    register(ProgressiveResizing())

@@ -1,0 +1,278 @@
+"""The feature-loss technique: the loss against a hand computation, its VGG, weights, composition, a real cell."""
+from __future__ import annotations
+
+import copy
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from aeframe import CellContext, TechniqueUnavailable
+from aeframe.budget import Budget
+from aeframe.cell import run_cell
+from aeframe.environment import device_info, versions
+from aeframe.errors import SpecError
+from aeframe.loading import load_for_training
+from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
+from aeframe_builtins import pretrained
+from aeframe_builtins.feature_loss import RELUS, VGGFeatureLoss, vgg16_bn_features
+
+CPU = torch.device("cpu")
+CHECKPOINT = "vgg16_bn-6c64b313.pth"
+SMALL_SHAPES = "shapes[train=256,test=64]"
+
+
+def context(dataset: str = "shapes", shape=(3, 32, 32), seed: int = 0) -> CellContext:
+    return CellContext(shape=shape, dataset=dataset, num_classes=10, seed=seed, device=CPU, data_dir=Path("."),
+                       cache_dir=Path("."), load_dataset=lambda text: None)
+
+
+def with_random_batchnorm(features: nn.Sequential, seed: int) -> nn.Sequential:
+    """Give every BatchNorm non-trivial statistics and affine values, so eval and train mode differ."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in features:
+            if isinstance(module, nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(0.2 * torch.randn(n, generator=gen))
+                module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+                module.weight.copy_(0.5 + torch.rand(n, generator=gen))
+                module.bias.copy_(0.1 * torch.randn(n, generator=gen))
+    return features
+
+
+def expected_loss(features, output, target, layers, weights, gram, pixel) -> float:
+    """The study's formula, computed independently in float64, one VGG layer at a time."""
+    vgg = copy.deepcopy(features).double().eval()
+
+    def activations(x: torch.Tensor) -> dict[int, torch.Tensor]:
+        x = x.double()
+        if x.shape[1] == 1:
+            x = torch.cat([x, x, x], dim=1)
+        seen = {}
+        with torch.no_grad():
+            for index, layer in enumerate(vgg):
+                x = layer(x)
+                seen[index] = x.clone()  # torchvision's ReLUs are in-place: keep each layer's own output
+        return seen
+
+    def mse(a, b):
+        return ((a - b) ** 2).sum() / a.numel()
+
+    def gram_of(f):
+        c, h, w = f.shape[1:]
+        return torch.einsum("bchw,bdhw->bcd", f, f) / (c * h * w)
+
+    out_acts, target_acts = activations(output), activations(target)
+    total = pixel * mse(output.double(), target.double())
+    for index, w in zip(layers, weights):
+        a, b = out_acts[index], target_acts[index]
+        total = total + w * mse(a, b) + gram * w**2 * mse(gram_of(a), gram_of(b))
+    return float(total)
+
+
+@pytest.fixture(scope="module")
+def random_vgg():
+    """vgg16_bn features up to relu3_3 from seed 7, with random BatchNorm statistics."""
+    return with_random_batchnorm(vgg16_bn_features("random", "", seed=7, depth=23), seed=1)
+
+
+def tiny_pair(channels=3, side=16, seed=3):
+    gen = torch.Generator().manual_seed(seed)
+    target = torch.rand(2, channels, side, side, generator=gen)
+    output = (target + 0.2 * torch.randn(2, channels, side, side, generator=gen)).clamp(0, 1)
+    return output, target
+
+
+def test_relu_indices_are_those_of_torchvision_vgg16_bn():
+    with torch.device("meta"):
+        features = torchvision.models.vgg16_bn().features
+    assert list(RELUS) == [i for i, m in enumerate(features) if isinstance(m, nn.ReLU)]
+    assert [RELUS[i] for i in (5, 12, 22)] == ["relu1_2", "relu2_2", "relu3_3"]
+
+
+def test_random_net_is_torchvisions_init_from_the_seed():
+    torch.manual_seed(7)
+    reference = torchvision.models.vgg16_bn().features
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    built = vgg16_bn_features("random", "", seed=7, depth=23)
+    assert torch.equal(built[20].weight, reference[20].weight)
+    assert torch.equal(torch.get_rng_state(), state)  # the cell's own random stream is left alone
+
+
+def test_loss_matches_a_hand_computation_with_the_study_defaults(random_vgg):
+    output, target = tiny_pair()
+    loss = VGGFeatureLoss(random_vgg, (5, 12, 22), (30.0, 20.0, 10.0))
+    want = expected_loss(random_vgg, output, target, (5, 12, 22), (30.0, 20.0, 10.0), gram=5000.0, pixel=1.0)
+    assert float(loss(output, target)) == pytest.approx(want, rel=1e-4)
+
+
+def test_loss_honours_its_parameters_and_layer_order(random_vgg):
+    output, target = tiny_pair(seed=4)
+    loss = VGGFeatureLoss(random_vgg, (22, 2), (0.5, 2.0), gram=10.0, pixel=3.0)
+    want = expected_loss(random_vgg, output, target, (22, 2), (0.5, 2.0), gram=10.0, pixel=3.0)
+    assert float(loss(output, target)) == pytest.approx(want, rel=1e-4)
+    assert float(loss(target, target)) == 0.0
+
+
+def test_grey_images_are_compared_as_three_equal_channels(random_vgg):
+    output, target = tiny_pair(channels=1)
+    loss = VGGFeatureLoss(random_vgg, (5, 12, 22), (30.0, 20.0, 10.0))
+    grey = float(loss(output, target))
+    assert grey == pytest.approx(float(loss(output.repeat(1, 3, 1, 1), target.repeat(1, 3, 1, 1))), rel=1e-6)
+    assert grey == pytest.approx(
+        expected_loss(random_vgg, output, target, (5, 12, 22), (30.0, 20.0, 10.0), gram=5000.0, pixel=1.0), rel=1e-4
+    )
+
+
+def test_gradient_reaches_the_output_only(random_vgg):
+    loss = VGGFeatureLoss(random_vgg, (5, 12, 22), (30.0, 20.0, 10.0))
+    seen = []
+    taps = loss.taps
+    loss.taps = lambda images: seen.append([f.requires_grad for f in taps(images)]) or taps(images)
+    output, target = tiny_pair()
+    output.requires_grad_(True)
+    loss(output, target).backward()
+    assert seen == [[False] * 3, [True] * 3]  # the target's features first, without a graph
+    assert output.grad is not None and output.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in loss.parameters())
+
+
+def test_vgg_stays_frozen_and_in_eval_mode(random_vgg):
+    loss = VGGFeatureLoss(random_vgg, (5, 12, 22), (30.0, 20.0, 10.0))
+    loss.train()
+    assert loss.training
+    assert not any(m.training for m in loss.features.modules())
+    before = loss.features[21].running_mean.clone()
+    output, target = tiny_pair()
+    loss(output, target)
+    assert torch.equal(loss.features[21].running_mean, before)
+    assert len(loss.features) == 23  # nothing past relu3_3 is run
+    assert not any(p.requires_grad for p in loss.features.parameters())
+
+
+def test_composition_label_model_and_loss(registry):
+    comp = resolve_technique("feature-loss[net=random]", registry)
+    assert comp.label == "Feature Loss [net=random]"
+    assert resolve_technique("feature-loss", registry).label == "Feature Loss"
+    assert comp.providers["model"].technique.name == "baseline"
+    torch.manual_seed(0)
+    built = comp.build(context())
+    assert sum(p.numel() for p in built.model.parameters()) == 3_080_629
+    assert isinstance(built.loss, VGGFeatureLoss)
+    assert (built.loss.layers, built.loss.layer_weights) == ((5, 12, 22), (30.0, 20.0, 10.0))
+    assert (built.loss.gram, built.loss.pixel) == (5000.0, 1.0)
+
+
+@pytest.mark.parametrize("dataset, rate", [("fashion-mnist", 1e-4), ("mnist", 1e-4), ("cifar10", 1e-3), ("shapes", 1e-3)])
+def test_second_run_uses_the_studys_rate(registry, dataset, rate):
+    comp = resolve_technique("feature-loss", registry)
+    technique = comp.providers["loss"].technique
+    schedule = comp.providers["schedule"].technique.build_schedule(context(dataset))
+    wrapped = technique.wrap_schedule(schedule, context(dataset))
+    assert [p.max_lr for p in wrapped.phases] == [3e-3, rate]
+
+
+def test_per_group_rates_are_left_alone(registry):
+    from aeframe.protocol import study_schedule
+
+    technique = registry.techniques["feature-loss"]
+    schedule = technique.wrap_schedule(study_schedule(second_lr=(1e-6, 1e-2)), context("mnist"))
+    assert schedule.phases[-1].max_lr == (1e-6, 1e-2)
+
+
+def test_second_run_rate_in_a_full_build(registry):
+    torch.manual_seed(0)
+    built = resolve_technique("feature-loss[net=random]", registry).build(context("mnist", shape=(1, 28, 28)))
+    assert built.schedule.phases[-1].max_lr == 1e-4
+    assert float(built.loss(torch.rand(2, 1, 28, 28), torch.rand(2, 1, 28, 28))) > 0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("feature-loss[layers=5,12]", "layers has 2 entries but layer_weights has 3; give one weight per layer"),
+    ("feature-loss[layers=5,13,23]", r"layers 13, 23 are not a ReLU of vgg16_bn.features; choose from 2 \(relu1_1\)"),
+    ("feature-loss[net=random,weights=vgg.pth]", "weights=PATH gives trained VGG weights and net=random an untrained"),
+    ("feature-loss[net=alexnet]", "net=alexnet is not allowed; choose one of imagenet, random"),
+])
+def test_inconsistent_parameters_are_refused(registry, text, message):
+    with pytest.raises(SpecError, match=f"technique feature-loss: {message}"):
+        resolve_technique(text, registry)
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch):
+    """A hub cache with nothing in it, and downloads that fail at once without touching the network."""
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(pretrained, "hub_checkpoints", lambda: cache)
+
+    def offline(url, *args, **kwargs):
+        raise urllib.error.URLError("no network in tests")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    return cache
+
+
+def run_one_cell(registry, workspace, technique, dataset=SMALL_SHAPES, budget=Budget(epochs=1)):
+    comp = resolve_technique(technique, registry)
+    choice = resolve_dataset(dataset, registry)
+    cell = plan_cells([comp], [choice], 1, budget, device_info(CPU), versions(), registry)[0]
+    data = load_for_training(choice, workspace.data_dir, CPU, lambda _: None)
+    return run_cell(cell, data, list(registry.metrics.values()), CPU, workspace)
+
+
+def test_missing_imagenet_weights_skip_the_cell_with_the_way_out(registry, workspace, empty_hub):
+    record = run_one_cell(registry, workspace, "feature-loss")
+    assert record.status == "skipped"
+    for needed in (CHECKPOINT, str(empty_hub), "weights=PATH", "feature-loss[net=random]", "URLError"):
+        assert needed in record.error
+
+
+def saved_features(seed: int) -> nn.Sequential:
+    return with_random_batchnorm(vgg16_bn_features("random", "", seed=seed), seed=seed)
+
+
+def test_checkpoint_in_the_hub_cache_is_loaded(registry, empty_hub):
+    features = saved_features(seed=11)
+    # As torchvision saves a whole model; this checkpoint's era also had no num_batches_tracked.
+    state = {f"features.{k}": v for k, v in features.state_dict().items() if not k.endswith("num_batches_tracked")}
+    state["classifier.0.weight"] = torch.zeros(2, 2)
+    torch.save(state, empty_hub / CHECKPOINT)
+    loss = resolve_technique("feature-loss", registry).build(context()).loss
+    assert torch.equal(loss.features[0].weight, features[0].weight)
+    assert torch.equal(loss.features[21].running_var, features[21].running_var)
+    assert not any(t.is_meta for t in [*loss.features.parameters(), *loss.features.buffers()])
+
+
+def test_weights_path_loads_that_file(registry, tmp_path, empty_hub):
+    features = saved_features(seed=12)
+    path = tmp_path / "my_vgg.pth"
+    torch.save(features[:23].state_dict(), path)  # the features alone, cut after relu3_3
+    loss = resolve_technique(f"feature-loss[weights={path}]", registry).build(context()).loss
+    assert torch.equal(loss.features[20].weight, features[20].weight)
+    assert resolve_technique(f"feature-loss[weights={path}]", registry).label == f"Feature Loss [weights={path}]"
+
+
+def test_missing_or_foreign_weights_file_is_a_clear_skip(registry, tmp_path, workspace):
+    missing = tmp_path / "nowhere.pth"
+    with pytest.raises(TechniqueUnavailable, match=f"feature-loss: no weights file at {missing}; .* weights=PATH"):
+        resolve_technique(f"feature-loss[weights={missing}]", registry).build(context())
+    foreign = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, foreign)
+    with pytest.raises(TechniqueUnavailable, match=f"{foreign} is not a vgg16_bn state dict"):
+        resolve_technique(f"feature-loss[weights={foreign}]", registry).build(context())
+    record = run_one_cell(registry, workspace, f"feature-loss[weights={missing}]")
+    assert record.status == "skipped" and str(missing) in record.error
+
+
+def test_a_few_steps_on_shapes_reduce_the_loss(registry, workspace):
+    record = run_one_cell(registry, workspace, "feature-loss[net=random]", budget=Budget(epochs=3))
+    assert record.status == "done", record.error
+    assert record.config["protocol"]["phases"][1]["max_lr"] == [1e-3]
+    losses = [e["train_loss"] for e in record.curve]
+    assert len(losses) == 3 and losses[-1] < losses[0]

@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from aeframe.errors import SpecError
+from aeframe.plan import resolve_technique
+from aeframe.train import _PhaseState
+
+from techniques import build, train_cell
+
+
+def output_sizes(built, side=32):
+    """The model's output side at the start of each phase, fed that phase's image size."""
+    sizes = []
+    state = _PhaseState()
+    for i, phase in enumerate(built.schedule.phases):
+        state.enter(i, phase, built.schedule, built.model)
+        size = phase.image_size or side
+        sizes.append((size, built.model(torch.rand(2, 3, size, size)).shape[-1]))
+    return sizes
+
+
+def test_study_phases_train_at_16_then_32_with_the_last_upsample_as_identity(registry):
+    built = build("progressive-resizing", registry)
+    assert [p.image_size for p in built.schedule.phases] == [16, None]
+    assert [p.fraction for p in built.schedule.phases] == pytest.approx([1 / 3, 2 / 3])
+    assert output_sizes(built) == [(16, 16), (32, 32)]
+    up1, up2 = built.model.decoder[2], built.model.decoder[3]
+    assert (up1.scale, up2.scale) == (2, 2)
+    assert sum(p.numel() for p in built.model.parameters()) == 3_080_629  # no new layer, no new parameter
+
+
+def test_optimizer_is_kept_across_the_resize(registry):
+    built = build("progressive-resizing", registry)
+    state = _PhaseState()
+    state.enter(0, built.schedule.phases[0], built.schedule, built.model)
+    first = state.optimizer
+    state.enter(1, built.schedule.phases[1], built.schedule, built.model)
+    assert state.optimizer is first
+
+
+@pytest.mark.parametrize("dataset, rate", [("mnist", 1.74e-4), ("fashion-mnist", 1.74e-4), ("cifar10", 1e-3), ("shapes", 1e-3)])
+def test_second_run_rate_is_the_studys(registry, dataset, rate):
+    assert build("progressive-resizing", registry, dataset=dataset).schedule.phases[1].lrs() == [rate]
+
+
+def test_other_sizes_and_native_mnist(registry):
+    built = build("progressive-resizing[sizes=8,32]", registry)
+    assert output_sizes(built) == [(8, 8), (32, 32)]
+    native = build("progressive-resizing", registry, shape=(1, 28, 28), dataset="mnist")
+    assert [p.image_size for p in native.schedule.phases] == [14, None]
+
+
+def test_composes_with_pixel_shuffle(registry):
+    built = build("progressive-resizing+pixel-shuffle", registry)
+    assert sum(p.numel() for p in built.model.parameters()) == 3_079_042
+    assert output_sizes(built) == [(16, 16), (32, 32)]
+    assert resolve_technique("progressive-resizing+pixel-shuffle", registry).label == "Progressive Resizing + Pixel Shuffle"
+
+
+@pytest.mark.parametrize("sizes, message", [("32,16", "must be positive and increasing"), ("0,32", "must be positive")])
+def test_bad_sizes_are_refused_before_running(registry, sizes, message):
+    with pytest.raises(SpecError, match=f"technique progressive-resizing: sizes=.* {message}"):
+        resolve_technique(f"progressive-resizing[sizes={sizes}]", registry)
+
+
+def test_sizes_that_cannot_be_reached_fail_with_the_reason(registry):
+    with pytest.raises(ValueError, match="must be the dataset's side, 32"):
+        build("progressive-resizing[sizes=8,16]", registry)
+    with pytest.raises(ValueError, match="3 sizes for a schedule of 2 phases"):
+        build("progressive-resizing[sizes=8,16,32]", registry)
+    with pytest.raises(ValueError, match="size 12 is not the side 32 halved"):
+        build("progressive-resizing[sizes=12,32]", registry)
+
+
+def test_training_records_the_small_phase_at_its_size_and_ends_at_full_size(registry, workspace):
+    record = train_cell("progressive-resizing", registry, workspace)
+    assert record.status == "done"
+    assert record.config["protocol"]["phases"][0]["image_size"] == 16
+    assert [e["phase"] for e in record.curve] == ["run 1", "run 2", "run 2"]
+    assert record.curve[-1]["train_loss"] < record.curve[0]["train_loss"]
+    assert record.metrics["mse"] == pytest.approx(record.curve[-1]["test_mse"], rel=1e-6)
