@@ -80,7 +80,7 @@ def random_vgg():
     return with_random_batchnorm(vgg16_bn_features("random", "", seed=7, depth=23), seed=1)
 
 
-def tiny_pair(channels=3, side=16, seed=3):
+def tiny_pair(channels=3, side=8, seed=3):
     gen = torch.Generator().manual_seed(seed)
     target = torch.rand(2, channels, side, side, generator=gen)
     output = (target + 0.2 * torch.randn(2, channels, side, side, generator=gen)).clamp(0, 1)
@@ -94,14 +94,18 @@ def test_relu_indices_are_those_of_torchvision_vgg16_bn():
     assert [RELUS[i] for i in (5, 12, 22)] == ["relu1_2", "relu2_2", "relu3_3"]
 
 
-def test_random_net_is_torchvisions_init_from_the_seed():
-    torch.manual_seed(7)
-    reference = torchvision.models.vgg16_bn().features
-    torch.manual_seed(123)
+def test_random_net_has_torchvisions_init_drawn_from_the_seed():
     state = torch.get_rng_state()
-    built = vgg16_bn_features("random", "", seed=7, depth=23)
-    assert torch.equal(built[20].weight, reference[20].weight)
+    a = vgg16_bn_features("random", "", seed=7, depth=23)
     assert torch.equal(torch.get_rng_state(), state)  # the cell's own random stream is left alone
+    assert torch.equal(vgg16_bn_features("random", "", seed=7, depth=6)[3].weight, a[3].weight)
+    assert not torch.equal(vgg16_bn_features("random", "", seed=8, depth=6)[3].weight, a[3].weight)
+    conv = a[20]  # 256 x 256 x 3 x 3: Kaiming normal with fan_out = 256 * 9, zero bias
+    assert float(conv.weight.detach().std()) == pytest.approx((2 / (256 * 9)) ** 0.5, rel=0.02)
+    assert float(conv.weight.detach().mean()) == pytest.approx(0.0, abs=1e-3)
+    assert not conv.bias.any()
+    bn = a[21]
+    assert bn.weight.eq(1).all() and not bn.bias.any() and not bn.running_mean.any() and bn.running_var.eq(1).all()
 
 
 def test_loss_matches_a_hand_computation_with_the_study_defaults(random_vgg):
@@ -170,11 +174,9 @@ def test_composition_label_model_and_loss(registry):
 
 @pytest.mark.parametrize("dataset, rate", [("fashion-mnist", 1e-4), ("mnist", 1e-4), ("cifar10", 1e-3), ("shapes", 1e-3)])
 def test_second_run_uses_the_studys_rate(registry, dataset, rate):
-    comp = resolve_technique("feature-loss", registry)
-    technique = comp.providers["loss"].technique
-    schedule = comp.providers["schedule"].technique.build_schedule(context(dataset))
-    wrapped = technique.wrap_schedule(schedule, context(dataset))
-    assert [p.max_lr for p in wrapped.phases] == [3e-3, rate]
+    torch.manual_seed(0)
+    built = resolve_technique("feature-loss[net=random]", registry).build(context(dataset))
+    assert [p.max_lr for p in built.schedule.phases] == [3e-3, rate]
 
 
 def test_per_group_rates_are_left_alone(registry):
@@ -185,11 +187,13 @@ def test_per_group_rates_are_left_alone(registry):
     assert schedule.phases[-1].max_lr == (1e-6, 1e-2)
 
 
-def test_second_run_rate_in_a_full_build(registry):
+def test_native_grey_mnist_builds_and_trains_through_vgg(registry):
     torch.manual_seed(0)
     built = resolve_technique("feature-loss[net=random]", registry).build(context("mnist", shape=(1, 28, 28)))
-    assert built.schedule.phases[-1].max_lr == 1e-4
-    assert float(built.loss(torch.rand(2, 1, 28, 28), torch.rand(2, 1, 28, 28))) > 0
+    images = torch.rand(2, 1, 28, 28)
+    out = built.model(images)
+    built.loss(out, images).backward()
+    assert all(p.grad is not None for p in built.model.parameters() if p.requires_grad)
 
 
 @pytest.mark.parametrize("text, message", [

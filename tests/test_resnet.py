@@ -1,0 +1,280 @@
+"""The ResNet34 techniques: "Resnet w/o pretrain" (resnet) and "Pretraining" (pretrained-resnet)."""
+from __future__ import annotations
+
+import re
+import urllib.error
+from dataclasses import replace
+
+import pytest
+import torch
+from torchvision.models import resnet34
+
+import aeframe_builtins.resnet as rn
+from aeframe import ImageData, TechniqueUnavailable
+from aeframe.errors import CompositionError, SpecError
+from aeframe.plan import resolve_technique
+from aeframe.train import _PhaseState
+from aeframe_builtins.shapes import CLASSES, generate
+
+from techniques import context, train_cell
+
+IMAGENET_FILE = "resnet34-b627a593.pth"
+STUDY_RATES = (1e-6, 2.783e-6, 7.743e-6, 2.154e-5, 5.995e-5, 1.668e-4, 4.642e-4, 1.292e-3, 3.594e-3, 1e-2)
+
+
+def body_of(model) -> dict[str, torch.Tensor]:
+    return rn.find_body(model).state_dict()
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def fake_imagenet(tmp_path_factory):
+    """A hub cache holding a random (but not the model's own) resnet34 under the ImageNet file's name."""
+    cache = tmp_path_factory.mktemp("hub") / "checkpoints"
+    cache.mkdir()
+    torch.manual_seed(123)
+    state = resnet34(weights=None).state_dict()
+    torch.save(state, cache / IMAGENET_FILE)
+    return cache, state
+
+
+@pytest.fixture
+def hub(monkeypatch, fake_imagenet):
+    monkeypatch.setattr("aeframe_builtins.pretrained.hub_checkpoints", lambda: fake_imagenet[0])
+    return fake_imagenet
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """An empty hub cache and no network: the ImageNet weights cannot be had."""
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("no network in tests")
+
+    monkeypatch.setattr("aeframe_builtins.pretrained.hub_checkpoints", lambda: tmp_path)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    return tmp_path
+
+
+def build(technique: str, registry, **ctx_fields):
+    """Model, loss and schedule of ``technique`` (a ``-t`` text), built from seed 0."""
+    torch.manual_seed(0)
+    built = resolve_technique(technique, registry).build(replace(context(), **ctx_fields))
+    return built.model, built.loss, built.schedule
+
+
+def test_model_has_the_studys_parameter_counts_and_shapes():
+    model = rn.resnet_autoencoder((3, 32, 32))
+    assert sum(p.numel() for p in rn.find_body(model).parameters()) == 21_284_672
+    assert sum(p.numel() for p in model.decoder.parameters()) == 1_577_433
+    assert model.decoder[0].in_features == 1024
+    x = torch.rand(4, 3, 32, 32)
+    assert model.encoder(model.normalize(x)).shape == (4, 1024)
+    out = model(x)
+    assert out.shape == (4, 3, 32, 32) and out.min() >= 0 and out.max() <= 1
+
+
+def test_native_grey_view_repeats_the_channel_for_the_body():
+    model = rn.resnet_autoencoder((1, 28, 28))
+    assert isinstance(model.encoder[0], rn.GreyToRGB)
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 1, 28, 28)
+
+
+def test_other_channel_counts_skip_the_cell(registry):
+    for technique in ("resnet", "pretrained-resnet"):
+        with pytest.raises(TechniqueUnavailable, match="grey or RGB images, not 2 channels"):
+            build(technique, registry, shape=(2, 32, 32))
+
+
+def test_resnet_trains_everything_in_one_group_at_the_studys_rates(registry):
+    model, _, schedule = build("resnet", registry)
+    assert all(p.requires_grad for p in model.parameters())
+    assert [p.lrs() for p in schedule.phases] == [[3e-3], [1e-3]]
+    assert schedule.phases[1].param_groups is None and not schedule.phases[1].fresh_optimizer
+    technique = registry.techniques["resnet"]
+    for dataset, rate in (("mnist", 1e-4), ("fashion-mnist", 1e-4), ("shapes", 1e-3), ("cifar10", 1e-3)):
+        assert technique.build_schedule(replace(context(), dataset=dataset)).phases[1].lrs() == [rate]
+
+
+def test_pretrained_body_is_frozen_then_unfrozen_with_ten_groups(registry, hub):
+    _, imagenet = hub
+    model, _, schedule = build("pretrained-resnet", registry)
+    body = rn.find_body(model)
+    assert same_weights(body.state_dict(), {k: v for k, v in imagenet.items() if not k.startswith("fc.")})
+    assert not any(p.requires_grad for p in body.parameters())
+    assert all(p.requires_grad for p in model.decoder.parameters())
+
+    state = _PhaseState()
+    state.enter(0, schedule.phases[0], schedule, model)
+    first = state.optimizer
+    state.set_rates(schedule, 0.3)
+    assert [g["lr"] for g in first.param_groups] == [pytest.approx(3e-3)]
+
+    state.enter(1, schedule.phases[1], schedule, model)
+    assert state.optimizer is not first
+    assert all(p.requires_grad for p in model.parameters())
+    groups = state.optimizer.param_groups
+    expected = [list(getattr(body, name).parameters()) for name in rn.BODY_LAYERS]
+    expected += [[], list(model.decoder.parameters())]
+    assert [[id(p) for p in g["params"]] for g in groups] == [[id(p) for p in g] for g in expected]
+    assert [len(g["params"]) for g in groups] == [1, 2, 0, 0, 18, 27, 39, 21, 0, 14]
+    state.set_rates(schedule, 0.3)
+    assert [g["lr"] for g in groups] == pytest.approx(STUDY_RATES, rel=1e-3)
+
+
+def test_frozen_body_keeps_its_weights_but_batchnorm_statistics_follow_the_data(registry, hub):
+    model, loss_fn, schedule = build("pretrained-resnet", registry)
+    body = rn.find_body(model)
+    before = {k: v.clone() for k, v in body.state_dict().items()}
+    decoder_before = model.decoder[0].weight.detach().clone()
+    state = _PhaseState()
+    state.enter(0, schedule.phases[0], schedule, model)
+    state.set_rates(schedule, 0.1)
+    images = generate(16, 0, "train").images.float() / 255
+    model.train()
+    loss = loss_fn(model(images), images)
+    loss.backward()
+    state.optimizer.step()
+    after = body.state_dict()
+    assert not torch.equal(after["bn1.running_mean"], before["bn1.running_mean"])
+    assert not torch.equal(after["layer4.2.bn2.running_var"], before["layer4.2.bn2.running_var"])
+    assert all(torch.equal(after[k], before[k]) for k in before if "running" not in k and "num_batches" not in k)
+    assert not torch.equal(model.decoder[0].weight, decoder_before)
+
+
+def test_the_studys_older_imagenet_checkpoint_is_accepted(registry, monkeypatch, tmp_path, fake_imagenet):
+    (tmp_path / rn.STUDY_CHECKPOINT).symlink_to(fake_imagenet[0] / IMAGENET_FILE)
+    monkeypatch.setattr("aeframe_builtins.pretrained.hub_checkpoints", lambda: tmp_path)
+    model, _, _ = build("pretrained-resnet", registry)
+    assert torch.equal(body_of(model)["conv1.weight"], fake_imagenet[1]["conv1.weight"])
+
+
+def test_missing_imagenet_weights_skip_the_cell_with_the_offline_recipe(registry, workspace, offline):
+    record = train_cell("pretrained-resnet", registry, workspace)
+    assert record.status == "skipped"
+    for needed in (IMAGENET_FILE, str(offline), "weights=PATH", "weights=DATASET", "weights=shapes"):
+        assert needed in record.error
+
+
+def test_pretrained_cell_trains_through_both_runs(registry, workspace, hub):
+    record = train_cell("pretrained-resnet", registry, workspace)
+    assert record.status == "done", record.error
+    assert [e["phase"] for e in record.curve] == ["run 1", "run 2", "run 2"]
+    assert record.config["protocol"]["phases"][1]["max_lr"] == pytest.approx(STUDY_RATES, rel=1e-3)
+    assert record.config["label"] == "Pretraining"
+
+
+def test_resnet_cell_reduces_the_training_loss(registry, workspace):
+    record = train_cell("resnet", registry, workspace)
+    assert record.status == "done", record.error
+    assert record.stats["params"] == 21_284_672 + 1_577_433
+    losses = [e["train_loss"] for e in record.curve]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+
+
+def test_weights_from_a_file(registry, tmp_path):
+    torch.manual_seed(7)
+    source = rn.resnet_autoencoder((3, 32, 32))
+    body_file, whole_file = tmp_path / "body.pt", tmp_path / "autoencoder.pth"
+    torch.save(rn.find_body(source).state_dict(), body_file)
+    torch.save(source.state_dict(), whole_file)  # keys under encoder.body.
+    for path in (body_file, whole_file):
+        comp = resolve_technique(f"pretrained-resnet[weights={path}]", registry)
+        assert comp.label == f"Pretraining [weights={path}]"
+        model = comp.build(context()).model
+        assert same_weights(body_of(model), rn.find_body(source).state_dict())
+
+
+def test_missing_or_foreign_weights_file_is_named(registry, tmp_path):
+    with pytest.raises(TechniqueUnavailable, match=r"no weights file at .*nothing\.pt.*weights=PATH"):
+        build(f"pretrained-resnet[weights={tmp_path}/nothing.pt]", registry)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weight": torch.zeros(3)}, foreign)
+    with pytest.raises(TechniqueUnavailable, match=re.escape(f"{foreign} holds no ResNet34 weights")):
+        build(f"pretrained-resnet[weights={foreign}]", registry)
+    wrong = tmp_path / "resnet18.pt"
+    torch.save({k: v for k, v in rn.resnet34_body().state_dict().items() if not k.startswith("layer4.2.")}, wrong)
+    with pytest.raises(TechniqueUnavailable, match=re.escape(f"{wrong} does not fit ResNet34") + ".*layer4.2"):
+        build(f"pretrained-resnet[weights={wrong}]", registry)
+
+
+def tiny_shapes(calls: list[str]):
+    def load_dataset(text: str) -> ImageData:
+        calls.append(text)
+        return ImageData(train=generate(256, 0, "train"), test=generate(64, 0, "test"), classes=list(CLASSES))
+
+    return load_dataset
+
+
+def test_pretraining_on_a_dataset_is_cached_and_reused(registry, tmp_path, capsys, monkeypatch):
+    spelled = "pretrained-resnet[weights=shapes,pretrain_epochs=1]"
+    assert resolve_technique(spelled, registry).label == "Pretraining [weights=shapes, pretrain_epochs=1]"
+    calls: list[str] = []
+    first, _, _ = build(spelled, registry, cache_dir=tmp_path, load_dataset=tiny_shapes(calls))
+    err = capsys.readouterr().err
+    assert calls == ["shapes"]
+    assert "epoch 1/1 loss" in err and "train accuracy" in err and "test accuracy" in err
+    [cached] = (tmp_path / "pretrained-resnet").iterdir()
+    assert cached.name.startswith("resnet34-body-shapes-3x32x32-1ep-") and cached.suffix == ".pt"
+    assert not any(p.requires_grad for p in rn.find_body(first).parameters())
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("pretrained again despite the cache")
+
+    monkeypatch.setattr(rn, "train_classifier_body", must_not_train)
+    second, _, _ = build(spelled, registry, cache_dir=tmp_path, load_dataset=tiny_shapes(calls))
+    assert f"using cached {cached}" in capsys.readouterr().err
+    assert calls == ["shapes"]
+    assert same_weights(body_of(first), body_of(second))
+    # Pretraining ran on its own random stream: the cell's decoder init is the same either way.
+    assert torch.equal(first.decoder[0].weight, second.decoder[0].weight)
+    # Another length or cell shape is another cache entry.
+    assert rn.pretrain_cache_file(tmp_path, "shapes", (3, 32, 32), 2) != cached
+    assert rn.pretrain_cache_file(tmp_path, "shapes", (1, 28, 28), 1) != cached
+
+
+def test_pretraining_images_take_the_cells_shape():
+    colour = generate(4, 0, "test").images
+    grey = rn._as_cell_images(colour, (1, 28, 28))
+    assert grey.shape == (4, 1, 28, 28) and grey.dtype == torch.uint8
+    assert rn._as_cell_images(grey, (3, 32, 32)).shape == (4, 3, 32, 32)
+    assert torch.equal(rn._as_cell_images(colour, (3, 32, 32)), colour)
+
+
+def test_unknown_dataset_for_weights_is_explained(registry, workspace, tmp_path):
+    with pytest.raises(TechniqueUnavailable) as caught:
+        build("pretrained-resnet[weights=shapez]", registry, cache_dir=tmp_path, load_dataset=workspace.load_dataset)
+    message = str(caught.value)
+    assert "weights=shapez is neither a file nor a registered dataset" in message
+    assert "did you mean shapes" in message and "weights=PATH" in message
+
+
+def test_parameters_are_checked_before_anything_runs(registry):
+    with pytest.raises(SpecError, match="pretrain_epochs=0; give 1 or more"):
+        resolve_technique("pretrained-resnet[weights=shapes,pretrain_epochs=0]", registry)
+    with pytest.raises(SpecError, match="pretrain_epochs applies only to weights=DATASET"):
+        resolve_technique("pretrained-resnet[pretrain_epochs=5]", registry)
+    assert rn.is_path("weights/r34.pth") and rn.is_path("r34.pt") and not rn.is_path("fashion-mnist")
+
+
+def test_resnet_and_pretrained_resnet_both_provide_the_model(registry):
+    with pytest.raises(CompositionError) as caught:
+        resolve_technique("resnet+pretrained-resnet", registry)
+    message = str(caught.value)
+    assert "resnet" in message and "pretrained-resnet" in message and "both provide the model" in message
+
+
+def test_both_techniques_are_registered_with_the_studys_row_names(registry):
+    assert registry.techniques["resnet"].title == "Resnet w/o pretrain"
+    assert registry.techniques["pretrained-resnet"].title == "Pretraining"
+    assert registry.techniques["resnet"].base == registry.techniques["pretrained-resnet"].base == "baseline"
+
+
+def test_weights_url_is_torchvisions_imagenet_checkpoint():
+    from torchvision.models import ResNet34_Weights
+
+    from aeframe_builtins.resnet import WEIGHTS_URL
+
+    assert WEIGHTS_URL == ResNet34_Weights.IMAGENET1K_V1.url
