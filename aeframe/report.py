@@ -105,7 +105,9 @@ def _condition_key(condition: dict[str, Any]) -> str:
 
 
 def _skip_of(record: CellRecord, done: CellRecord) -> bool:
-    return record.status == SKIPPED and _dataset(record).get("name") == _dataset(done).get("name")
+    """Whether ``record`` says ``done``'s dataset could not be had (not that a technique could not run)."""
+    dataset_skip = record.status == SKIPPED and "techniques" not in record.config
+    return dataset_skip and _dataset(record).get("name") == _dataset(done).get("name")
 
 
 def _sections(records: Sequence[CellRecord]) -> list[_Section]:

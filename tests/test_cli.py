@@ -87,6 +87,11 @@ def test_named_dataset_that_cannot_be_had_is_skipped_with_the_fix_and_exits_1(tm
 
 def test_list_techniques_and_datasets(tmp_path):
     techniques = json.loads(run_cli("list", "techniques", "--json", cwd=tmp_path).stdout)
+    assert [t["name"] for t in techniques] == [
+        "baseline", "feature-loss", "pixel-shuffle", "pretrained-resnet", "progressive-resizing", "resnet"
+    ]
+    sizes = next(p for t in techniques if t["name"] == "progressive-resizing" for p in t["params"])
+    assert sizes["name"] == "sizes" and sizes["default"] == "16,32" and sizes["type"] == "ints"
     baseline = next(t for t in techniques if t["name"] == "baseline")
     assert baseline["title"] == "Baseline" and baseline["provides"] == ["model", "loss", "schedule"]
     assert baseline["params"] == [

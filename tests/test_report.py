@@ -260,6 +260,7 @@ def test_format_duration_rejects_non_durations():
 
 def test_a_skipped_dataset_that_later_ran_is_no_longer_listed_as_skipped():
     skipped = not_done("skipped", "mnist is not in /data", label="mnist")
+    del skipped.config["techniques"]  # a dataset's skip record stands for no technique in particular
     records = [skipped, done()]
     out = render(records, METRICS)
     assert "skipped" not in out and "| Baseline |" in out.replace("  ", " ").replace("  ", " ")
@@ -275,3 +276,9 @@ def test_lr_find_cost_shows_in_its_own_column_and_the_conditions_line():
     assert "LR Find" in out.splitlines()[2] and "4.0s |" in out
     assert "Learning rates: a range test per cell ('valley')" in out
     assert "LR Find" not in render([done()], METRICS)
+
+
+def test_a_technique_skipped_beside_done_cells_stays_listed():
+    skipped = not_done("skipped", "feature-loss needs vgg16_bn-6c64b313.pth", label="Feature Loss")
+    out = render([skipped, done()], METRICS)
+    assert "- Feature Loss: skipped (feature-loss needs vgg16_bn-6c64b313.pth)" in out
