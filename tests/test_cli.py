@@ -165,3 +165,12 @@ def test_plugins_command_lists_a_broken_third_party_plugin_and_goes_on(tmp_path)
         in result.stderr
     listing = run_cli("list", "techniques", cwd=tmp_path, env=env)
     assert listing.returncode == 0 and listing.stdout.startswith("baseline: Baseline:")
+
+
+def test_a_named_technique_that_cannot_run_is_skipped_with_the_reason_and_exits_1(tmp_path):
+    result = run_cli("bench", "-t", "pretrained-resnet[weights=/nowhere/resnet34.pth]", "-d", TINY_SHAPES,
+                     "--epochs", "1", "--store", "r.sqlite", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no weights file at /nowhere/resnet34.pth" in result.stderr
+    assert "- Pretraining [weights=/nowhere/resnet34.pth]: skipped (pretrained-resnet: no weights file" in result.stdout
+    assert "Traceback" not in result.stderr
