@@ -2,7 +2,9 @@
 
 A table compares techniques only where the comparison is fair: one table per dataset and
 *condition* (budget, device type, dataset parameters). Seeds of the same technique under the same
-condition are folded into one row as ``mean ± std``.
+condition are folded into one row as ``mean ± std``; with several seeds each row's metrics are also
+compared with the Baseline row's by a paired t-test over shared seeds (``†`` marks p < 0.05; the
+JSON holds the tests and 95 % intervals, see :mod:`aeframe.stats`).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from tabulate import tabulate
 
 from aeframe.metric import Metric
 from aeframe.record import DONE, SKIPPED, CellRecord
+from aeframe.stats import confidence_interval, mean_std, paired_t_test
 
 FORMATS = ("markdown", "json", "csv")
 
@@ -150,6 +153,7 @@ class _Column:
     better: str | None = None  # "lower" / "higher": bold the best row; None: never bold
     collapse_equal: bool = False  # show one value, not "x ± 0", when every seed agrees
     optional: bool = False  # left out of a table where no record has it
+    metric: str | None = None  # the metric's name: compared against the Baseline (the † marker)
 
 
 def _stat(name: str) -> Callable[[CellRecord], Any]:
@@ -162,7 +166,8 @@ def _metric_value(name: str) -> Callable[[CellRecord], Any]:
 
 def _columns(metrics: Sequence[Metric]) -> list[_Column]:
     columns = [
-        _Column(m.title or m.name, _metric_value(m.name), lambda v, f=m.format: format(v, f), m.better)
+        _Column(m.title or m.name, _metric_value(m.name), lambda v, f=m.format: format(v, f), m.better,
+                metric=m.name)
         for m in metrics
     ]
     return columns + [
@@ -180,12 +185,7 @@ def _numbers(records: Sequence[CellRecord], value: Callable[[CellRecord], Any]) 
     return [float(v) for v in map(value, records) if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (ddof=1; None for one value)."""
-    mean = math.fsum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+_mean_std = mean_std  # mean and sample standard deviation (ddof=1; None for one value)
 
 
 def _cell(values: Sequence[float], column: _Column) -> str:
@@ -229,6 +229,9 @@ def _markdown(sections: list[_Section], metrics: Sequence[Metric]) -> str:
             if len(tables) > 1:
                 parts.append(f"### {_difference([t.condition for t in tables], table.condition)}")
             parts.append(_markdown_table(table, columns))
+            marker_line = _marker_line(table, columns)
+            if marker_line:
+                parts.append(marker_line)
             parts.append(_note(table))
         if section.not_done:
             parts.append(_not_done_list(section.not_done))
@@ -249,6 +252,11 @@ def _markdown_table(table: _Table, columns: list[_Column]) -> str:
         means = [_mean_std(row[j])[0] if row[j] else None for row in values]
         for i in _best_rows(means, column):
             body[i][j + 1] = f"**{body[i][j + 1]}**"
+    comparisons = _comparisons(table, columns)
+    for i, label in enumerate(labels):
+        for j, column in enumerate(columns):
+            if column.metric and _significant(comparisons.get(label, {}).get(column.metric)):
+                body[i][j + 1] += _MARKER
     headers = ["Method"] + [c.title for c in columns]
     if any(len(records) > 1 for records in table.rows.values()):
         headers.append("Seeds")
@@ -356,6 +364,81 @@ def _not_done_list(records: Sequence[CellRecord]) -> str:
     return "\n".join(lines)
 
 
+# -- comparison against the Baseline ---------------------------------------------------------
+
+BASELINE_LABEL = "Baseline"  # the row the others are compared with (the baseline technique at its defaults)
+SIGNIFICANCE = 0.05  # a metric cell gets the marker when its paired test gives p below this
+_MARKER = "†"
+
+
+@dataclass
+class _Comparison:
+    """A row's metric against the Baseline's, over the seeds both rows have (a paired t-test)."""
+
+    pairs: int
+    mean_difference: float | None  # mean of (row − Baseline) over the pairs; None without pairs
+    t: float | None  # None for fewer than two pairs
+    p: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"test": "paired t-test", "pairs": self.pairs, "mean_difference": _finite(self.mean_difference),
+                "t": _finite(self.t), "p": _finite(self.p)}
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _compare(records: Sequence[CellRecord], baseline: Sequence[CellRecord],
+             value: Callable[[CellRecord], Any]) -> _Comparison:
+    """Pair ``records`` with ``baseline`` by seed number; seeds either side lacks, or whose value
+    is missing or not finite on either side, are left out."""
+    by_seed = {}
+    for record in baseline:
+        seed, v = record.config.get("seed"), value(record)
+        if seed is not None and _finite_number(v):
+            by_seed[json.dumps(seed)] = float(v)
+    ours, theirs = [], []
+    for record in records:
+        seed, v = record.config.get("seed"), value(record)
+        if seed is not None and _finite_number(v) and json.dumps(seed) in by_seed:
+            ours.append(float(v))
+            theirs.append(by_seed.pop(json.dumps(seed)))  # one pair per seed
+    if not ours:
+        return _Comparison(0, None, None, None)
+    difference = mean_std([a - b for a, b in zip(ours, theirs)])[0]
+    result = paired_t_test(ours, theirs)
+    t, p = result if result is not None else (None, None)
+    return _Comparison(len(ours), difference, t, p)
+
+
+def _comparisons(table: _Table, columns: Sequence[_Column]) -> dict[str, dict[str, _Comparison]]:
+    """Row label -> metric name -> comparison, for every row but the Baseline's (none without one)."""
+    baseline = table.rows.get(BASELINE_LABEL)
+    if baseline is None:
+        return {}
+    return {
+        label: {c.metric: _compare(records, baseline, c.value) for c in columns if c.metric}
+        for label, records in table.rows.items()
+        if label != BASELINE_LABEL
+    }
+
+
+def _significant(comparison: _Comparison | None) -> bool:
+    return comparison is not None and comparison.p is not None and comparison.p < SIGNIFICANCE
+
+
+def _marker_line(table: _Table, columns: Sequence[_Column]) -> str:
+    """The line that explains the marker, when the table shows one; else empty."""
+    pairs = sorted({c.pairs for row in _comparisons(table, columns).values() for c in row.values()
+                    if _significant(c)})
+    if not pairs:
+        return ""
+    counts = str(pairs[0]) if len(pairs) == 1 else f"{pairs[0]}–{pairs[-1]}"
+    return (f"{_MARKER} differs from the {BASELINE_LABEL} at p < {SIGNIFICANCE:g}, "
+            f"paired t-test over {counts} shared seeds")
+
+
 # -- json --------------------------------------------------------------------------------------
 
 
@@ -371,12 +454,22 @@ def _summary(values: Sequence[float]) -> dict[str, Any] | None:
     return {"mean": _finite(mean), "std": _finite(std), "values": [_finite(v) for v in values]}
 
 
+def _ci95(values: Sequence[float]) -> list[float | None] | None:
+    interval = confidence_interval(values, 0.95)
+    return None if interval is None else [_finite(interval[0]), _finite(interval[1])]
+
+
+_JSON_STATS = ("train_seconds", "eval_seconds", "lr_find_seconds", "epochs", "images_per_second")
+
+
 def _json(sections: list[_Section], metrics: Sequence[Metric]) -> str:
     datasets = []
+    metric_columns = [c for c in _columns(metrics) if c.metric]
     for section in sections:
         tables = []
         for table in section.tables.values():
             rows = []
+            comparisons = _comparisons(table, metric_columns)
             for label, records in table.rows.items():
                 params = _distinct(_numbers(records, _stat("params")))
                 rows.append(
@@ -387,13 +480,20 @@ def _json(sections: list[_Section], metrics: Sequence[Metric]) -> str:
                         "metrics": {
                             m.name: _summary(_numbers(records, _metric_value(m.name))) for m in metrics
                         },
-                        **{
-                            name: _summary(_numbers(records, _stat(name)))
-                            for name in ("train_seconds", "eval_seconds", "lr_find_seconds", "epochs",
-                                         "images_per_second")
-                        },
+                        **{name: _summary(_numbers(records, _stat(name))) for name in _JSON_STATS},
                         # A technique's size does not depend on the seed; a list flags if it did.
                         "params": int(params[0]) if len(params) == 1 else [int(p) for p in params] or None,
+                        # 95 % Student-t intervals for the means, laid out like the summaries above.
+                        "ci95": {
+                            "metrics": {
+                                m.name: _ci95(_numbers(records, _metric_value(m.name))) for m in metrics
+                            },
+                            **{name: _ci95(_numbers(records, _stat(name))) for name in _JSON_STATS},
+                        },
+                        "vs_baseline": (
+                            {name: c.to_json() for name, c in comparisons[label].items()}
+                            if label in comparisons else None
+                        ),
                     }
                 )
             tables.append({"condition": table.condition, "rows": rows, "note": _note(table)})

@@ -19,11 +19,11 @@ def test_bench_prints_only_the_table_on_stdout_and_stores_the_cell(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "## Shapes"
-    assert lines[2].split("|")[1:-1] == [
-        " Method   ", "      MAE ", "      MSE ", "   Training Time ", "   Epochs ", "   Images/s ", "    Params "
+    assert [c.strip() for c in lines[2].split("|")[1:-1]] == [
+        "Method", "MAE", "MSE", "PSNR (dB)", "SSIM", "Training Time", "Epochs", "Images/s", "Params"
     ]
     row = [c.strip() for c in lines[4].split("|")[1:-1]]
-    assert row[0] == "Baseline" and row[4] == "1.00" and row[6] == "3,080,629"
+    assert row[0] == "Baseline" and row[6] == "1.00" and row[8] == "3,080,629"
     assert lines[-1].startswith("Budget: 1 epoch per cell")
     assert "[1/1] Baseline on shapes[train=512,test=128] (seed 0)" in result.stderr
     with sqlite3.connect(tmp_path / "r.sqlite") as db:

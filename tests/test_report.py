@@ -282,3 +282,118 @@ def test_a_technique_skipped_beside_done_cells_stays_listed():
     skipped = not_done("skipped", "feature-loss needs vgg16_bn-6c64b313.pth", label="Feature Loss")
     out = render([skipped, done()], METRICS)
     assert "- Feature Loss: skipped (feature-loss needs vgg16_bn-6c64b313.pth)" in out
+
+
+# -- statistics over seeds: intervals and the paired comparison against the Baseline -------------
+
+T_975_2 = 4.302652729  # t_{0.975, 2}, from the table
+
+
+def seeded_table():
+    """Three seeds of the Baseline and of Pixel Shuffle (seeds 0, 1, 2) with hand-picked metrics.
+
+    MSE, Pixel Shuffle − Baseline [0.008 − 0.010, 0.009 − 0.012, 0.013 − 0.014] = [−0.002, −0.003, −0.001]:
+    mean −0.002, s = 0.001, s/√3 = 0.00057735, t = −0.002 / 0.00057735 = −2√3 = −3.464102;
+    df = 2: p = 1 − |t| / √(2 + t²) = 1 − 3.464102 / √14 = 0.074180: not significant.
+    PSNR: [21 − 20, 22.5 − 21, 23 − 22] = [1, 1.5, 1]: mean 7/6, s = √((1/36 + 4/36 + 1/36) / 2) = √(1/12),
+    s/√3 = 1/6, t = 7; p = 1 − 7 / √51 = 0.019804: significant.
+    """
+    return [
+        done(label="Baseline", seed=0, mse=0.010, psnr=20.0),
+        done(label="Baseline", seed=1, mse=0.012, psnr=21.0),
+        done(label="Baseline", seed=2, mse=0.014, psnr=22.0),
+        done(label="Pixel Shuffle", seed=0, mse=0.008, psnr=21.0),
+        done(label="Pixel Shuffle", seed=1, mse=0.009, psnr=22.5),
+        done(label="Pixel Shuffle", seed=2, mse=0.013, psnr=23.0),
+    ]
+
+
+def test_json_has_95_percent_intervals():
+    [baseline, shuffle] = json.loads(render(seeded_table(), METRICS, "json"))["datasets"][0]["tables"][0]["rows"]
+    # Baseline MSE [0.010, 0.012, 0.014]: mean 0.012, s = 0.002, half width 4.302653 · 0.002 / √3 = 0.004968.
+    half = T_975_2 * 0.002 / 3 ** 0.5
+    assert baseline["ci95"]["metrics"]["mse"] == [pytest.approx(0.012 - half), pytest.approx(0.012 + half)]
+    assert baseline["ci95"]["metrics"]["mse"] == [pytest.approx(0.007032, abs=1e-6), pytest.approx(0.016968, abs=1e-6)]
+    # Pixel Shuffle PSNR [21, 22.5, 23]: mean 133/6 = 22.166667, deviations [−7/6, 2/6, 5/6],
+    # s = √((49 + 4 + 25) / 36 / 2) = √(13/12) = 1.040833, half width 4.302653 · 1.040833 / √3 = 2.585573.
+    assert shuffle["ci95"]["metrics"]["psnr"] == [pytest.approx(22.166667 - 2.585573, abs=1e-6),
+                                                  pytest.approx(22.166667 + 2.585573, abs=1e-6)]
+    # Stats get one too; every seed took 100 s, so the interval is the point.
+    assert baseline["ci95"]["train_seconds"] == [100.0, 100.0]
+    assert baseline["ci95"]["lr_find_seconds"] is None  # no record has it
+
+
+def test_json_compares_each_row_with_the_baseline_by_seed():
+    [baseline, shuffle] = json.loads(render(seeded_table(), METRICS, "json"))["datasets"][0]["tables"][0]["rows"]
+    assert baseline["vs_baseline"] is None
+    mse, psnr = shuffle["vs_baseline"]["mse"], shuffle["vs_baseline"]["psnr"]  # hand values: see seeded_table
+    assert mse == {"test": "paired t-test", "pairs": 3, "mean_difference": pytest.approx(-0.002),
+                   "t": pytest.approx(-2 * 3 ** 0.5), "p": pytest.approx(1 - 12 ** 0.5 / 14 ** 0.5)}
+    assert mse["p"] == pytest.approx(0.074180, abs=1e-6)
+    assert psnr == {"test": "paired t-test", "pairs": 3, "mean_difference": pytest.approx(7 / 6),
+                    "t": pytest.approx(7.0), "p": pytest.approx(1 - 7 / 51 ** 0.5)}
+    assert psnr["p"] == pytest.approx(0.019804, abs=1e-6)
+
+
+def test_significant_cells_get_a_dagger_and_the_table_a_line_explaining_it():
+    md = render(seeded_table(), METRICS)
+    [[header, baseline, shuffle]] = tables(md)
+    assert header[:3] == ["Method", "MSE", "PSNR (dB)"]
+    assert baseline[1:3] == ["0.012000 ± 0.002000", "21.00 ± 1.00"]
+    # MSE: p = 0.074, no marker (but still the best mean, so bold); PSNR: p = 0.020, marked.
+    assert shuffle[1:3] == ["**0.010000 ± 0.002646**", "**22.17 ± 1.04**†"]
+    assert "†" not in "".join(baseline + shuffle[3:])
+    lines = md.splitlines()
+    explanation = "† differs from the Baseline at p < 0.05, paired t-test over 3 shared seeds"
+    assert explanation in lines
+    # Directly under the table, above the conditions line.
+    assert lines[lines.index(explanation) - 2].startswith("| Pixel Shuffle")
+    assert lines[lines.index(explanation) + 2].startswith("Budget: ")
+
+
+def test_no_dagger_and_no_explanation_when_nothing_is_significant():
+    records = [r for r in seeded_table()]
+    records[4] = done(label="Pixel Shuffle", seed=1, mse=0.009, psnr=19.0)  # PSNR differences [1, −2, 1]: p ≫ 0.05
+    md = render(records, METRICS)
+    assert "†" not in md and "paired t-test" not in md
+
+
+def test_pairs_are_made_by_seed_number_over_shared_seeds_only():
+    records = [
+        done(label="Baseline", seed=0, psnr=20.0), done(label="Baseline", seed=1, psnr=21.0),
+        done(label="Baseline", seed=2, psnr=22.0),
+        # Seeds 2, 1, 7 in that order: 7 has no Baseline partner; 2 pairs with 2, 1 with 1.
+        done(label="Other", seed=2, psnr=24.0), done(label="Other", seed=1, psnr=23.0),
+        done(label="Other", seed=7, psnr=0.0),
+    ]
+    data = json.loads(render(records, METRICS, "json"))
+    other = data["datasets"][0]["tables"][0]["rows"][1]
+    # Differences [24 − 22, 23 − 21] = [2, 2]: constant and non-zero, so p = 0 and t = +inf (JSON null).
+    assert other["vs_baseline"]["psnr"] == {"test": "paired t-test", "pairs": 2, "mean_difference": 2.0,
+                                            "t": None, "p": 0.0}
+    md = render(records, METRICS)
+    assert "† differs from the Baseline at p < 0.05, paired t-test over 2 shared seeds" in md
+
+
+def test_identical_seeds_are_not_significant():
+    records = [done(label=label, seed=seed, mse=0.01 * (seed + 1), psnr=20.0 + seed)
+               for label in ("Baseline", "Copy") for seed in (0, 1, 2)]
+    data = json.loads(render(records, METRICS, "json"))
+    copy = data["datasets"][0]["tables"][0]["rows"][1]
+    assert copy["vs_baseline"]["mse"] == {"test": "paired t-test", "pairs": 3, "mean_difference": 0.0,
+                                          "t": 0.0, "p": 1.0}
+    assert "†" not in render(records, METRICS)
+
+
+def test_no_comparison_without_a_baseline_row_or_with_one_seed():
+    records = [done(label=label, seed=seed, psnr=20.0 + seed + (label == "B") * (1 + seed / 10))
+               for label in ("A", "B") for seed in (0, 1, 2)]
+    rows = json.loads(render(records, METRICS, "json"))["datasets"][0]["tables"][0]["rows"]
+    assert [row["vs_baseline"] for row in rows] == [None, None]
+    assert "†" not in render(records, METRICS)
+    single = [done(label="Baseline", psnr=20.0), done(label="B", psnr=25.0)]
+    rows = json.loads(render(single, METRICS, "json"))["datasets"][0]["tables"][0]["rows"]
+    assert rows[1]["vs_baseline"]["psnr"] == {"test": "paired t-test", "pairs": 1, "mean_difference": 5.0,
+                                              "t": None, "p": None}
+    assert rows[1]["ci95"]["metrics"]["psnr"] is None
+    assert "†" not in render(single, METRICS)
