@@ -104,6 +104,7 @@ def plan_cells(
             for seed in range(seeds):
                 config = {
                     "label": composition.label,
+                    "reference": composition.is_reference,
                     "techniques": [
                         {**m.describe(), "version": _plugin_version(registry, "technique", m.technique.name)}
                         for m in composition.members

@@ -185,13 +185,10 @@ def _numbers(records: Sequence[CellRecord], value: Callable[[CellRecord], Any]) 
     return [float(v) for v in map(value, records) if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
-_mean_std = mean_std  # mean and sample standard deviation (ddof=1; None for one value)
-
-
 def _cell(values: Sequence[float], column: _Column) -> str:
     if not values:
         return _MISSING
-    mean, std = _mean_std(values)
+    mean, std = mean_std(values)
     if std is None or (column.collapse_equal and len(set(values)) == 1):
         return _text(values[0], column)
     return f"{_text(mean, column)} ± {_text(std, column)}"
@@ -249,7 +246,7 @@ def _markdown_table(table: _Table, columns: list[_Column]) -> str:
         for label, row in zip(labels, values)
     ]
     for j, column in enumerate(columns):
-        means = [_mean_std(row[j])[0] if row[j] else None for row in values]
+        means = [mean_std(row[j])[0] if row[j] else None for row in values]
         for i in _best_rows(means, column):
             body[i][j + 1] = f"**{body[i][j + 1]}**"
     comparisons = _comparisons(table, columns)
@@ -366,7 +363,6 @@ def _not_done_list(records: Sequence[CellRecord]) -> str:
 
 # -- comparison against the Baseline ---------------------------------------------------------
 
-BASELINE_LABEL = "Baseline"  # the row the others are compared with (the baseline technique at its defaults)
 SIGNIFICANCE = 0.05  # a metric cell gets the marker when its paired test gives p below this
 _MARKER = "†"
 
@@ -412,15 +408,24 @@ def _compare(records: Sequence[CellRecord], baseline: Sequence[CellRecord],
     return _Comparison(len(ours), difference, t, p)
 
 
+def _reference_label(table: _Table) -> str | None:
+    """The row the others are compared with: the reference technique's (the study's Baseline), if any.
+
+    Cells record ``config["reference"]`` when they train the technique that declares itself the
+    reference, alone and at its default parameters; the report needs no technique's name.
+    """
+    return next((label for label, records in table.rows.items() if records[0].config.get("reference")), None)
+
+
 def _comparisons(table: _Table, columns: Sequence[_Column]) -> dict[str, dict[str, _Comparison]]:
-    """Row label -> metric name -> comparison, for every row but the Baseline's (none without one)."""
-    baseline = table.rows.get(BASELINE_LABEL)
-    if baseline is None:
+    """Row label -> metric name -> comparison, for every row but the reference's (none without one)."""
+    reference = _reference_label(table)
+    if reference is None:
         return {}
     return {
-        label: {c.metric: _compare(records, baseline, c.value) for c in columns if c.metric}
+        label: {c.metric: _compare(records, table.rows[reference], c.value) for c in columns if c.metric}
         for label, records in table.rows.items()
-        if label != BASELINE_LABEL
+        if label != reference
     }
 
 
@@ -435,7 +440,7 @@ def _marker_line(table: _Table, columns: Sequence[_Column]) -> str:
     if not pairs:
         return ""
     counts = str(pairs[0]) if len(pairs) == 1 else f"{pairs[0]}–{pairs[-1]}"
-    return (f"{_MARKER} differs from the {BASELINE_LABEL} at p < {SIGNIFICANCE:g}, "
+    return (f"{_MARKER} differs from the {_reference_label(table)} at p < {SIGNIFICANCE:g}, "
             f"paired t-test over {counts} shared seeds")
 
 
@@ -450,7 +455,7 @@ def _finite(value: float | None) -> float | None:
 def _summary(values: Sequence[float]) -> dict[str, Any] | None:
     if not values:
         return None
-    mean, std = _mean_std(values)
+    mean, std = mean_std(values)
     return {"mean": _finite(mean), "std": _finite(std), "values": [_finite(v) for v in values]}
 
 

@@ -76,6 +76,8 @@ class Technique:
     description: one line for ``aeframe list techniques``.
     params:      the declared ``-t name[key=value]`` parameters.
     base:        the technique whose parts fill in what this one does not provide (or None).
+    reference:   True for the one technique the others are compared with in the report's paired
+                 tests (the study's Baseline); only its cells alone and at default parameters count.
 
     A technique may also define ``check_params(params)``, raising ``ValueError`` for values that
     are fine one by one but not together (e.g. two lists of different lengths); the user sees the
@@ -87,6 +89,7 @@ class Technique:
     description: str = ""
     params: Sequence[Param] = ()
     base: str | None = None
+    reference: bool = False
 
     def provides(self, part: str) -> bool:
         return callable(getattr(self, f"build_{part}", None))
@@ -165,6 +168,14 @@ class Composition:
     @property
     def label(self) -> str:
         return " + ".join(m.label for m in self.members)
+
+    @property
+    def is_reference(self) -> bool:
+        """Whether this is the reference technique alone at its defaults (the report's comparison row)."""
+        if len(self.members) != 1:
+            return False
+        only = self.members[0]
+        return only.technique.reference and not non_default(only.technique.params, only.params)
 
     def build(self, ctx: CellContext) -> BuiltCell:
         """Build model, loss and schedule: the providers first, then the wrappers left to right."""

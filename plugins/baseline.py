@@ -24,6 +24,7 @@ class Baseline(Technique):
     title = "Baseline"
     description = "the study's conv autoencoder: 1000-d linear bottleneck, nearest-neighbour upsampling, MSE loss"
     params = (Param("latent", int, 1000, "size of the bottleneck vector"),)
+    reference = True  # every other row is compared with the Baseline, as in the study
 
     def build_model(self, ctx: CellContext) -> nn.Module:
         return baseline_autoencoder(ctx.shape, latent=ctx.params["latent"])

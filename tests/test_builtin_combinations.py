@@ -52,3 +52,12 @@ def test_conflicting_combinations_are_refused_with_the_reason(registry, text, pa
     a, b = text.split("+")
     with pytest.raises(CompositionError, match=f"cannot combine {a} and {b}: both provide the {part}"):
         resolve_technique(text, registry)
+
+
+@pytest.mark.parametrize(
+    "text, reference",
+    [("baseline", True), ("baseline[latent=1000]", True), ("baseline[latent=512]", False),
+     ("pixel-shuffle", False), ("progressive-resizing", False)],
+)
+def test_the_report_compares_with_the_baseline_alone_at_its_defaults(registry, text, reference):
+    assert resolve_technique(text, registry).is_reference is reference

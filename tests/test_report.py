@@ -31,6 +31,7 @@ def config(label="Baseline", dataset="mnist", title="MNIST", seed=0, epochs=15, 
            device_type="cpu", device_name="Test CPU", versions=None, params=None) -> dict:
     return {
         "label": label,
+        "reference": label == "Baseline",
         "techniques": [],
         "dataset": {"name": dataset, "title": title, "params": params or {}},
         "seed": seed,
