@@ -230,6 +230,9 @@ def _markdown(sections: list[_Section], metrics: Sequence[Metric]) -> str:
             if marker_line:
                 parts.append(marker_line)
             parts.append(_note(table))
+            quality = _time_to_quality_table(table)
+            if quality:
+                parts.append(quality)
         if section.not_done:
             parts.append(_not_done_list(section.not_done))
     return "\n\n".join(parts) + "\n"
@@ -444,6 +447,81 @@ def _marker_line(table: _Table, columns: Sequence[_Column]) -> str:
             f"paired t-test over {counts} shared seeds")
 
 
+# -- time to quality -------------------------------------------------------------------------
+
+# Shares of the reference time (the shortest row's training time) at which rows are compared.
+QUALITY_FRACTIONS = (0.25, 0.5, 1.0)
+
+
+# A cell stops at the first step past its budget, so "by then" allows a little overrun.
+_TIME_TOLERANCE = 0.01
+
+
+def _mse_at(record: CellRecord, seconds: float) -> float | None:
+    """The test MSE the cell had reached after ``seconds`` of training: its last full-size curve point by then.
+
+    Points measured on downsized images (a progressive-resizing phase) are not comparable and are skipped.
+    """
+    phases = (record.config.get("protocol") or {}).get("phases") or []
+    downsized = {p.get("name") for p in phases if p.get("image_size")}
+    reached = [
+        p["test_mse"] for p in record.curve
+        if p.get("seconds") is not None and p["seconds"] <= seconds * (1 + _TIME_TOLERANCE)
+        and p.get("phase") not in downsized
+    ]
+    return float(reached[-1]) if reached and _finite_number(reached[-1]) else None
+
+
+def _time_to_quality(table: _Table) -> tuple[float, list[tuple[str, list[float | None]]]] | None:
+    """The reference time and, per row, the mean test MSE reached at each of ``QUALITY_FRACTIONS`` of it.
+
+    The reference is the shortest mean training time of the table's rows, so every row is looked at
+    within the time it actually trained. None when no row has a curve.
+    """
+    times = [mean_std(v)[0] for v in (_numbers(rs, _stat("train_seconds")) for rs in table.rows.values()) if v]
+    if not times or not any(r.curve for rs in table.rows.values() for r in rs):
+        return None
+    reference = min(times)
+    rows = []
+    for label, records in table.rows.items():
+        values = []
+        for fraction in QUALITY_FRACTIONS:
+            reached = [v for v in (_mse_at(r, fraction * reference) for r in records) if v is not None]
+            # A mean over only the seeds that had an evaluation by then would flatter the row.
+            values.append(mean_std(reached)[0] if len(reached) == len(records) else None)
+        rows.append((label, values))
+    return reference, rows
+
+
+def _time_to_quality_table(table: _Table) -> str:
+    found = _time_to_quality(table)
+    if found is None or all(v is None for _, values in found[1] for v in values):
+        return ""
+    reference, rows = found
+    headers = ["Method"] + [f"{f:.0%} ({format_duration(f * reference)})" for f in QUALITY_FRACTIONS]
+    body = [[label.replace("|", "\\|")] + [_MISSING if v is None else f"{v:.6f}" for v in values] for label, values in rows]
+    for j in range(len(QUALITY_FRACTIONS)):
+        column = _Column("", lambda r: None, str, "lower")
+        for i in _best_rows([values[j] for _, values in rows], column):
+            body[i][j + 1] = f"**{body[i][j + 1]}**"
+    intro = ("Test MSE reached at equal training time (from each cell's per-epoch curve, full-size "
+             "evaluations only; – where none had happened by then):")
+    return intro + "\n\n" + tabulate(body, headers=headers, tablefmt="pipe",
+                                      colalign=["left"] + ["right"] * len(QUALITY_FRACTIONS), disable_numparse=True)
+
+
+def _time_to_quality_json(table: _Table) -> dict[str, Any] | None:
+    found = _time_to_quality(table)
+    if found is None:
+        return None
+    reference, rows = found
+    return {
+        "reference_seconds": reference,
+        "fractions": list(QUALITY_FRACTIONS),
+        "rows": [{"label": label, "test_mse": values} for label, values in rows],
+    }
+
+
 # -- json --------------------------------------------------------------------------------------
 
 
@@ -501,7 +579,8 @@ def _json(sections: list[_Section], metrics: Sequence[Metric]) -> str:
                         ),
                     }
                 )
-            tables.append({"condition": table.condition, "rows": rows, "note": _note(table)})
+            tables.append({"condition": table.condition, "rows": rows, "note": _note(table),
+                           "time_to_quality": _time_to_quality_json(table)})
         not_done = [
             {
                 "key": r.key,

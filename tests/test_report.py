@@ -398,3 +398,34 @@ def test_no_comparison_without_a_baseline_row_or_with_one_seed():
                                               "t": None, "p": None}
     assert rows[1]["ci95"]["metrics"]["psnr"] is None
     assert "†" not in render(single, METRICS)
+
+
+def _with_curve(record, points, phases=None):
+    record.curve = [{"epoch": i + 1, "phase": phase, "seconds": t, "test_mse": mse}
+                    for i, (t, mse, phase) in enumerate(points)]
+    record.config["protocol"] = {"phases": phases or [{"name": "run 1", "image_size": None}]}
+    return record
+
+
+def test_time_to_quality_compares_rows_at_shares_of_the_shortest_training_time():
+    fast = _with_curve(done(train_seconds=40.0), [(10.0, 0.05, "run 1"), (20.0, 0.03, "run 1"), (40.0, 0.02, "run 1")])
+    slow = _with_curve(done(label="Pixel Shuffle", train_seconds=60.0),
+                       [(25.0, 0.04, "run 1"), (50.0, 0.01, "run 1")])
+    resized = _with_curve(done(label="Progressive Resizing", train_seconds=40.0),
+                          [(5.0, 0.001, "small"), (40.2, 0.025, "run 2")],
+                          phases=[{"name": "small", "image_size": 16}, {"name": "run 2", "image_size": None}])
+    out = render([fast, slow, resized], METRICS)
+    # Reference 40 s: at 10 s, 20 s and 40 s (within 1 %); the 16-px point does not count.
+    lines = out[out.index("Test MSE reached at equal training time"):].splitlines()
+    assert [c.strip() for c in lines[2].split("|")[1:-1]] == ["Method", "25% (10s)", "50% (20s)", "100% (40s)"]
+    # Bold marks the best of a column only where at least two rows have a value.
+    assert [c.strip() for c in lines[4].split("|")[1:-1]] == ["Baseline", "0.050000", "0.030000", "**0.020000**"]
+    assert [c.strip() for c in lines[5].split("|")[1:-1]] == ["Pixel Shuffle", "–", "–", "0.040000"]
+    assert [c.strip() for c in lines[6].split("|")[1:-1]] == ["Progressive Resizing", "–", "–", "0.025000"]
+    table = json.loads(render([fast, slow, resized], METRICS, "json"))["datasets"][0]["tables"][0]
+    assert table["time_to_quality"]["reference_seconds"] == 40.0
+    assert table["time_to_quality"]["rows"][0] == {"label": "Baseline", "test_mse": [0.05, 0.03, 0.02]}
+
+
+def test_no_time_to_quality_table_without_curves():
+    assert "equal training time" not in render([done()], METRICS)
