@@ -494,8 +494,9 @@ def _time_to_quality(table: _Table) -> tuple[float, list[tuple[str, list[float |
 
 
 def _time_to_quality_table(table: _Table) -> str:
+    """The markdown comparison at equal training time; empty for a single row (nothing to compare)."""
     found = _time_to_quality(table)
-    if found is None or all(v is None for _, values in found[1] for v in values):
+    if found is None or len(found[1]) < 2 or all(v is None for _, values in found[1] for v in values):
         return ""
     reference, rows = found
     headers = ["Method"] + [f"{f:.0%} ({format_duration(f * reference)})" for f in QUALITY_FRACTIONS]
