@@ -99,7 +99,10 @@ def run_cell(
             data_dir=workspace.data_dir,
             cache_dir=workspace.cache_dir,
             load_dataset=workspace.load_dataset,
+            dataset_spec=cell.dataset.label,
         )
+        for metric in metrics:
+            metric.prepare(context)
         built = cell.composition.build(context)
         model = built.model.to(device)
         loss_fn = built.loss.to(device) if isinstance(built.loss, nn.Module) else built.loss
@@ -126,6 +129,9 @@ def run_cell(
             values, _, seconds = timed_evaluate(model, data.test, metrics, context, result.final_size)
             record.metrics = values
             record.stats["eval_seconds"] += seconds
+            details = {m.name: m.details() for m in metrics if m.details()}
+            if details:
+                record.stats["metric_details"] = details
             record.status = DONE
     except KeyboardInterrupt:
         raise

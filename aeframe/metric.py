@@ -24,6 +24,20 @@ class Metric(ABC):
     better: str = "lower"
     format: str = ".6f"
 
+    def prepare(self, context: Any) -> None:
+        """One-off work before the cell trains (e.g. train or load a reference model for this dataset).
+
+        Called once per cell with its :class:`aeframe.CellContext`; not counted in training or
+        evaluation time. Cache what is expensive: it is called for every cell.
+        """
+
+    def details(self) -> dict[str, Any]:
+        """Facts kept with the cell's value. The report understands two keys: ``reference``, the
+        metric's value on the original images (shown as the "Original Image" row), and ``about``,
+        one line saying how the metric was obtained (shown under the table).
+        """
+        return {}
+
     def start(self, context: Any) -> None:
         """Reset the running state; ``context`` is the cell's :class:`aeframe.CellContext`."""
         self._sum = torch.zeros((), dtype=torch.float64)

@@ -229,6 +229,9 @@ def _markdown(sections: list[_Section], metrics: Sequence[Metric]) -> str:
             marker_line = _marker_line(table, columns)
             if marker_line:
                 parts.append(marker_line)
+            about = _about_lines(table, metrics)
+            if about:
+                parts.append(about)
             parts.append(_note(table))
             quality = _time_to_quality_table(table)
             if quality:
@@ -258,10 +261,18 @@ def _markdown_table(table: _Table, columns: list[_Column]) -> str:
             if column.metric and _significant(comparisons.get(label, {}).get(column.metric)):
                 body[i][j + 1] += _MARKER
     headers = ["Method"] + [c.title for c in columns]
+    references = _references(table)
+    if references:
+        # The metrics' values on the original images: what a perfect reconstruction would score.
+        body.insert(0, [REFERENCE_ROW] + [
+            _text(references[c.metric]["reference"], c) if c.metric in references else _MISSING for c in columns
+        ])
     if any(len(records) > 1 for records in table.rows.values()):
         headers.append("Seeds")
-        for row, label in zip(body, labels):
+        for row, label in zip(body[len(body) - len(labels):], labels):
             row.append(str(len(table.rows[label])))
+        if references:
+            body[0].append(_MISSING)
     return tabulate(
         body,
         headers=headers,
@@ -362,6 +373,30 @@ def _not_done_list(records: Sequence[CellRecord]) -> str:
         reason = _first_line(record.error)
         lines.append(f"- {name}: {record.status}" + (f" ({reason})" if reason else ""))
     return "\n".join(lines)
+
+
+# -- reference values ----------------------------------------------------------------------------
+
+REFERENCE_ROW = "Original Image"
+
+
+def _references(table: _Table) -> dict[str, dict[str, Any]]:
+    """Metric name -> the details (``reference``, ``about``, ...) a metric stored for this table's dataset."""
+    found: dict[str, dict[str, Any]] = {}
+    for records in table.rows.values():
+        for record in records:
+            for name, details in (record.stats.get("metric_details") or {}).items():
+                if name not in found and _finite_number(details.get("reference")):
+                    found[name] = details
+    return found
+
+
+def _about_lines(table: _Table, metrics: Sequence[Metric]) -> str:
+    references = _references(table)
+    titles = {m.name: m.title or m.name for m in metrics}
+    return "\n".join(
+        f"{titles.get(name, name)}: {details['about']}" for name, details in references.items() if details.get("about")
+    )
 
 
 # -- comparison against the Baseline ---------------------------------------------------------
@@ -581,6 +616,7 @@ def _json(sections: list[_Section], metrics: Sequence[Metric]) -> str:
                     }
                 )
             tables.append({"condition": table.condition, "rows": rows, "note": _note(table),
+                           "reference": {name: d for name, d in _references(table).items()},
                            "time_to_quality": _time_to_quality_json(table)})
         not_done = [
             {

@@ -39,6 +39,7 @@ class CellContext:
 
     shape:       (C, H, W) of the dataset's images (the model's input and output at full size).
     dataset:     the dataset's name, e.g. "fashion-mnist" (for per-dataset settings such as a learning rate).
+    dataset_spec: the dataset as ``-d`` takes it, parameters included (for ``load_dataset``).
     num_classes: how many labels the dataset has.
     params:      the typed parameters of the technique being called (each technique sees its own).
     seed:        the cell's seed (already applied to torch's generators before the model is built).
@@ -57,6 +58,7 @@ class CellContext:
     data_dir: Path
     cache_dir: Path
     load_dataset: Callable[[str], Any]
+    dataset_spec: str = ""
     params: dict[str, Any] = field(default_factory=dict)
 
 

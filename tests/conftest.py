@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pytest
 
 # Tests see the built-ins only, whatever else is installed; discovery tests pass entry points explicitly.
 os.environ["AEFRAME_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+# Whatever plugins cache (reference classifiers, pretrained encoders) stays out of the user's cache.
+os.environ["AEFRAME_CACHE"] = tempfile.mkdtemp(prefix="aeframe-test-cache-")
 
 TINY_SHAPES = "shapes[train=512,test=128]"
 

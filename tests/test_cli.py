@@ -20,10 +20,14 @@ def test_bench_prints_only_the_table_on_stdout_and_stores_the_cell(tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0] == "## Shapes"
     assert [c.strip() for c in lines[2].split("|")[1:-1]] == [
-        "Method", "MAE", "MSE", "PSNR (dB)", "SSIM", "Training Time", "Epochs", "Images/s", "Params"
+        "Method", "MAE", "MSE", "PSNR (dB)", "SSIM", "Classifier Accuracy", "Training Time", "Epochs", "Images/s",
+        "Params",
     ]
-    row = [c.strip() for c in lines[4].split("|")[1:-1]]
-    assert row[0] == "Baseline" and row[6] == "1.00" and row[8] == "3,080,629"
+    reference = [c.strip() for c in lines[4].split("|")[1:-1]]
+    assert reference[0] == "Original Image" and 0 <= float(reference[5]) <= 1  # 512 images: a weak classifier
+    row = [c.strip() for c in lines[5].split("|")[1:-1]]
+    assert row[0] == "Baseline" and row[7] == "1.00" and row[9] == "3,080,629"
+    assert "Classifier Accuracy: a 3 conv3x3-BN-ReLU blocks" in result.stdout
     assert lines[-1].startswith("Budget: 1 epoch per cell")
     assert "[1/1] Baseline on shapes[train=512,test=128] (seed 0)" in result.stderr
     with sqlite3.connect(tmp_path / "r.sqlite") as db:
@@ -39,7 +43,7 @@ def test_bench_prints_only_the_table_on_stdout_and_stores_the_cell(tmp_path):
     assert forced.returncode == 0
     assert "already done" not in forced.stderr and "[1/1] Baseline" in forced.stderr
     # Same seed, same numbers (MAE and MSE); only the timing columns may differ.
-    assert forced.stdout.splitlines()[4].split("|")[2:4] == result.stdout.splitlines()[4].split("|")[2:4]
+    assert forced.stdout.splitlines()[5].split("|")[2:4] == result.stdout.splitlines()[5].split("|")[2:4]
     report = run_cli("report", "--store", "r.sqlite", "--format", "json", cwd=tmp_path)
     data = json.loads(report.stdout)
     row = data["datasets"][0]["tables"][0]["rows"][0]

@@ -429,3 +429,21 @@ def test_time_to_quality_compares_rows_at_shares_of_the_shortest_training_time()
 
 def test_no_time_to_quality_table_without_curves():
     assert "equal training time" not in render([done()], METRICS)
+
+
+def test_original_image_row_and_how_the_reference_was_obtained():
+    ACC = FakeMetric("classifier_accuracy", "Classifier Accuracy", "higher", ".4f")
+    records = []
+    for label, acc in (("Baseline", 0.80), ("Pixel Shuffle", 0.85)):
+        record = done(label=label)
+        record.metrics["classifier_accuracy"] = acc
+        record.stats["metric_details"] = {"classifier_accuracy": {"reference": 0.9060, "about": "a small CNN"}}
+        records.append(record)
+    out = render(records, [MSE, ACC])
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines() if line.startswith("|")]
+    assert rows[0][:3] == ["Method", "MSE", "Classifier Accuracy"]
+    assert rows[2][:3] == ["Original Image", "–", "0.9060"]
+    assert rows[3][0] == "Baseline" and rows[4][2] == "**0.8500**"  # the reference row is not a contender
+    assert "Classifier Accuracy: a small CNN" in out
+    table = json.loads(render(records, [MSE, ACC], "json"))["datasets"][0]["tables"][0]
+    assert table["reference"]["classifier_accuracy"]["reference"] == 0.9060

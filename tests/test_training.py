@@ -52,7 +52,7 @@ def test_epoch_budget_record(registry, shapes_data, workspace):
     assert [e["epoch"] for e in record.curve] == [1, 2, 3]
     assert record.curve[-1]["step"] == 12
     assert record.stats["images_per_second"] == pytest.approx(12 * 128 / record.stats["train_seconds"])
-    assert set(record.metrics) == {"mae", "mse", "psnr", "ssim"}
+    assert set(record.metrics) == {"mae", "mse", "psnr", "ssim", "classifier_accuracy"}
     # The curve's last test MSE and the final evaluation measure the same model the same way.
     assert record.metrics["mse"] == pytest.approx(record.curve[-1]["test_mse"], rel=1e-6)
     assert record.config["protocol"]["phases"][1]["max_lr"] == [1e-3]

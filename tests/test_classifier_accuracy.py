@@ -1,0 +1,75 @@
+"""The reference classifier behind "Classifier Accuracy" and its "Original Image" value."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from aeframe import CellContext
+from aeframe_builtins import classifier_accuracy
+from aeframe_builtins.classifier_accuracy import ClassifierAccuracy
+from aeframe_builtins.shapes import generate
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def shapes_data():
+    from aeframe import ImageData
+
+    return ImageData(train=generate(3000, 0, "train"), test=generate(500, 0, "test"), classes=[str(i) for i in range(10)])
+
+
+def context(data, cache_dir: Path) -> CellContext:
+    return CellContext(shape=data.shape, dataset="shapes", num_classes=10, seed=0, device=CPU, data_dir=cache_dir,
+                       cache_dir=cache_dir, load_dataset=lambda text: data, dataset_spec="shapes[train=3000,test=500]")
+
+
+def score(metric: ClassifierAccuracy, images: torch.Tensor, labels: torch.Tensor) -> float:
+    metric.start(None)
+    for start in range(0, len(images), 128):
+        batch = images[start : start + 128].float() / 255
+        metric.update(batch, batch, labels[start : start + 128])
+    return metric.result()
+
+
+def test_the_reference_classifier_is_far_above_chance_and_an_identity_autoencoder_scores_it(shapes_data, tmp_path):
+    metric = ClassifierAccuracy()
+    metric.prepare(context(shapes_data, tmp_path))
+    reference = metric.details()["reference"]
+    assert reference > 0.6  # ten balanced classes: chance is 0.1
+    # Reconstructions equal to the originals score exactly the Original Image accuracy.
+    assert score(metric, shapes_data.test.images, shapes_data.test.labels) == reference
+    details = metric.details()
+    assert details["recipe"]["epochs"] == 6 and details["train_seconds"] > 0
+    assert "trained from scratch" in details["about"]
+
+
+def test_worse_reconstructions_score_lower(shapes_data, tmp_path):
+    metric = ClassifierAccuracy()
+    metric.prepare(context(shapes_data, tmp_path))
+    blurred = torch.nn.functional.avg_pool2d(shapes_data.test.images.float(), 8, stride=1, padding=0)
+    blurred = torch.nn.functional.interpolate(blurred, size=32).round().to(torch.uint8)
+    assert score(metric, blurred, shapes_data.test.labels) < metric.details()["reference"] - 0.2
+
+
+def test_the_classifier_is_cached_and_reused(shapes_data, tmp_path, monkeypatch):
+    first = ClassifierAccuracy()
+    first.prepare(context(shapes_data, tmp_path))
+    assert len(list((tmp_path / "classifier").glob("*.pt"))) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the cached classifier should have been used")
+
+    monkeypatch.setattr(classifier_accuracy, "train_reference", no_training)
+    second = ClassifierAccuracy()
+    second.prepare(context(shapes_data, tmp_path))
+    assert second.details()["reference"] == first.details()["reference"]
+    assert score(second, shapes_data.test.images, shapes_data.test.labels) == first.details()["reference"]
+
+
+def test_training_leaves_the_cells_random_stream_alone(shapes_data, tmp_path):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    ClassifierAccuracy().prepare(context(shapes_data, tmp_path))
+    assert torch.equal(torch.rand(3), expected)
