@@ -171,8 +171,8 @@ class ClassifierAccuracy(Metric):
         if not self._current:
             return {}
         facts = self._current[1]
-        about = (f"a {facts['recipe']['model']} CNN, trained from scratch for {facts['recipe']['epochs']} epochs on "
-                 f"the original training split in {facts['train_seconds']:.0f} s; top-1 against the true labels")
+        about = (f"top-1 against the true labels of a CNN ({facts['recipe']['model']}) trained from scratch for "
+                 f"{facts['recipe']['epochs']} epochs on the original training split in {facts['train_seconds']:.0f} s")
         return {"reference": facts["reference_accuracy"], "about": about, **facts}
 
 

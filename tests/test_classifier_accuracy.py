@@ -41,7 +41,7 @@ def test_the_reference_classifier_is_far_above_chance_and_an_identity_autoencode
     assert score(metric, shapes_data.test.images, shapes_data.test.labels) == reference
     details = metric.details()
     assert details["recipe"]["epochs"] == 6 and details["train_seconds"] > 0
-    assert "trained from scratch" in details["about"]
+    assert details["about"].startswith("top-1 against the true labels of a CNN") and "from scratch" in details["about"]
 
 
 def test_worse_reconstructions_score_lower(shapes_data, tmp_path):
