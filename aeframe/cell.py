@@ -129,7 +129,7 @@ def run_cell(
             values, _, seconds = timed_evaluate(model, data.test, metrics, context, result.final_size)
             record.metrics = values
             record.stats["eval_seconds"] += seconds
-            details = {m.name: m.details() for m in metrics if m.details()}
+            details = {m.name: found for m in metrics if (found := m.details())}
             if details:
                 record.stats["metric_details"] = details
             record.status = DONE

@@ -13,7 +13,7 @@ import torch
 
 from aeframe.cell import Workspace, now, run_cell
 from aeframe.dataset import DatasetUnavailable
-from aeframe.loading import load_for_training
+from aeframe.loading import on_device
 from aeframe.metric import Metric
 from aeframe.plan import Cell
 from aeframe.progress import CellProgress
@@ -44,7 +44,9 @@ class LocalExecutor:
             group = list(group)
             dataset = group[0].dataset
             try:
-                data = load_for_training(dataset, self.workspace.data_dir, self.device, self.say)
+                # Through the workspace, so metrics and techniques that ask for this dataset get the
+                # same tensors instead of reading the files a second time.
+                data = on_device(self.workspace.load_dataset(dataset.label), self.device)
             except DatasetUnavailable as exc:
                 position += len(group)
                 self.say(f"skipping {dataset.label}: {exc}")

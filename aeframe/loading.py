@@ -77,11 +77,11 @@ def obtain(choice: DatasetChoice, data_dir: Path, say: Callable[[str], None]) ->
         raise DatasetUnavailable(still)
 
 
+def on_device(data: ImageData, device: torch.device) -> CellData:
+    """A loaded dataset's splits moved to the training device (no copy when that is the CPU)."""
+    return CellData(train=DeviceSplit(data.train, device), test=DeviceSplit(data.test, device), num_classes=len(data.classes))
+
+
 def load_for_training(choice: DatasetChoice, data_dir: Path, device: torch.device, say: Callable[[str], None]) -> CellData:
     obtain(choice, data_dir, say)
-    data = choice.plugin.load(data_dir, choice.params)
-    return CellData(
-        train=DeviceSplit(data.train, device),
-        test=DeviceSplit(data.test, device),
-        num_classes=len(data.classes),
-    )
+    return on_device(choice.plugin.load(data_dir, choice.params), device)
