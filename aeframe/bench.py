@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aeframe.budget import Budget
-from aeframe.environment import device_info, resolve_device, versions
+from aeframe.environment import device_info, resolve_device, source_revision, versions
 from aeframe.errors import SpecError
 from aeframe.executor import LocalExecutor
 from aeframe.loading import default_cache_dir, default_data_dir, make_workspace
@@ -30,6 +30,7 @@ class BenchRequest:
     store_path: Path
     rerun: bool
     lr: str = "study"
+    command: str | None = None  # as the user typed it, kept with each cell to say how to reproduce it
 
 
 @dataclass
@@ -66,8 +67,9 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     device = resolve_device(request.device)
     data_dir = request.data_dir or default_data_dir()
     metrics = list(registry.metrics.values())
+    provenance = {"command": request.command, "commit": source_revision()}
     cells = plan_cells(compositions, datasets, request.seeds, request.budget, device_info(device), versions(), registry,
-                       request.lr)
+                       request.lr, provenance)
 
     records: list[CellRecord] = []
     with Store(request.store_path) as store:

@@ -18,6 +18,7 @@ from aeframe.evaluate import timed_evaluate
 from aeframe.metric import Metric
 from aeframe.plan import Cell
 from aeframe.record import DIVERGED, DONE, FAILED, SKIPPED, CellRecord
+from aeframe.samples import capture_samples
 from aeframe.technique import CellContext, TechniqueUnavailable
 from aeframe.train import ProgressSink, train
 
@@ -129,6 +130,7 @@ def run_cell(
             values, _, seconds = timed_evaluate(model, data.test, metrics, context, result.final_size)
             record.metrics = values
             record.stats["eval_seconds"] += seconds
+            record.samples = capture_samples(model, data.test, result.final_size)
             details = {m.name: found for m in metrics if (found := m.details())}
             if details:
                 record.stats["metric_details"] = details

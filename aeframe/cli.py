@@ -7,6 +7,7 @@ Only this module prints to stdout, and only results: tables, listings, JSON. Eve
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -95,10 +96,18 @@ def bench(all_, techniques, datasets, seeds, epochs, time_budget, lr, device, da
         store_path=store_path,
         rerun=rerun,
         lr=lr,
+        command=_command_line(),
     )
     outcome = _guard(lambda: run_bench(request, _registry()))
     _emit(outcome.render(fmt), output)
     sys.exit(outcome.exit_code)
+
+
+def _command_line() -> str | None:
+    """The command as typed, or None when aeframe was not started as a program (e.g. in-process tests)."""
+    if Path(sys.argv[0]).name not in ("aeframe", "__main__.py"):
+        return None
+    return shlex.join(["aeframe", *sys.argv[1:]])
 
 
 def _guard(action):

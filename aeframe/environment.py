@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import platform
 import re
+import subprocess
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 
@@ -59,3 +61,27 @@ def versions() -> dict[str, str]:
     if torch.version.cuda and torch.cuda.is_available():
         found["cuda"] = torch.version.cuda
     return found
+
+
+@lru_cache(maxsize=None)
+def source_revision() -> str | None:
+    """The git commit aeframe runs from (``+dirty`` with uncommitted changes), or None outside a checkout.
+
+    An editable install from a clone is how leaderboards get made; a wheel has no commit to name,
+    and its version says enough.
+    """
+    root = Path(aeframe.__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    if not commit:
+        return None
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")

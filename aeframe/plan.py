@@ -92,11 +92,13 @@ def plan_cells(
     versions: dict[str, str],
     registry: Registry,
     lr: str = "study",
+    provenance: dict[str, Any] | None = None,
 ) -> list[Cell]:
     """Every combination x dataset x seed, datasets outermost so each is loaded once.
 
     ``lr`` is "study" (each technique's own rates) or "find" (a range test sets the rates of the
-    phases that ask for it).
+    phases that ask for it). ``provenance`` (the command and the source commit) is kept in each
+    cell's config for the leaderboard, but is not part of the key: it does not change the numbers.
     """
     cells = []
     for dataset in datasets:
@@ -116,5 +118,7 @@ def plan_cells(
                     "device": device,
                     "versions": versions,
                 }
+                if provenance:
+                    config["provenance"] = provenance
                 cells.append(Cell(composition, dataset, seed, budget, config, cell_key(config)))
     return cells

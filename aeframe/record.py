@@ -1,8 +1,11 @@
 """What one finished cell leaves behind: the unit the store saves and the report reads."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aeframe.samples import Samples
 
 DONE, FAILED, DIVERGED, SKIPPED = "done", "failed", "diverged", "skipped"
 STATUSES = (DONE, FAILED, DIVERGED, SKIPPED)
@@ -22,6 +25,8 @@ class CellRecord:
     ``stats``: train_seconds, eval_seconds, epochs, steps, images_per_second, params.
     ``curve``: one dict per epoch (or partial epoch at the budget's end):
     {"epoch", "step", "train_loss", "test_mse", "seconds"}.
+    ``samples``: reconstructions of a few test images, for the report's pictures; the store keeps
+    them in a table of their own and reads them only on request (:meth:`Store.samples`).
     """
 
     key: str
@@ -33,10 +38,9 @@ class CellRecord:
     curve: list[dict[str, Any]] = field(default_factory=list)
     started_at: str = ""
     finished_at: str = ""
+    samples: Samples | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"unknown status {self.status!r}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -4,6 +4,10 @@ Every finished cell is committed on its own, so a run that is interrupted (Ctrl-
 power cut) keeps every cell but the one in flight, and the next run skips what is already done.
 The file is self-describing (a ``meta`` table with a marker and a schema version) so that a
 mistyped ``--store`` never turns someone else's database into ours.
+
+The ``samples`` table (a cell's reconstructions of a few test images, for the report's pictures)
+came later without a new schema version: it only adds a table, which older aeframes ignore, and a
+store written before it gets the table the next time a bench opens it.
 """
 from __future__ import annotations
 
@@ -15,8 +19,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
+import torch
+
 from aeframe.errors import StoreError
 from aeframe.record import DONE, CellRecord
+from aeframe.samples import Samples
 
 FORMAT_MARKER = "aeframe-results"
 SCHEMA_VERSION = 1
@@ -42,6 +49,13 @@ CREATE TABLE IF NOT EXISTS cells (
     curve       TEXT NOT NULL,
     started_at  TEXT NOT NULL,
     finished_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS samples (
+    key             TEXT PRIMARY KEY,
+    indices         TEXT NOT NULL,
+    shape           TEXT NOT NULL,
+    originals       BLOB NOT NULL,
+    reconstructions BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cells_by_finished_at ON cells (finished_at);
 CREATE INDEX IF NOT EXISTS cells_by_dataset_label ON cells (dataset, label);
@@ -236,6 +250,13 @@ class Store:
                     f"INSERT OR REPLACE INTO cells ({_COLUMNS}) VALUES ({', '.join('?' * len(row))})",
                     row,
                 )
+                # A rerun's cell must not keep the pictures of the run it replaces.
+                self._db.execute("DELETE FROM samples WHERE key = ?", (record.key,))
+                if record.samples is not None:
+                    self._db.execute(
+                        "INSERT INTO samples (key, indices, shape, originals, reconstructions) VALUES (?, ?, ?, ?, ?)",
+                        _samples_row(record.key, record.samples),
+                    )
         except sqlite3.OperationalError as e:
             # Disk full, read-only file system, a stale lock from a non-aeframe program, ...
             raise StoreError(f"cannot save a result to {self._name} ({e}); fix that and rerun") from e
@@ -252,6 +273,22 @@ class Store:
             params = (json.dumps(list(keys)),)
         query += " ORDER BY finished_at, rowid"
         return [_from_row(row) for row in self._db.execute(query, params)]
+
+    def samples(self, keys: Iterable[str]) -> dict[str, Samples]:
+        """Key -> the sample reconstructions stored with that cell, for those of ``keys`` that have them."""
+        if not self._has_schema or not self._has_samples_table():
+            return {}
+        rows = self._db.execute(
+            "SELECT key, indices, shape, originals, reconstructions FROM samples "
+            "WHERE key IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(keys)),),
+        )
+        return {row[0]: _samples_from_row(row) for row in rows}
+
+    def _has_samples_table(self) -> bool:
+        # A store from before the table existed, opened read-only, does not have it.
+        query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'samples'"
+        return self._db.execute(query).fetchone() is not None
 
     def close(self) -> None:
         """Close the database and release the writer's lock; safe to call twice."""
@@ -293,6 +330,24 @@ class _transaction:
 
     def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _samples_row(key: str, samples: Samples) -> tuple:
+    def raw(images: torch.Tensor) -> bytes:
+        return images.contiguous().numpy().tobytes()
+
+    shape = list(samples.originals.shape)
+    return key, json.dumps(samples.indices), json.dumps(shape), raw(samples.originals), raw(samples.reconstructions)
+
+
+def _samples_from_row(row: tuple) -> Samples:
+    _key, indices, shape, originals, reconstructions = row
+    shape = json.loads(shape)
+
+    def images(raw: bytes) -> torch.Tensor:
+        return torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(shape)
+
+    return Samples(json.loads(indices), images(originals), images(reconstructions))
 
 
 def _from_row(row: tuple) -> CellRecord:
