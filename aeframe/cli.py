@@ -41,7 +41,12 @@ def _duration(ctx, param, value):
 
 def _emit(text: str, output: str | None) -> None:
     if output:
-        Path(output).write_text(text if text.endswith("\n") else text + "\n")
+        try:
+            Path(output).parent.mkdir(parents=True, exist_ok=True)
+            Path(output).write_text(text if text.endswith("\n") else text + "\n")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output} ({exc.strerror or exc}); pass --output with a "
+                                       "writable path") from None
         say(f"wrote {output}")
     else:
         click.echo(text.rstrip("\n"))
@@ -221,19 +226,48 @@ def plugins(as_json: bool) -> None:
               default=DEFAULT_STORE, show_default=True, help="SQLite results file [env AEFRAME_STORE].")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json", "csv"]), default="markdown", show_default=True)
 @click.option("--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
-def report(store_path: Path, fmt: str, output: str | None) -> None:
-    """Render every result in the store as comparison tables (markdown, json or csv)."""
+@click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write each table's pictures (reconstruction grid, MSE-vs-time plot) as PNG files here "
+                   "and link them from the markdown and the JSON.")
+@click.option("--docs", "page", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the leaderboard page here: tables, pictures, provenance and the commands that "
+                   "reproduce it. Its pictures go to --images, by default a folder named after the page.")
+def report(store_path: Path, fmt: str, output: str | None, images_dir: Path | None, page: Path | None) -> None:
+    """Render every result in the store as comparison tables (markdown, json or csv), or as a leaderboard page.
+
+    Links to pictures are relative to where the output is written (the page's or --output's
+    folder, else the current directory), so they render where the file is read.
+    """
     from aeframe.report import render
     from aeframe.store import Store
 
+    if page is not None and output:
+        raise click.UsageError("--docs writes the page itself; leave out --output")
+    if page is not None and fmt != "markdown":
+        raise click.UsageError("--docs writes a markdown page; leave out --format (or use --format without --docs)")
+    if fmt == "csv" and images_dir is not None:
+        raise click.UsageError("csv has one row per cell and no place for pictures; use --format markdown or json")
+    if page is not None and images_dir is None:
+        images_dir = page.with_suffix("")
     registry = _registry()
 
     def read():
         with Store(store_path, write=False) as store:
-            return store.records()
+            records = store.records()
+            samples = store.samples(r.key for r in records) if images_dir is not None else {}
+        return records, samples
 
-    records = _guard(read)
-    _emit(render(records, list(registry.metrics.values()), fmt), output)
+    records, samples = _guard(read)
+    from aeframe.publish import draw, write_page
+
+    figures = _guard(lambda: draw(records, samples, images_dir, say)) if images_dir is not None else None
+    metrics = list(registry.metrics.values())
+    if page is not None:
+        command = _command_line() or f"aeframe report --store {store_path} --docs {page}"
+        _guard(lambda: write_page(records, metrics, page, command, figures, say))
+        return
+    link_base = Path(output).parent if output else Path(".")
+    _emit(render(records, metrics, fmt, figures, link_base), output)
 
 
 if __name__ == "__main__":

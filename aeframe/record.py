@@ -44,3 +44,19 @@ class CellRecord:
         if self.status not in STATUSES:
             raise ValueError(f"unknown status {self.status!r}")
 
+
+
+def full_size_points(record: CellRecord) -> list[tuple[float, float]]:
+    """(training seconds, test MSE) of the curve's evaluations at the dataset's own image size.
+
+    A phase that trains on downsized images (progressive resizing) is evaluated at its size too;
+    those points do not compare with anything else and are left out.
+    """
+    phases = (record.config.get("protocol") or {}).get("phases") or []
+    downsized = {p.get("name") for p in phases if p.get("image_size")}
+    points = []
+    for point in record.curve:
+        seconds, mse = point.get("seconds"), point.get("test_mse")
+        if isinstance(seconds, (int, float)) and isinstance(mse, (int, float)) and point.get("phase") not in downsized:
+            points.append((float(seconds), float(mse)))
+    return points

@@ -1,7 +1,6 @@
 """Comparison tables from stored cells: markdown for reading, JSON and CSV for further analysis.
 
-A table compares techniques only where the comparison is fair: one table per dataset and
-*condition* (budget, device type, dataset parameters). Seeds of the same technique under the same
+Tables are grouped per dataset and condition (see :mod:`aeframe.grouping`). Seeds of the same technique under the same
 condition are folded into one row as ``mean ± std``; with several seeds each row's metrics are also
 compared with the Baseline row's by a paired t-test over shared seeds (``†`` marks p < 0.05; the
 JSON holds the tests and 95 % intervals, see :mod:`aeframe.stats`).
@@ -12,14 +11,19 @@ import csv
 import io
 import json
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from tabulate import tabulate
 
+from aeframe.grouping import Section, Table, condition_key, condition_of, dataset_of, group, label_of
 from aeframe.metric import Metric
-from aeframe.record import DONE, SKIPPED, CellRecord
+from aeframe.pictures import Figure
+from aeframe.provenance import distinct, protocols, provenance
+from aeframe.record import CellRecord, full_size_points
 from aeframe.stats import confidence_interval, mean_std, paired_t_test
 
 FORMATS = ("markdown", "json", "csv")
@@ -29,19 +33,30 @@ _LR_TEXT = {
     "study": "Learning rates: each technique's own (the study's)",
     "find": "Learning rates: a range test per cell ('valley'), its time in the LR Find column",
 }
-_VERSION_ORDER = ("aeframe", "torch", "torchvision", "python")
 
 
-def render(records: Sequence[CellRecord], metrics: Sequence[Metric], fmt: str = "markdown") -> str:
+Figures = Mapping[tuple[str, str], Sequence[Figure]]
+
+
+def render(
+    records: Sequence[CellRecord],
+    metrics: Sequence[Metric],
+    fmt: str = "markdown",
+    figures: Figures | None = None,
+    link_base: Path | None = None,
+) -> str:
     """Render ``records`` as ``markdown``, ``json`` or ``csv``; ``metrics`` pick and order the columns.
 
     Records are expected oldest first (as :meth:`aeframe.store.Store.records` returns them): when
     two records describe the same technique, dataset, condition and seed, the later one is used.
+    ``figures`` (from :func:`aeframe.pictures.write_figures`) are linked under their tables, by
+    paths relative to ``link_base`` (the directory the output is read from; default: the current one).
     """
+    links = _Links(figures or {}, link_base or Path("."))
     if fmt == "markdown":
-        return _markdown(_sections(records), metrics)
+        return _markdown(group(records), metrics, links)
     if fmt == "json":
-        return _json(_sections(records), metrics)
+        return _json(group(records), metrics, links)
     if fmt == "csv":
         return _csv(records, metrics)
     raise ValueError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -63,83 +78,18 @@ def format_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-# -- grouping ----------------------------------------------------------------------------------
+# -- figures ---------------------------------------------------------------------------------
 
 
 @dataclass
-class _Table:
-    condition: dict[str, Any]
-    rows: dict[str, list[CellRecord]] = field(default_factory=dict)  # label -> records, in order
+class _Links:
+    figures: Figures
+    base: Path
 
-
-@dataclass
-class _Section:
-    name: str
-    title: str
-    tables: dict[str, _Table] = field(default_factory=dict)  # condition key -> table, in order
-    not_done: list[CellRecord] = field(default_factory=list)
-
-
-def _dataset(record: CellRecord) -> dict[str, Any]:
-    return record.config.get("dataset") or {}
-
-
-def _label(record: CellRecord) -> str:
-    return str(record.config.get("label") or _dataset(record).get("name") or record.key)
-
-
-def _condition(record: CellRecord) -> dict[str, Any]:
-    budget = record.config.get("budget") or {}
-    seconds = budget.get("seconds")
-    return {
-        "budget": {
-            "epochs": budget.get("epochs"),
-            # 60 and 60.0 are the same budget; keep them from splitting a table.
-            "seconds": float(seconds) if seconds is not None else None,
-        },
-        "device_type": (record.config.get("device") or {}).get("type"),
-        "dataset_params": _dataset(record).get("params") or {},
-        "lr": record.config.get("lr", "study"),
-    }
-
-
-def _condition_key(condition: dict[str, Any]) -> str:
-    return json.dumps(condition, sort_keys=True)
-
-
-def _skip_of(record: CellRecord, done: CellRecord) -> bool:
-    """Whether ``record`` says ``done``'s dataset could not be had (not that a technique could not run)."""
-    dataset_skip = record.status == SKIPPED and "techniques" not in record.config
-    return dataset_skip and _dataset(record).get("name") == _dataset(done).get("name")
-
-
-def _sections(records: Sequence[CellRecord]) -> list[_Section]:
-    # A later record for the same (dataset, condition, label, seed) supersedes an earlier one,
-    # e.g. a rerun after an upgrade, or a failure that was retried: only the latest state counts.
-    # It takes the earlier one's place, so rows keep the order in which labels first appeared.
-    latest: dict[str, CellRecord] = {}
-    for record in records:
-        identity = json.dumps(
-            [_dataset(record).get("name"), _condition(record), _label(record), record.config.get("seed")],
-            sort_keys=True,
-        )
-        latest[identity] = record
-        if record.status == DONE:
-            # A dataset that trains now was only missing before: forget that it was skipped.
-            latest = {k: r for k, r in latest.items() if not _skip_of(r, record)}
-
-    sections: dict[str, _Section] = {}
-    for record in latest.values():
-        dataset = _dataset(record)
-        name = str(dataset.get("name") or "unknown")
-        section = sections.setdefault(name, _Section(name, str(dataset.get("title") or name)))
-        if record.status != DONE:
-            section.not_done.append(record)
-            continue
-        condition = _condition(record)
-        table = section.tables.setdefault(_condition_key(condition), _Table(condition))
-        table.rows.setdefault(_label(record), []).append(record)
-    return list(sections.values())
+    def of(self, section: Section, table: Table) -> list[tuple[Figure, str]]:
+        """The table's figures with their paths as the output's reader should follow them."""
+        found = self.figures.get((section.name, condition_key(table.condition)), ())
+        return [(f, Path(os.path.relpath(f.path, self.base)).as_posix()) for f in found]
 
 
 # -- columns -----------------------------------------------------------------------------------
@@ -214,7 +164,7 @@ def _best_rows(means: Sequence[float | None], column: _Column) -> set[int]:
 # -- markdown ----------------------------------------------------------------------------------
 
 
-def _markdown(sections: list[_Section], metrics: Sequence[Metric]) -> str:
+def _markdown(sections: list[Section], metrics: Sequence[Metric], links: _Links) -> str:
     if not sections:
         return "No results yet.\n"
     columns = _columns(metrics)
@@ -236,14 +186,15 @@ def _markdown(sections: list[_Section], metrics: Sequence[Metric]) -> str:
             quality = _time_to_quality_table(table)
             if quality:
                 parts.append(quality)
+            parts.extend(f"![{figure.caption}]({link})" for figure, link in links.of(section, table))
         if section.not_done:
             parts.append(_not_done_list(section.not_done))
     return "\n\n".join(parts) + "\n"
 
 
-def _markdown_table(table: _Table, columns: list[_Column]) -> str:
+def _markdown_table(table: Table, columns: list[_Column]) -> str:
     labels = list(table.rows)
-    records = [r for rs in table.rows.values() for r in rs]
+    records = table.records
     columns = [c for c in columns if not c.optional or _numbers(records, c.value)]
     values = [[_numbers(table.rows[label], c.value) for c in columns] for label in labels]
     body = [
@@ -311,40 +262,31 @@ def _condition_parts(condition: dict[str, Any]) -> dict[str, str]:
 
 def _difference(conditions: list[dict[str, Any]], condition: dict[str, Any]) -> str:
     """Name the parts of ``condition`` that differ among a dataset's tables."""
-    differing = [k for k in condition if len({_condition_key(c[k]) for c in conditions}) > 1]
+    differing = [k for k in condition if len({condition_key(c[k]) for c in conditions}) > 1]
     parts = _condition_parts(condition)
     return " · ".join(parts[k] for k in differing)
 
 
-def _distinct(values: Sequence[Any]) -> list[Any]:
-    return list(dict.fromkeys(v for v in values if v is not None))
-
-
-def _note(table: _Table) -> str:
+def _note(table: Table) -> str:
     """The conditions line under a table: budget, seeds, device, versions."""
-    records = [r for rs in table.rows.values() for r in rs]
+    records = table.records
     parts = [f"Budget: {_budget_text(table.condition['budget'])}"]
     if table.condition["dataset_params"]:
         parts.append(f"Dataset parameters: {_params_text(table.condition['dataset_params'])}")
     if table.condition["lr"] != "study":
         parts.append(_LR_TEXT[table.condition["lr"]])
-    seeds = _distinct([r.config.get("seed") for r in records])
+    seeds = distinct([r.config.get("seed") for r in records])
     try:
         seeds.sort()
     except TypeError:  # mixed seed types: keep the order of appearance
         pass
     if seeds:
         parts.append(f"Seed{'s' if len(seeds) > 1 else ''}: {', '.join(map(str, seeds))}")
-    names = _distinct([(r.config.get("device") or {}).get("name") for r in records])
+    names = distinct([(r.config.get("device") or {}).get("name") for r in records])
     device_type = table.condition["device_type"] or "unknown"
     parts.append(f"Device: {' / '.join(names)} ({device_type})" if names else f"Device: {device_type}")
-    versions = [r.config.get("versions") or {} for r in records]
-    packages = list(_VERSION_ORDER) + sorted({p for v in versions for p in v} - set(_VERSION_ORDER))
-    version_texts = []
-    for package in packages:
-        found = _distinct([v.get(package) for v in versions])
-        if found:
-            version_texts.append(f"{package} {' / '.join(map(str, found))}")
+    version_texts = [f"{package} {' / '.join(map(str, found))}"
+                     for package, found in provenance(records)["versions"].items()]
     if version_texts:
         parts.append(f"Versions: {', '.join(version_texts)}")
     return " · ".join(parts)
@@ -355,23 +297,29 @@ def _first_line(text: str | None) -> str:
 
 
 def _not_done_list(records: Sequence[CellRecord]) -> str:
-    """One bullet per record: label, status and the first line of the reason.
+    """One bullet per label, status and reason, naming the seeds it holds for.
 
-    Seed and condition are named only where they tell apart entries of the same list.
+    Seeds that failed or were skipped for the same reason share a bullet; the condition is named
+    only where it tells apart entries of the same list.
     """
-    conditions = [_condition(r) for r in records]
+    conditions = [condition_of(r) for r in records]
     several_seeds = len({json.dumps(r.config.get("seed")) for r in records}) > 1
-    several_conditions = len({_condition_key(c) for c in conditions}) > 1
-    lines = ["Not in the table:", ""]
+    several_conditions = len({condition_key(c) for c in conditions}) > 1
+    bullets: dict[tuple[str, str, str, str], list[Any]] = {}
     for record, condition in zip(records, conditions):
+        where = _difference(conditions, condition) if several_conditions else ""
+        entry = (label_of(record), where, record.status, _first_line(record.error))
+        bullets.setdefault(entry, []).append(record.config.get("seed"))
+    lines = ["Not in the table:", ""]
+    for (label, where, status, reason), seeds in bullets.items():
         qualifiers = []
-        if several_seeds and record.config.get("seed") is not None:
-            qualifiers.append(f"seed {record.config['seed']}")
-        if several_conditions:
-            qualifiers.append(_difference(conditions, condition))
-        name = _label(record) + (f" ({'; '.join(qualifiers)})" if qualifiers else "")
-        reason = _first_line(record.error)
-        lines.append(f"- {name}: {record.status}" + (f" ({reason})" if reason else ""))
+        seeds = [s for s in seeds if s is not None]
+        if several_seeds and seeds:
+            qualifiers.append(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+        if where:
+            qualifiers.append(where)
+        name = label + (f" ({'; '.join(qualifiers)})" if qualifiers else "")
+        lines.append(f"- {name}: {status}" + (f" ({reason})" if reason else ""))
     return "\n".join(lines)
 
 
@@ -380,7 +328,7 @@ def _not_done_list(records: Sequence[CellRecord]) -> str:
 REFERENCE_ROW = "Original Image"
 
 
-def _references(table: _Table) -> dict[str, dict[str, Any]]:
+def _references(table: Table) -> dict[str, dict[str, Any]]:
     """Metric name -> the details (``reference``, ``about``, ...) a metric stored for this table's dataset."""
     found: dict[str, dict[str, Any]] = {}
     for records in table.rows.values():
@@ -391,7 +339,7 @@ def _references(table: _Table) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _about_lines(table: _Table, metrics: Sequence[Metric]) -> str:
+def _about_lines(table: Table, metrics: Sequence[Metric]) -> str:
     references = _references(table)
     titles = {m.name: m.title or m.name for m in metrics}
     return "\n".join(
@@ -446,7 +394,7 @@ def _compare(records: Sequence[CellRecord], baseline: Sequence[CellRecord],
     return _Comparison(len(ours), difference, t, p)
 
 
-def _reference_label(table: _Table) -> str | None:
+def _referencelabel_of(table: Table) -> str | None:
     """The row the others are compared with: the reference technique's (the study's Baseline), if any.
 
     Cells record ``config["reference"]`` when they train the technique that declares itself the
@@ -455,9 +403,9 @@ def _reference_label(table: _Table) -> str | None:
     return next((label for label, records in table.rows.items() if records[0].config.get("reference")), None)
 
 
-def _comparisons(table: _Table, columns: Sequence[_Column]) -> dict[str, dict[str, _Comparison]]:
+def _comparisons(table: Table, columns: Sequence[_Column]) -> dict[str, dict[str, _Comparison]]:
     """Row label -> metric name -> comparison, for every row but the reference's (none without one)."""
-    reference = _reference_label(table)
+    reference = _referencelabel_of(table)
     if reference is None:
         return {}
     return {
@@ -471,14 +419,14 @@ def _significant(comparison: _Comparison | None) -> bool:
     return comparison is not None and comparison.p is not None and comparison.p < SIGNIFICANCE
 
 
-def _marker_line(table: _Table, columns: Sequence[_Column]) -> str:
+def _marker_line(table: Table, columns: Sequence[_Column]) -> str:
     """The line that explains the marker, when the table shows one; else empty."""
     pairs = sorted({c.pairs for row in _comparisons(table, columns).values() for c in row.values()
                     if _significant(c)})
     if not pairs:
         return ""
     counts = str(pairs[0]) if len(pairs) == 1 else f"{pairs[0]}–{pairs[-1]}"
-    return (f"{_MARKER} differs from the {_reference_label(table)} at p < {SIGNIFICANCE:g}, "
+    return (f"{_MARKER} differs from the {_referencelabel_of(table)} at p < {SIGNIFICANCE:g}, "
             f"paired t-test over {counts} shared seeds")
 
 
@@ -493,21 +441,12 @@ _TIME_TOLERANCE = 0.01
 
 
 def _mse_at(record: CellRecord, seconds: float) -> float | None:
-    """The test MSE the cell had reached after ``seconds`` of training: its last full-size curve point by then.
-
-    Points measured on downsized images (a progressive-resizing phase) are not comparable and are skipped.
-    """
-    phases = (record.config.get("protocol") or {}).get("phases") or []
-    downsized = {p.get("name") for p in phases if p.get("image_size")}
-    reached = [
-        p["test_mse"] for p in record.curve
-        if p.get("seconds") is not None and p["seconds"] <= seconds * (1 + _TIME_TOLERANCE)
-        and p.get("phase") not in downsized
-    ]
-    return float(reached[-1]) if reached and _finite_number(reached[-1]) else None
+    """The test MSE the cell had reached after ``seconds`` of training: its last full-size curve point by then."""
+    reached = [mse for at, mse in full_size_points(record) if at <= seconds * (1 + _TIME_TOLERANCE)]
+    return reached[-1] if reached and math.isfinite(reached[-1]) else None
 
 
-def _time_to_quality(table: _Table) -> tuple[float, list[tuple[str, list[float | None]]]] | None:
+def _time_to_quality(table: Table) -> tuple[float, list[tuple[str, list[float | None]]]] | None:
     """The reference time and, per row, the mean test MSE reached at each of ``QUALITY_FRACTIONS`` of it.
 
     The reference is the shortest mean training time of the table's rows, so every row is looked at
@@ -528,7 +467,7 @@ def _time_to_quality(table: _Table) -> tuple[float, list[tuple[str, list[float |
     return reference, rows
 
 
-def _time_to_quality_table(table: _Table) -> str:
+def _time_to_quality_table(table: Table) -> str:
     """The markdown comparison at equal training time; empty for a single row (nothing to compare)."""
     found = _time_to_quality(table)
     if found is None or len(found[1]) < 2 or all(v is None for _, values in found[1] for v in values):
@@ -546,7 +485,7 @@ def _time_to_quality_table(table: _Table) -> str:
                                       colalign=["left"] + ["right"] * len(QUALITY_FRACTIONS), disable_numparse=True)
 
 
-def _time_to_quality_json(table: _Table) -> dict[str, Any] | None:
+def _time_to_quality_json(table: Table) -> dict[str, Any] | None:
     found = _time_to_quality(table)
     if found is None:
         return None
@@ -581,7 +520,7 @@ def _ci95(values: Sequence[float]) -> list[float | None] | None:
 _JSON_STATS = ("train_seconds", "eval_seconds", "lr_find_seconds", "epochs", "images_per_second")
 
 
-def _json(sections: list[_Section], metrics: Sequence[Metric]) -> str:
+def _json(sections: list[Section], metrics: Sequence[Metric], links: _Links) -> str:
     datasets = []
     metric_columns = [c for c in _columns(metrics) if c.metric]
     for section in sections:
@@ -590,7 +529,7 @@ def _json(sections: list[_Section], metrics: Sequence[Metric]) -> str:
             rows = []
             comparisons = _comparisons(table, metric_columns)
             for label, records in table.rows.items():
-                params = _distinct(_numbers(records, _stat("params")))
+                params = distinct(_numbers(records, _stat("params")))
                 rows.append(
                     {
                         "label": label,
@@ -617,15 +556,19 @@ def _json(sections: list[_Section], metrics: Sequence[Metric]) -> str:
                 )
             tables.append({"condition": table.condition, "rows": rows, "note": _note(table),
                            "reference": {name: d for name, d in _references(table).items()},
-                           "time_to_quality": _time_to_quality_json(table)})
+                           "time_to_quality": _time_to_quality_json(table),
+                           "provenance": provenance(table.records),
+                           "protocols": protocols(table.rows),
+                           "figures": [{"kind": f.kind, "path": link, "caption": f.caption}
+                                       for f, link in links.of(section, table)]})
         not_done = [
             {
                 "key": r.key,
-                "label": _label(r),
+                "label": label_of(r),
                 "seed": r.config.get("seed"),
                 "status": r.status,
                 "error": r.error,
-                "condition": _condition(r),
+                "condition": condition_of(r),
             }
             for r in section.not_done
         ]
@@ -656,7 +599,7 @@ def _csv(records: Sequence[CellRecord], metrics: Sequence[Metric]) -> str:
             filter(None, [device.get("name"), f"({device['type']})" if device.get("type") else None])
         )
         writer.writerow(
-            [r.key, _label(r), _dataset(r).get("name"), r.config.get("seed"), r.status]
+            [r.key, label_of(r), dataset_of(r).get("name"), r.config.get("seed"), r.status]
             + [r.metrics.get(m.name) for m in metrics]
             + [r.stats.get(name) for name in _STAT_COLUMNS]
             + [budget.get("epochs"), budget.get("seconds"), device_text, _first_line(r.error)]

@@ -447,3 +447,20 @@ def test_original_image_row_and_how_the_reference_was_obtained():
     assert "Classifier Accuracy: a small CNN" in out
     table = json.loads(render(records, [MSE, ACC], "json"))["datasets"][0]["tables"][0]
     assert table["reference"]["classifier_accuracy"]["reference"] == 0.9060
+
+
+def test_seeds_not_done_for_the_same_reason_share_one_bullet():
+    md = render(
+        [
+            done(label="Baseline", seed=0),
+            done(label="Baseline", seed=1),
+            *[not_done("skipped", "needs vgg16_bn weights", label="Feature Loss", seed=s) for s in (0, 1)],
+            not_done("failed", "RuntimeError: boom", label="Resnet", seed=1),
+        ],
+        METRICS,
+    )
+    assert md.endswith(
+        "Not in the table:\n\n"
+        "- Feature Loss (seeds 0, 1): skipped (needs vgg16_bn weights)\n"
+        "- Resnet (seed 1): failed (RuntimeError: boom)\n"
+    )

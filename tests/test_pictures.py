@@ -1,0 +1,169 @@
+"""Pictures and the leaderboard page: PNG grids and plots from a real store, linked where they are read."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from aeframe.grouping import group
+from aeframe.leaderboard import leaderboard_page
+from aeframe.pictures import ORIGINAL_ROW, _sample_rows, write_figures
+from aeframe.record import CellRecord
+from aeframe.samples import Samples
+from conftest import TINY_SHAPES, run_cli
+
+
+def _record(label: str, seed: int, shade: int, curve=((1.0, 0.02), (2.0, 0.01)), dataset="shapes") -> CellRecord:
+    config = {
+        "label": label, "seed": seed, "budget": {"epochs": 2, "seconds": None}, "lr": "study",
+        "dataset": {"name": dataset, "title": dataset.title(), "params": {}},
+        "device": {"type": "cpu", "name": "Test CPU"},
+        "versions": {"aeframe": "0.1.0", "torch": "2.4.1", "torchvision": "0.19.1", "python": "3.11.7"},
+        "protocol": {"batch_size": 64, "phases": [{"name": "train", "fraction": 1.0, "max_lr": [0.001],
+                                                   "image_size": None}]},
+        "provenance": {"command": "aeframe bench -d shapes --epochs 2", "commit": "0123456789ab"},
+    }
+    originals = torch.full((4, 3, 8, 8), 200, dtype=torch.uint8)
+    samples = Samples([0, 1, 2, 3], originals, torch.full_like(originals, shade))
+    return CellRecord(key=f"{label}-{seed}", config=config, status="done", metrics={"mse": 0.01},
+                      stats={"train_seconds": 2.0, "epochs": 2.0}, started_at="2026-01-01T00:00:00+00:00",
+                      finished_at=f"2026-01-01T00:0{seed}:00+00:00",
+                      curve=[{"epoch": i + 1, "seconds": t, "test_mse": m, "phase": "train"} for i, (t, m) in enumerate(curve)],
+                      samples=samples)
+
+
+def test_the_grid_has_the_originals_then_one_row_per_technique_from_its_lowest_seed():
+    records = [_record("Baseline", 1, 10), _record("Baseline", 0, 20), _record("Pixel Shuffle", 0, 30)]
+    table = next(iter(group(records)[0].tables.values()))
+    rows = _sample_rows(table, {r.key: r.samples for r in records})
+    assert [label for label, _ in rows] == [ORIGINAL_ROW, "Baseline", "Pixel Shuffle"]
+    assert [int(images.float().mean()) for _, images in rows] == [200, 20, 30]
+
+
+def test_smaller_reconstructions_are_scaled_up_to_the_originals_size():
+    big, small = _record("Baseline", 0, 10), _record("Progressive Resizing", 0, 10)
+    small.samples = Samples([0, 1, 2, 3], torch.zeros((4, 3, 4, 4), dtype=torch.uint8),
+                            torch.arange(16, dtype=torch.uint8).view(1, 1, 4, 4).expand(4, 3, 4, 4).contiguous())
+    table = next(iter(group([big, small])[0].tables.values()))
+    rows = _sample_rows(table, {big.key: big.samples, small.key: small.samples})
+    scaled = rows[2][1]
+    assert scaled.shape == (4, 3, 8, 8)
+    assert torch.equal(scaled[0, 0, ::2, ::2], small.samples.reconstructions[0, 0])  # nearest: pixels repeated
+
+
+def test_figures_are_pngs_one_grid_and_one_plot_per_table_and_rendering_twice_gives_the_same_bytes(tmp_path):
+    records = [_record("Baseline", 0, 10), _record("Pixel Shuffle", 0, 30),
+               _record("Baseline", 0, 10, dataset="mnist")]
+    samples = {r.key: r.samples for r in records}
+    figures = write_figures(group(records), samples, tmp_path / "a")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "mnist-mse-vs-time.png", "mnist-reconstructions.png", "shapes-mse-vs-time.png", "shapes-reconstructions.png"]
+    assert [[f.kind for f in fs] for fs in figures.values()] == [["reconstructions", "mse_vs_time"]] * 2
+    two_rows = Image.open(tmp_path / "a" / "mnist-reconstructions.png").size
+    three_rows = Image.open(tmp_path / "a" / "shapes-reconstructions.png").size
+    assert three_rows[0] == two_rows[0] and three_rows[1] > two_rows[1]
+    write_figures(group(records), samples, tmp_path / "b")
+    for path in (tmp_path / "a").iterdir():
+        assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes()
+
+
+def test_a_table_without_samples_or_curves_gets_only_what_it_has(tmp_path):
+    record = _record("Baseline", 0, 10)
+    assert [f.kind for fs in write_figures(group([record]), {}, tmp_path).values() for f in fs] == ["mse_vs_time"]
+    record.curve = []
+    assert write_figures(group([record]), {}, tmp_path / "none") == {}
+
+
+def test_the_page_names_the_commands_versions_commit_device_and_protocol_and_links_its_pictures(tmp_path):
+    records = [_record("Baseline", 0, 10), _record("Pixel Shuffle", 0, 30)]
+    page = tmp_path / "docs" / "leaderboard.md"
+    figures = write_figures(group(records), {r.key: r.samples for r in records}, tmp_path / "docs" / "leaderboard")
+    text = leaderboard_page(records, [], page, "aeframe report --docs docs/leaderboard.md",
+                            datetime(2026, 11, 29, tzinfo=timezone.utc), figures)
+    assert "```sh\naeframe bench -d shapes --epochs 2\naeframe report --docs docs/leaderboard.md\n```" in text
+    assert "| aeframe        | 0.1.0 (git 0123456789ab)" in text
+    assert "| CUDA           | not used (every cell ran on the CPU)" in text
+    assert "| Device         | Test CPU (cpu)" in text
+    assert "| Baseline      | 64      | train: 100% at 0.001" in text
+    assert "generated on 2026-11-29 from 2 finished cells" in text
+    assert "Budget: 2 epochs per cell · Seed: 0 · Device: Test CPU (cpu)" in text
+    links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+    assert links == ["leaderboard/shapes-reconstructions.png", "leaderboard/shapes-mse-vs-time.png"]
+    assert all((page.parent / link).is_file() for link in links)
+
+
+@pytest.mark.slow
+def test_report_images_and_docs_from_a_real_bench(tmp_path):
+    bench = ("bench", "-t", "baseline", "-t", "pixel-shuffle", "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite")
+    assert run_cli(*bench, cwd=tmp_path).returncode == 0
+
+    shown = run_cli("report", "--store", "r.sqlite", "--images", "pics", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert "![Shapes: test images and reconstructions](pics/shapes-reconstructions.png)" in shown.stdout
+    assert "wrote 2 pictures to pics" in shown.stderr
+    grid = Image.open(tmp_path / "pics" / "shapes-reconstructions.png")
+    assert grid.format == "PNG" and grid.size[1] > grid.size[0] / 8
+
+    out = run_cli("report", "--store", "r.sqlite", "--images", "pics", "--format", "json", "--output", "out/r.json",
+                  cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    table = json.loads((tmp_path / "out" / "r.json").read_text())["datasets"][0]["tables"][0]
+    assert [(f["kind"], f["path"]) for f in table["figures"]] == [
+        ("reconstructions", "../pics/shapes-reconstructions.png"), ("mse_vs_time", "../pics/shapes-mse-vs-time.png")]
+
+    page = run_cli("report", "--store", "r.sqlite", "--docs", "site/board.md", cwd=tmp_path)
+    assert page.returncode == 0, page.stderr
+    text = (tmp_path / "site" / "board.md").read_text()
+    assert shlex.join(["aeframe", *bench]) in text  # the bench command as a shell takes it
+    assert "aeframe report --store r.sqlite --docs site/board.md" in text
+    assert "| Baseline " in text and "| Pixel Shuffle " in text and "Original Image" in text
+    assert (tmp_path / "site" / "board" / "shapes-mse-vs-time.png").is_file()
+    assert "](board/shapes-reconstructions.png)" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--docs", "p.md", "--output", "x.md"), "--docs writes the page itself"),
+    (("--docs", "p.md", "--format", "json"), "--docs writes a markdown page"),
+    (("--images", "pics", "--format", "csv"), "csv has one row per cell"),
+])
+def test_report_option_clashes_are_usage_errors(tmp_path, args, message):
+    result = run_cli("report", "--store", "r.sqlite", *args, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr
+    assert not (tmp_path / "p.md").exists()
+
+
+def test_the_json_report_carries_each_tables_provenance_and_protocols():
+    from aeframe.report import render
+
+    records = [_record("Baseline", 0, 10), _record("Pixel Shuffle", 1, 30)]
+    table = json.loads(render(records, [], "json"))["datasets"][0]["tables"][0]
+    assert table["provenance"] == {
+        "commands": ["aeframe bench -d shapes --epochs 2"], "commits": ["0123456789ab"],
+        "versions": {"aeframe": ["0.1.0"], "torch": ["2.4.1"], "torchvision": ["0.19.1"], "python": ["3.11.7"]},
+        "devices": ["Test CPU (cpu)"], "device_types": ["cpu"],
+        "finished": ["2026-01-01T00:00:00+00:00", "2026-01-01T00:01:00+00:00"]}
+    assert table["protocols"]["Pixel Shuffle"]["batch_size"] == 64
+    assert table["figures"] == []
+
+
+def test_an_output_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path):
+    from aeframe.store import Store
+
+    Store(tmp_path / "r.sqlite").close()
+    (tmp_path / "taken").write_text("a file where a folder should be")
+    for args, message in [
+        (("--output", "taken/r.md"), "Error: cannot write taken/r.md"),
+        (("--images", "taken/pics"), "Error: cannot write pictures to taken/pics"),
+        (("--docs", "taken/page.md"), "Error: cannot write pictures to taken/page"),
+        (("--docs", "taken/page.md", "--images", "pics"), "Error: cannot write taken/page.md"),
+    ]:
+        result = run_cli("report", "--store", "r.sqlite", *args, cwd=tmp_path)
+        assert result.returncode == 1, args
+        assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+        assert "Traceback" not in result.stderr
