@@ -19,13 +19,28 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 PRECISION_CHOICES = ("auto",) + PRECISIONS
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-# What `auto` resolves to per device kind. CPU: measured on the project's 2-core AMD EPYC (it has
-# avx512_bf16), where bf16 autocast trained the Baseline and Pixel Shuffle faster at the same
-# metrics (docs/speed.md). CUDA: bf16, the standard choice on Ampere and later; not measured here.
-AUTO_PRECISION = {"cpu": "bf16", "cuda": "bf16"}
-# channels_last: measured on the same CPU (docs/speed.md); on CUDA it is what cuDNN's tensor-core
-# convolutions want.
+# What `auto` resolves to, per device kind (docs/speed.md has the measurements). CPU: bf16 where the
+# CPU has native bf16 arithmetic (AVX512-BF16 or AMX), which on the project's 2-core EPYC trained the
+# Baseline and Pixel Shuffle 1.6-1.8x faster at the same metrics; elsewhere bf16 is emulated and
+# slower than fp32. CUDA: bf16, the standard choice on Ampere and later GPUs (not measured here).
+# channels_last: faster on that CPU in fp32 and bf16; on a GPU it is the layout that cuDNN's
+# tensor-core convolutions use.
 AUTO_CHANNELS_LAST = {"cpu": True, "cuda": True}
+
+
+def auto_precision(device: torch.device) -> str:
+    """The precision ``--precision auto`` means on ``device``."""
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu" and cpu_has_bf16():
+        return "bf16"
+    return "fp32"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 @dataclass(frozen=True)
@@ -61,7 +76,7 @@ def resolve_speed(precision: str, channels_last: bool | None, compile: bool, dev
     """``auto`` and unset choices -> this device kind's defaults; settings that cannot work here are refused."""
     kind = device.type
     if precision == "auto":
-        precision = AUTO_PRECISION.get(kind, "fp32")
+        precision = auto_precision(device)
     if precision not in PRECISIONS:
         raise UsageProblem(f"unknown precision {precision!r}; use {', '.join(PRECISION_CHOICES)}")
     if precision == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():

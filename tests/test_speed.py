@@ -14,7 +14,8 @@ from aeframe.errors import UsageProblem
 from aeframe.loading import load_for_training
 from aeframe.numerics import SpeedModel, speed_model
 from aeframe.plan import cell_key, plan_cells, resolve_dataset, resolve_technique
-from aeframe.speed import AUTO_CHANNELS_LAST, AUTO_PRECISION, Speed, resolve_speed
+import aeframe.speed
+from aeframe.speed import Speed, resolve_speed
 
 from conftest import run_cli
 
@@ -33,9 +34,19 @@ def one_cell(registry, speed=None, technique="baseline"):
     return plan_cells([comp], [dataset], 1, Budget(epochs=1), device_info(CPU), versions(), registry, speed=speed)[0]
 
 
-def test_auto_resolves_to_the_device_kinds_defaults():
-    assert resolve_speed("auto", None, False, CPU) == Speed(AUTO_PRECISION["cpu"], AUTO_CHANNELS_LAST["cpu"], False)
-    assert AUTO_PRECISION["cuda"] == "bf16" and AUTO_CHANNELS_LAST["cuda"] is True
+@pytest.mark.parametrize("native_bf16, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_on_a_cpu_is_bf16_where_the_cpu_has_it_natively(monkeypatch, native_bf16, expected):
+    monkeypatch.setattr(aeframe.speed, "cpu_has_bf16", lambda: native_bf16)
+    assert resolve_speed("auto", None, False, CPU) == Speed(expected, True, False)
+    assert resolve_speed("auto", False, False, CPU) == Speed(expected, False, False)
+
+
+def test_auto_on_a_gpu_is_bf16_with_channels_last(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_speed("auto", None, False, torch.device("cuda", 0)) == Speed("bf16", True, False)
+
+
+def test_explicit_choices_are_kept_and_unknown_ones_refused():
     assert resolve_speed("fp16", False, False, CPU) == Speed("fp16", False, False)
     with pytest.raises(UsageProblem, match="unknown precision 'fp8'"):
         resolve_speed("fp8", None, False, CPU)
