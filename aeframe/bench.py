@@ -15,6 +15,7 @@ from aeframe.plugins import Registry
 from aeframe.progress import say
 from aeframe.record import FAILED, SKIPPED, CellRecord
 from aeframe.report import render
+from aeframe.speed import resolve_speed
 from aeframe.store import Store
 
 
@@ -30,6 +31,9 @@ class BenchRequest:
     store_path: Path
     rerun: bool
     lr: str = "study"
+    precision: str = "auto"
+    channels_last: bool | None = None  # None: this device kind's default
+    compile: bool = False
     command: str | None = None  # as the user typed it, kept with each cell to say how to reproduce it
 
 
@@ -65,11 +69,12 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     compositions = [resolve_technique(text, registry) for text in technique_texts]
     datasets = [resolve_dataset(text, registry) for text in dataset_texts]
     device = resolve_device(request.device)
+    speed = resolve_speed(request.precision, request.channels_last, request.compile, device)
     data_dir = request.data_dir or default_data_dir()
     metrics = list(registry.metrics.values())
     provenance = {"command": request.command, "commit": source_revision()}
     cells = plan_cells(compositions, datasets, request.seeds, request.budget, device_info(device), versions(), registry,
-                       request.lr, provenance)
+                       request.lr, provenance, speed)
 
     records: list[CellRecord] = []
     with Store(request.store_path) as store:
@@ -87,7 +92,7 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
         executor = LocalExecutor(device, workspace, metrics, say)
         if pending:
             say(f"training {len(pending)} cells on {device_info(device)['name']}, "
-                f"budget {request.budget.describe()} per cell")
+                f"budget {request.budget.describe()} per cell, {speed.describe()}")
         try:
             for record in executor.run(pending):
                 store.save(record)

@@ -16,9 +16,11 @@ from aeframe.dataset import DatasetUnavailable, ImageData
 from aeframe.errors import AeframeError
 from aeframe.evaluate import timed_evaluate
 from aeframe.metric import Metric
+from aeframe.numerics import compiled, prepare_device, speed_model
 from aeframe.plan import Cell
 from aeframe.record import DIVERGED, DONE, FAILED, SKIPPED, CellRecord
 from aeframe.samples import capture_samples
+from aeframe.speed import Speed
 from aeframe.technique import CellContext, TechniqueUnavailable
 from aeframe.train import ProgressSink, train
 
@@ -105,13 +107,17 @@ def run_cell(
         for metric in metrics:
             metric.prepare(context)
         built = cell.composition.build(context)
-        model = built.model.to(device)
+        speed = Speed.from_config(cell.config)
+        prepare_device(device)
+        model = speed_model(built.model.to(device), speed, device)
         loss_fn = built.loss.to(device) if isinstance(built.loss, nn.Module) else built.loss
         record.config["protocol"] = _schedule_summary(built.schedule)
         _check_output(model, data, cell.composition.label)
+        if speed.compile:
+            model = compiled(model)
         generator = torch.Generator(device=device).manual_seed(cell.seed)
         result = train(model, loss_fn, built.schedule, data.train, data.test, cell.budget, context, generator, progress,
-                       find_lr=cell.config.get("lr") == "find")
+                       find_lr=cell.config.get("lr") == "find", speed=speed)
         record.curve = result.curve
         record.stats = {
             "train_seconds": result.train_seconds,
@@ -121,6 +127,8 @@ def run_cell(
             "images_per_second": result.steps * built.schedule.batch_size / max(result.train_seconds, 1e-9),
             "params": sum(p.numel() for p in model.parameters()),
         }
+        if result.compile_seconds is not None:
+            record.stats["compile_seconds"] = result.compile_seconds
         if result.lr_tests:
             record.stats["lr_find_seconds"] = sum(t["seconds"] for t in result.lr_tests)
             record.stats["lr_found"] = [t["suggestion"] for t in result.lr_tests]

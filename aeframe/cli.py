@@ -72,6 +72,13 @@ def cli() -> None:
               help="Learning rates: each technique's (the study's), or a range test per cell ('valley' rule), "
                    "whose time is reported apart from training time.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Numeric precision of the forward pass (autocast; the loss and metrics stay fp32). "
+                   "auto: the device kind's measured default, see docs/speed.md.")
+@click.option("--channels-last/--no-channels-last", "channels_last", default=None,
+              help="Keep images and conv weights in channels_last memory [default: per device kind].")
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile each model; compile time is reported apart from training time.")
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="AEFRAME_DATA",
               help="Where datasets live [env AEFRAME_DATA; default: the per-user cache].")
 @click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), envvar="AEFRAME_STORE",
@@ -79,8 +86,8 @@ def cli() -> None:
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the tables to this file instead of stdout.")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json", "csv"]), default="markdown", show_default=True)
 @click.option("--rerun", is_flag=True, help="Train cells again even if the store has them done.")
-def bench(all_, techniques, datasets, seeds, epochs, time_budget, lr, device, data_dir, store_path, output, fmt,
-          rerun) -> None:
+def bench(all_, techniques, datasets, seeds, epochs, time_budget, lr, device, precision, channels_last, compile_,
+          data_dir, store_path, output, fmt, rerun) -> None:
     """Train techniques on datasets under a budget, store every cell, print the comparison tables.
 
     Cells already done with the same configuration are taken from the store, so re-running a
@@ -101,6 +108,9 @@ def bench(all_, techniques, datasets, seeds, epochs, time_budget, lr, device, da
         store_path=store_path,
         rerun=rerun,
         lr=lr,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile_,
         command=_command_line(),
     )
     outcome = _guard(lambda: run_bench(request, _registry()))

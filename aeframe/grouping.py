@@ -1,7 +1,7 @@
 """Grouping stored cells the way every output shows them: per dataset, one table per condition.
 
 A table compares techniques only where the comparison is fair: one table per dataset and
-*condition* (budget, device type, dataset parameters, learning-rate mode). Within a table, a row
+*condition* (budget, device type, numeric precision, dataset parameters, learning-rate policy). Within a table, a row
 holds every seed of one technique label.
 """
 from __future__ import annotations
@@ -52,6 +52,8 @@ def condition_of(record: CellRecord) -> dict[str, Any]:
         "device_type": (record.config.get("device") or {}).get("type"),
         "dataset_params": dataset_of(record).get("params") or {},
         "lr": record.config.get("lr", "study"),
+        # Records from before the setting existed were trained in fp32.
+        "precision": record.config.get("precision", "fp32"),
     }
 
 

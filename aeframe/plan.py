@@ -12,6 +12,7 @@ from aeframe.params import formatted, non_default, resolve_params
 from aeframe.errors import SpecError
 from aeframe.plugins import Registry
 from aeframe.spec import parse_combination, parse_component
+from aeframe.speed import Speed
 from aeframe.technique import Composition, Member
 
 
@@ -80,6 +81,12 @@ def cell_key(config: dict[str, Any]) -> str:
         "device": config["device"]["type"],
         "versions": {k: config["versions"][k] for k in ("aeframe", "torch")},
     }
+    # Precision changes the rounding of every step; channels_last and compile change the order of
+    # float sums (so the last bits), and under a time budget how many steps fit: all three decide
+    # the numbers. Only values other than plain eager fp32 are hashed, so that cells stored before
+    # these settings existed (all plain fp32) keep their keys.
+    plain = Speed().to_config()
+    decisive.update({k: v for k, v in Speed.from_config(config).to_config().items() if v != plain[k]})
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -93,13 +100,16 @@ def plan_cells(
     registry: Registry,
     lr: str = "study",
     provenance: dict[str, Any] | None = None,
+    speed: Speed | None = None,
 ) -> list[Cell]:
     """Every combination x dataset x seed, datasets outermost so each is loaded once.
 
     ``lr`` is "study" (each technique's own rates) or "find" (a range test sets the rates of the
     phases that ask for it). ``provenance`` (the command and the source commit) is kept in each
     cell's config for the leaderboard, but is not part of the key: it does not change the numbers.
+    ``speed`` (precision, channels_last, compile; plain eager fp32 when None) is in the config and the key.
     """
+    speed = speed or Speed()
     cells = []
     for dataset in datasets:
         for composition in compositions:
@@ -115,6 +125,7 @@ def plan_cells(
                     "seed": seed,
                     "budget": budget.to_dict(),
                     "lr": lr,
+                    **speed.to_config(),
                     "device": device,
                     "versions": versions,
                 }

@@ -1,9 +1,10 @@
 """Comparison tables from stored cells: markdown for reading, JSON and CSV for further analysis.
 
-Tables are grouped per dataset and condition (see :mod:`aeframe.grouping`). Seeds of the same technique under the same
-condition are folded into one row as ``mean ± std``; with several seeds each row's metrics are also
-compared with the Baseline row's by a paired t-test over shared seeds (``†`` marks p < 0.05; the
-JSON holds the tests and 95 % intervals, see :mod:`aeframe.stats`).
+Tables are grouped per dataset and condition (budget, device type, numeric precision, dataset
+parameters, learning-rate policy; see :mod:`aeframe.grouping`). Seeds of the same technique under
+the same condition are folded into one row as ``mean ± std``; with several seeds each row's metrics
+are also compared with the Baseline row's by a paired t-test over shared seeds (``†`` marks
+p < 0.05; the JSON holds the tests and 95 % intervals, see :mod:`aeframe.stats`).
 """
 from __future__ import annotations
 
@@ -128,6 +129,8 @@ def _columns(metrics: Sequence[Metric]) -> list[_Column]:
         _Column("Params", _stat("params"), lambda v: f"{round(v):,}", collapse_equal=True),
         # The range test of --lr find is not training: its cost shows apart.
         _Column("LR Find", _stat("lr_find_seconds"), format_duration, optional=True),
+        # Neither is torch.compile's first compilation (--compile).
+        _Column("Compile", _stat("compile_seconds"), format_duration, optional=True),
     ]
 
 
@@ -257,6 +260,7 @@ def _condition_parts(condition: dict[str, Any]) -> dict[str, str]:
         "device_type": f"Device: {condition['device_type'] or 'unknown'}",
         "dataset_params": f"Dataset parameters: {_params_text(condition['dataset_params'])}",
         "lr": _LR_TEXT[condition["lr"]],
+        "precision": f"Precision: {condition['precision']}",
     }
 
 
@@ -285,11 +289,24 @@ def _note(table: Table) -> str:
     names = distinct([(r.config.get("device") or {}).get("name") for r in records])
     device_type = table.condition["device_type"] or "unknown"
     parts.append(f"Device: {' / '.join(names)} ({device_type})" if names else f"Device: {device_type}")
+    parts.append(_numerics_text(table.condition["precision"], records))
     version_texts = [f"{package} {' / '.join(map(str, found))}"
                      for package, found in provenance(records)["versions"].items()]
     if version_texts:
         parts.append(f"Versions: {', '.join(version_texts)}")
     return " · ".join(parts)
+
+
+def _numerics_text(precision: str, records: Sequence[CellRecord]) -> str:
+    """Precision, and the memory format and compilation where any row used them (with both, both show)."""
+    text = f"Precision: {precision}"
+    formats = distinct(["channels_last" if r.config.get("channels_last") else "contiguous" for r in records])
+    if formats != ["contiguous"]:
+        text += f", {' / '.join(formats)}"
+    compiled = distinct(["compiled" if r.config.get("compile") else "not compiled" for r in records])
+    if compiled != ["not compiled"]:
+        text += f", {' / '.join(compiled)} (compile time apart, in the Compile column)"
+    return text
 
 
 def _first_line(text: str | None) -> str:
@@ -517,7 +534,7 @@ def _ci95(values: Sequence[float]) -> list[float | None] | None:
     return None if interval is None else [_finite(interval[0]), _finite(interval[1])]
 
 
-_JSON_STATS = ("train_seconds", "eval_seconds", "lr_find_seconds", "epochs", "images_per_second")
+_JSON_STATS = ("train_seconds", "eval_seconds", "lr_find_seconds", "compile_seconds", "epochs", "images_per_second")
 
 
 def _json(sections: list[Section], metrics: Sequence[Metric], links: _Links) -> str:
@@ -580,7 +597,8 @@ def _json(sections: list[Section], metrics: Sequence[Metric], links: _Links) -> 
 
 # -- csv ---------------------------------------------------------------------------------------
 
-_STAT_COLUMNS = ("train_seconds", "eval_seconds", "lr_find_seconds", "epochs", "steps", "images_per_second", "params")
+_STAT_COLUMNS = ("train_seconds", "eval_seconds", "lr_find_seconds", "compile_seconds", "epochs", "steps",
+                 "images_per_second", "params")
 
 
 def _csv(records: Sequence[CellRecord], metrics: Sequence[Metric]) -> str:
@@ -590,7 +608,7 @@ def _csv(records: Sequence[CellRecord], metrics: Sequence[Metric]) -> str:
         ["key", "label", "dataset", "seed", "status"]
         + [m.name for m in metrics]
         + list(_STAT_COLUMNS)
-        + ["budget_epochs", "budget_seconds", "device", "error"]
+        + ["budget_epochs", "budget_seconds", "device", "precision", "error"]
     )
     for r in records:
         budget = r.config.get("budget") or {}
@@ -602,6 +620,7 @@ def _csv(records: Sequence[CellRecord], metrics: Sequence[Metric]) -> str:
             [r.key, label_of(r), dataset_of(r).get("name"), r.config.get("seed"), r.status]
             + [r.metrics.get(m.name) for m in metrics]
             + [r.stats.get(name) for name in _STAT_COLUMNS]
-            + [budget.get("epochs"), budget.get("seconds"), device_text, _first_line(r.error)]
+            + [budget.get("epochs"), budget.get("seconds"), device_text, r.config.get("precision", "fp32"),
+               _first_line(r.error)]
         )
     return out.getvalue()

@@ -16,9 +16,11 @@ from torch import nn
 from aeframe.batches import DeviceSplit, epoch_order, to_unit
 from aeframe.budget import Budget, BudgetTracker, Clock
 from aeframe.errors import AeframeError
-from aeframe.evaluate import timed_evaluate
+from aeframe.evaluate import EVAL_BATCH, timed_evaluate
 from aeframe.lr_find import range_test
+from aeframe.numerics import autocast, grad_scaler, warm_up
 from aeframe.schedule import Phase, Schedule
+from aeframe.speed import Speed
 from aeframe.technique import CellContext
 
 
@@ -38,6 +40,7 @@ class TrainResult:
     diverged: str | None = None
     final_size: int | None = None
     lr_tests: list[dict] = field(default_factory=list)
+    compile_seconds: float | None = None
 
 
 class _PhaseState:
@@ -99,11 +102,16 @@ def train(
     generator: torch.Generator,
     progress: ProgressSink | None = None,
     find_lr: bool = False,
+    speed: Speed = Speed(),
 ) -> TrainResult:
     """Train ``model`` in place under ``budget`` and return what happened, epoch by epoch.
 
     With ``find_lr``, phases marked ``find_lr`` take their peak rate from a range test run when they
     begin; the test's time is kept off the training clock and reported in ``lr_tests``.
+
+    ``model`` is already prepared for ``speed`` (see :mod:`aeframe.numerics`); here the loss runs
+    under the same autocast (on the model's fp32 output), fp16 gets a gradient scaler, and a
+    compiled model is warmed up on the first batch with the clock stopped (``compile_seconds``).
     """
     device = context.device
     batch = schedule.batch_size
@@ -114,6 +122,7 @@ def train(
     tracker = BudgetTracker(budget, steps_per_epoch, clock, every_step=device.type != "cuda")
     state = _PhaseState()
     result = TrainResult()
+    scaler = grad_scaler(speed, device)
     step, epoch = 0, 0
     model.train()
     clock.start()
@@ -136,10 +145,24 @@ def train(
             images = to_unit(train_split.view(state.size)[indices])
             if schedule.augment is not None:
                 images = schedule.augment(images, generator)
-            loss = loss_fn(model(images), images)
+            if speed.compile and step == 0:
+                clock.stop()
+                eval_images = next(test_split.batches(EVAL_BATCH, state.size))[0]
+                result.compile_seconds = warm_up(model, loss_fn, images, eval_images, speed, device)
+                clock.start()
+                tracker.pause(step)
+            # A loss with a network of its own (a feature loss) runs it in the lower precision too;
+            # the model's output reaches it in fp32, and reductions such as MSE stay in fp32.
+            with autocast(speed, device.type):
+                loss = loss_fn(model(images), images)
             state.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            state.optimizer.step()
+            if scaler is None:
+                loss.backward()
+                state.optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(state.optimizer)
+                scaler.update()
             loss_sum += loss.detach()
             step += 1
             steps_this_epoch += 1

@@ -39,8 +39,11 @@ RELUS = {
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """Per-image Gram matrices of a (B, C, H, W) batch: F·Fᵀ / (C·H·W), shape (B, C, C)."""
     b, c, h, w = features.shape
-    flat = features.reshape(b, c, h * w)
-    return flat @ flat.transpose(1, 2) / (c * h * w)
+    # Part of the loss, which stays fp32: under bf16/fp16 autocast this product would be rounded,
+    # and the Gram term's weight (up to 5000·w²) would magnify that.
+    with torch.autocast(features.device.type, enabled=False):
+        flat = features.reshape(b, c, h * w).float()
+        return flat @ flat.transpose(1, 2) / (c * h * w)
 
 
 class VGGFeatureLoss(nn.Module):

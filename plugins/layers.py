@@ -16,9 +16,35 @@ def convblock(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
+class MaxPoolTo(nn.Module):
+    """The study's ``AdaptiveMaxPool2d(size)``, computed by a faster equal form where there is one.
+
+    An adaptive max-pool from a side of exactly ``2 * size`` takes the maximum over the disjoint
+    2x2 windows, which is ``max_pool2d(x, 2)``; from a side of ``size`` its windows are single pixels,
+    so it is the identity. Both give the same values and the same gradients, bit for bit (a test
+    checks it); other sides use the adaptive pool itself. The choice is made per call because
+    progressive resizing feeds the same model a smaller image in its first phase.
+    """
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        if height == width == self.size:
+            return x
+        if height == width == 2 * self.size:
+            return nn.functional.max_pool2d(x, 2)
+        return nn.functional.adaptive_max_pool2d(x, self.size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.size}"
+
+
 def downsamp(channels: int, size: int) -> nn.Sequential:
     """Adaptive max-pool to ``size`` x ``size`` (an output size, not a factor), BatchNorm, ReLU."""
-    return nn.Sequential(nn.AdaptiveMaxPool2d(size), nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+    return nn.Sequential(MaxPoolTo(size), nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
 
 
 class Upsample(nn.Module):

@@ -53,7 +53,9 @@ class PixelShuffleICNR(nn.Module):
         self.blur = nn.AvgPool2d(2, stride=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blur(self.pad(self.shuffle(torch.relu(self.conv(x)))))
+        # contiguous(): a no-op unless the run keeps activations channels_last, where torch 2.14's
+        # compiled backward of replication padding fails on a channels_last input (stride check).
+        x = self.blur(self.pad(self.shuffle(torch.relu(self.conv(x))).contiguous()))
         if self.scale == 1:
             x = nn.functional.avg_pool2d(x, 2)
         return x

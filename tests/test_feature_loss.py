@@ -18,7 +18,7 @@ from aeframe.errors import SpecError
 from aeframe.loading import load_for_training
 from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
 from aeframe_builtins import pretrained
-from aeframe_builtins.feature_loss import RELUS, VGGFeatureLoss, vgg16_bn_features
+from aeframe_builtins.feature_loss import RELUS, VGGFeatureLoss, gram_matrix, vgg16_bn_features
 
 CPU = torch.device("cpu")
 CHECKPOINT = "vgg16_bn-6c64b313.pth"
@@ -280,3 +280,11 @@ def test_a_few_steps_on_shapes_reduce_the_loss(registry, workspace):
     assert record.config["protocol"]["phases"][1]["max_lr"] == [1e-3]
     losses = [e["train_loss"] for e in record.curve]
     assert len(losses) == 3 and losses[-1] < losses[0]
+
+
+def test_gram_matrices_stay_fp32_under_autocast():
+    features = torch.randn(2, 8, 4, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        found = gram_matrix(features)
+    assert found.dtype == torch.float32
+    assert torch.equal(found, gram_matrix(features))

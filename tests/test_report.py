@@ -137,7 +137,7 @@ def test_conditions_line_under_the_table():
     md = render([done(label="A", seed=1), done(label="B", seed=0, device_name="Other CPU",
                                                versions={**VERSIONS, "torch": "2.5.0"})], METRICS)
     assert (
-        "Budget: 15 epochs per cell · Seeds: 0, 1 · Device: Test CPU / Other CPU (cpu) · "
+        "Budget: 15 epochs per cell · Seeds: 0, 1 · Device: Test CPU / Other CPU (cpu) · Precision: fp32 · "
         "Versions: aeframe 0.1.0, torch 2.4.1 / 2.5.0, torchvision 0.19.1, python 3.11.7"
     ) in md.splitlines()
     time_budget = render([done(epochs=None, seconds=60)], METRICS)
@@ -207,7 +207,7 @@ def test_json_holds_the_numbers():
     assert (dataset["name"], dataset["title"]) == ("mnist", "MNIST")
     [table] = dataset["tables"]
     assert table["condition"] == {"budget": {"epochs": 15, "seconds": None}, "device_type": "cpu",
-                                  "dataset_params": {}, "lr": "study"}
+                                  "dataset_params": {}, "lr": "study", "precision": "fp32"}
     [row] = table["rows"]
     assert row["label"] == "Baseline" and row["seeds"] == [0, 1]
     assert row["metrics"]["mse"]["values"] == [0.010, 0.014]
@@ -224,11 +224,11 @@ def test_csv_has_one_line_per_record():
     records = [done(mse=0.25), not_done("failed", "RuntimeError: boom\nmore", label="Pixel Shuffle")]
     rows = list(csv.reader(io.StringIO(render(records, METRICS, "csv"))))
     assert rows[0] == ["key", "label", "dataset", "seed", "status", "mse", "psnr", "train_seconds",
-                       "eval_seconds", "lr_find_seconds", "epochs", "steps", "images_per_second", "params", "budget_epochs",
-                       "budget_seconds", "device", "error"]
+                       "eval_seconds", "lr_find_seconds", "compile_seconds", "epochs", "steps", "images_per_second",
+                       "params", "budget_epochs", "budget_seconds", "device", "precision", "error"]
     assert len(rows) == 3
-    assert rows[1][1:] == ["Baseline", "mnist", "0", "done", "0.25", "30.0", "100.0", "1.5", "", "15.0", "300",
-                           "1000.0", "5000", "15", "", "Test CPU (cpu)", ""]
+    assert rows[1][1:] == ["Baseline", "mnist", "0", "done", "0.25", "30.0", "100.0", "1.5", "", "", "15.0", "300",
+                           "1000.0", "5000", "15", "", "Test CPU (cpu)", "fp32", ""]
     assert rows[2][4] == "failed" and rows[2][5] == "" and rows[2][-1] == "RuntimeError: boom"
 
 
@@ -277,6 +277,34 @@ def test_lr_find_cost_shows_in_its_own_column_and_the_conditions_line():
     assert "LR Find" in out.splitlines()[2] and "4.0s |" in out
     assert "Learning rates: a range test per cell ('valley')" in out
     assert "LR Find" not in render([done()], METRICS)
+
+
+def test_precision_separates_tables_and_shows_in_the_conditions_line():
+    bf16 = done(label="Baseline", mse=0.002)
+    bf16.config.update(precision="bf16", channels_last=True)
+    bf16.key += "/bf16"
+    md = render([done(label="Baseline"), bf16], METRICS)
+    headings = [line for line in md.splitlines() if line.startswith("#")]
+    assert headings == ["## MNIST", "### Precision: fp32", "### Precision: bf16"]
+    first, second = tables(md)
+    assert first[1][:2] == ["Baseline", "0.001000"] and second[1][:2] == ["Baseline", "0.002000"]
+    notes = [line for line in md.splitlines() if line.startswith("Budget: ")]
+    assert " · Precision: fp32 · " in notes[0] and " · Precision: bf16, channels_last · " in notes[1]
+    [table_a, table_b] = json.loads(render([done(), bf16], METRICS, "json"))["datasets"][0]["tables"]
+    assert (table_a["condition"]["precision"], table_b["condition"]["precision"]) == ("fp32", "bf16")
+
+
+def test_compile_time_shows_in_its_own_column():
+    compiled = done()
+    compiled.config["compile"] = True
+    compiled.stats["compile_seconds"] = 12.5
+    out = render([compiled], METRICS)
+    [[header, row]] = tables(out)
+    assert header[-1] == "Compile" and row[-1] == "12s"
+    assert "Precision: fp32, compiled (compile time apart, in the Compile column)" in out
+    assert "Compile" not in render([done()], METRICS)
+    row = json.loads(render([compiled], METRICS, "json"))["datasets"][0]["tables"][0]["rows"][0]
+    assert row["compile_seconds"]["mean"] == 12.5
 
 
 def test_a_technique_skipped_beside_done_cells_stays_listed():

@@ -1,0 +1,156 @@
+"""Speed settings: --precision, --channels-last, --compile; their resolution, records, keys and costs."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from aeframe.budget import Budget
+from aeframe.cell import run_cell
+from aeframe.environment import device_info, versions
+from aeframe.errors import UsageProblem
+from aeframe.loading import load_for_training
+from aeframe.numerics import SpeedModel, speed_model
+from aeframe.plan import cell_key, plan_cells, resolve_dataset, resolve_technique
+import aeframe.speed
+from aeframe.speed import Speed, resolve_speed
+
+from conftest import run_cli
+
+CPU = torch.device("cpu")
+TINY = "shapes[train=256,test=64]"
+
+
+@pytest.fixture(scope="module")
+def tiny_data(registry):
+    return load_for_training(resolve_dataset(TINY, registry), Path("."), CPU, lambda _: None)
+
+
+def one_cell(registry, speed=None, technique="baseline"):
+    comp = resolve_technique(technique, registry)
+    dataset = resolve_dataset(TINY, registry)
+    return plan_cells([comp], [dataset], 1, Budget(epochs=1), device_info(CPU), versions(), registry, speed=speed)[0]
+
+
+@pytest.mark.parametrize("native_bf16, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_on_a_cpu_is_bf16_where_the_cpu_has_it_natively(monkeypatch, native_bf16, expected):
+    monkeypatch.setattr(aeframe.speed, "cpu_has_bf16", lambda: native_bf16)
+    assert resolve_speed("auto", None, False, CPU) == Speed(expected, True, False)
+    assert resolve_speed("auto", False, False, CPU) == Speed(expected, False, False)
+
+
+def test_auto_on_a_gpu_is_bf16_with_channels_last(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert resolve_speed("auto", None, False, torch.device("cuda", 0)) == Speed("bf16", True, False)
+
+
+def test_explicit_choices_are_kept_and_unknown_ones_refused():
+    assert resolve_speed("fp16", False, False, CPU) == Speed("fp16", False, False)
+    with pytest.raises(UsageProblem, match="unknown precision 'fp8'"):
+        resolve_speed("fp8", None, False, CPU)
+
+
+def test_compile_without_a_compiler_is_refused_with_what_is_missing(monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(UsageProblem, match=r"--compile needs a C\+\+ compiler \(g\+\+ or clang\+\+ or c\+\+ on PATH"):
+        resolve_speed("fp32", False, True, CPU)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--precision", "fp8"], "Invalid value for '--precision': 'fp8' is not one of 'auto', 'fp32', 'bf16', 'fp16'"),
+        (["--compile"], "--compile needs a C++ compiler"),
+    ],
+)
+def test_bad_speed_options_exit_2_with_one_line(tmp_path, args, message):
+    # An empty PATH leaves no compiler to find; the first case fails before it matters.
+    result = run_cli("bench", "-t", "baseline", "-d", TINY, *args, "--store", "r.sqlite", cwd=tmp_path,
+                     env={"PATH": str(tmp_path), "CXX": ""})
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_keys_differ_by_speed_settings_and_plain_fp32_keeps_the_old_key(registry):
+    plain = one_cell(registry)
+    keys = {plain.key} | {one_cell(registry, s).key for s in (Speed("bf16"), Speed("fp16"), Speed("fp32", True),
+                                                            Speed("fp32", False, True))}
+    assert len(keys) == 5
+    # Cells stored before the settings existed have no such fields; their key must not change.
+    old = {k: v for k, v in plain.config.items() if k not in ("precision", "channels_last", "compile")}
+    assert cell_key(old) == plain.key
+    assert one_cell(registry, Speed("bf16", True)).config["precision"] == "bf16"
+
+
+def test_speed_model_takes_fp32_gives_fp32_in_the_usual_layout(registry):
+    from techniques import build
+
+    model = speed_model(build("baseline", registry).model, Speed("bf16", True), CPU)
+    assert isinstance(model, SpeedModel)
+    assert model.model.encoder[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    out = model(torch.rand(2, 3, 32, 32))
+    assert out.dtype == torch.float32 and out.is_contiguous() and out.shape == (2, 3, 32, 32)
+    plain = build("baseline", registry).model
+    assert speed_model(plain, Speed(), CPU) is plain
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_lower_precision_cells_train_to_finite_metrics(registry, tiny_data, workspace, precision):
+    record = run_cell(one_cell(registry, Speed(precision, True)), tiny_data, list(registry.metrics.values()), CPU,
+                      workspace)
+    assert record.status == "done", record.error
+    assert record.config["precision"] == precision and record.config["channels_last"] is True
+    assert all(math.isfinite(v) for v in record.metrics.values())
+    assert 0 < record.metrics["mse"] < 0.5
+    assert record.samples.reconstructions.dtype == torch.uint8
+
+
+def test_compiled_cell_trains_as_the_eager_one_and_keeps_compile_time_off_the_clock(
+        registry, tiny_data, workspace, monkeypatch):
+    import aeframe.budget
+    import aeframe.numerics
+    import aeframe.train
+
+    # A fake clock that moves 1 s per reading, and a warm-up that "takes" 1000 s of it: if the
+    # warm-up were on the training clock, train_seconds would exceed 1000.
+    now = [0.0]
+
+    def tick():
+        now[0] += 1.0
+        return now[0]
+
+    monkeypatch.setattr(aeframe.budget.time, "perf_counter", tick)
+    real_warm_up = aeframe.train.warm_up
+
+    def slow_warm_up(*args, **kwargs):
+        real_warm_up(*args, **kwargs)
+        now[0] += 1000.0
+        return 1000.0
+
+    monkeypatch.setattr(aeframe.train, "warm_up", slow_warm_up)
+    # Dynamo's graph capture with the eager backend: the compile path without minutes of C++ builds.
+    monkeypatch.setattr(aeframe.numerics, "compiled", lambda model: torch.compile(model, backend="eager"))
+    monkeypatch.setattr(aeframe.cell, "compiled", aeframe.numerics.compiled)
+    metrics = list(registry.metrics.values())
+    compiled = run_cell(one_cell(registry, Speed("fp32", False, True)), tiny_data, metrics, CPU, workspace)
+    assert compiled.status == "done", compiled.error
+    assert compiled.stats["compile_seconds"] == 1000.0
+    assert compiled.stats["train_seconds"] < 1000
+    eager = run_cell(one_cell(registry), tiny_data, metrics, CPU, workspace)
+    assert "compile_seconds" not in eager.stats
+    # The warm-up's forward and backward left no trace: weights, BatchNorm statistics, random draws.
+    assert compiled.metrics == eager.metrics
+    assert [e["train_loss"] for e in compiled.curve] == [e["train_loss"] for e in eager.curve]
+
+
+def test_bf16_bench_shows_its_precision_in_the_report(tmp_path):
+    result = run_cli("bench", "-t", "baseline", "-d", TINY, "--epochs", "1", "--precision", "bf16",
+                     "--no-channels-last", "--store", "r.sqlite", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    note = result.stdout.splitlines()[-1]
+    assert note.startswith("Budget: 1 epoch per cell") and " · Precision: bf16 · " in note
+    assert "precision bf16, channels_last off, compile off" in result.stderr
