@@ -91,7 +91,9 @@ class SpeedReport:
             out += [self.heading, "", self._loop_table(), ""]
             out += [f"skipped {name}: {reason.splitlines()[0]}" for name, reason in self.skipped]
         if self.cell is not None:
-            out += [""] * bool(out) + [self.cell_heading, self._cell_line()]
+            if out:
+                out.append("")
+            out += [self.cell_heading, self._cell_line()]
         return out
 
     def _loop_table(self) -> str:
