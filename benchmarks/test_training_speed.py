@@ -1,51 +1,73 @@
-"""Training throughput of aeframe cells (run: pytest benchmarks/ --benchmark-only).
+"""aeframe's training loop against a plain PyTorch loop and the study's DataLoader loop, per technique.
 
-Each benchmark trains one real cell on the generated shapes dataset for one epoch and records the
-training images per second (device-synchronised training time, evaluation excluded) in the JSON
-that pytest-benchmark saves.
+One benchmark per technique. A round trains three fresh copies of the technique's model (built
+untimed, with the cell's seed) for ``STEPS`` steps each: (a) with aeframe's ``train()``, (b) with a
+minimal hand-written loop, (c) with the study's DataLoader loop (see speed_loops.py). The order of
+the three rotates from round to round. pytest-benchmark's own timing is of the whole round (three
+loops plus aeframe's end-of-epoch evaluation); the images/s and ratios in ``extra_info`` come from
+each loop's device-synchronised timer. Run: see docs/benchmarks.md.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from itertools import count
 
 import pytest
 import torch
 
-from aeframe.budget import Budget
-from aeframe.cell import run_cell
-from aeframe.environment import device_info, resolve_device, versions
-from aeframe.loading import default_cache_dir, default_data_dir, load_for_training, make_workspace
-from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
+from aeframe.dataset import DatasetUnavailable
+from aeframe.environment import device_info
+from aeframe.plan import resolve_technique
 from aeframe.plugins import build_registry
+from aeframe.technique import TechniqueUnavailable
 
-DATASET = "shapes[train=4096,test=256]"
+from speed_cells import build_fresh, cell_context
+from speed_config import DATASET, ROUNDS, STEPS, WARMUP_ROUNDS, WORKERS, technique_texts
+from speed_loops import LOOPS, LoopRun
+from speed_summary import LoopComparison
 
-
-@pytest.fixture(scope="module")
-def setup():
-    registry = build_registry(autoload=False)
-    device = resolve_device("auto")
-    dataset = resolve_dataset(DATASET, registry)
-    data = load_for_training(dataset, Path("."), device, lambda _: None)
-    workspace = make_workspace(registry, default_data_dir(), default_cache_dir(), lambda _: None)
-    return registry, device, dataset, data, workspace
+TECHNIQUES = technique_texts(list(build_registry(autoload=False).techniques))
 
 
-@pytest.mark.parametrize("technique", sorted(build_registry(autoload=False).techniques))
-def test_one_epoch(benchmark, setup, technique):
-    registry, device, dataset, data, workspace = setup
-    comp = resolve_technique(technique, registry)
-    cell = plan_cells([comp], [dataset], 1, Budget(epochs=1), device_info(device), versions(), registry)[0]
-    metrics = list(registry.metrics.values())
-    records = []
+@pytest.mark.parametrize("technique", TECHNIQUES)
+def test_training_loops(benchmark, technique, registry, choice, workspace, bench_data, speed, speed_report):
+    composition = resolve_technique(technique, registry)
+    context = cell_context(bench_data, choice, workspace)
+    try:
+        # Also makes what a technique caches (a pretrained encoder) before anything is timed.
+        build_fresh(composition, context, speed)
+    except (TechniqueUnavailable, DatasetUnavailable) as exc:
+        speed_report.skipped.append((technique, str(exc)))
+        pytest.skip(f"{technique} cannot run here: {exc}")
 
-    def one_cell():
-        records.append(run_cell(cell, data, metrics, device, workspace))
+    names = list(LOOPS)
+    runs: dict[str, list[LoopRun]] = {name: [] for name in names}
+    rounds = count()
 
-    benchmark.pedantic(one_cell, rounds=3, iterations=1, warmup_rounds=1)
-    rates = [r.stats["images_per_second"] for r in records]
-    assert all(r.status == "done" for r in records)
-    benchmark.extra_info["images_per_second"] = max(rates)
-    benchmark.extra_info["device"] = device_info(device)["name"]
-    benchmark.extra_info["torch"] = torch.__version__
-    print(f"\n{technique}: {max(rates):,.0f} training images/s on {device_info(device)['name']}")
+    def fresh_cells():
+        return ({name: build_fresh(composition, context, speed) for name in names},), {}
+
+    def one_round(cells) -> None:
+        shift = next(rounds) % len(names)
+        for name in names[shift:] + names[:shift]:
+            runs[name].append(LOOPS[name](cells[name], bench_data))
+
+    benchmark.pedantic(one_round, setup=fresh_cells, rounds=ROUNDS, warmup_rounds=WARMUP_ROUNDS)
+
+    timed = {name: found[-ROUNDS:] for name, found in runs.items()}
+    for name, found in timed.items():
+        assert all(run.steps == STEPS and run.images == bench_data.images for run in found), (name, found)
+    comparison = LoopComparison(technique, {name: [r.images_per_second for r in found] for name, found in timed.items()})
+    speed_report.comparisons.append(comparison)
+    benchmark.extra_info.update({
+        "technique": technique,
+        "dataset": DATASET,
+        "device": device_info(bench_data.device)["name"],
+        "torch": torch.__version__,
+        "steps": STEPS,
+        "images_per_loop": bench_data.images,
+        "rounds": ROUNDS,
+        "warmup_rounds": WARMUP_ROUNDS,
+        "dataloader_workers": WORKERS,
+        **speed.to_config(),
+        **comparison.extra_info(),
+    })

@@ -1,0 +1,82 @@
+"""Shared set-up of the speed benchmarks, and the table printed at the end of the session."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import torch
+
+# The benchmarks measure the built-ins only, whatever else is installed (the subprocess inherits it).
+os.environ["AEFRAME_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+
+from aeframe.environment import device_info, resolve_device  # noqa: E402
+from aeframe.loading import default_cache_dir, default_data_dir, make_workspace  # noqa: E402
+from aeframe.plan import resolve_dataset  # noqa: E402
+from aeframe.plugins import build_registry  # noqa: E402
+from aeframe.protocol import BATCH_SIZE  # noqa: E402
+from aeframe.speed import Speed, resolve_speed  # noqa: E402
+
+from speed_cells import load_bench_data  # noqa: E402
+from speed_config import DATASET, DEVICE, PRECISION, ROUNDS, STEPS, WARMUP_ROUNDS, WORKERS  # noqa: E402
+from speed_summary import SpeedReport  # noqa: E402
+
+REPORT = pytest.StashKey[SpeedReport]()
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@pytest.fixture(scope="session")
+def registry():
+    return build_registry(autoload=False)
+
+
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    return resolve_device(DEVICE)
+
+
+@pytest.fixture(scope="session")
+def speed(device) -> Speed:
+    return resolve_speed(PRECISION, None, False, device)
+
+
+@pytest.fixture(scope="session")
+def workspace(registry):
+    # The user's cache (or $AEFRAME_CACHE): an encoder pretrained for pretrained-resnet[weights=shapes]
+    # is made once and reused by later sessions; it is never part of a timing.
+    return make_workspace(registry, default_data_dir(), default_cache_dir(), _say)
+
+
+@pytest.fixture(scope="session")
+def choice(registry):
+    return resolve_dataset(DATASET, registry)
+
+
+@pytest.fixture(scope="session")
+def bench_data(choice, device, workspace):
+    return load_bench_data(choice, device, workspace)
+
+
+@pytest.fixture(scope="session")
+def speed_report(request, device, speed) -> SpeedReport:
+    report = request.config.stash.setdefault(REPORT, SpeedReport())
+    report.heading = (
+        f"Training images/s on {DATASET}: {STEPS} steps of {BATCH_SIZE} images per loop and round, "
+        f"{device_info(device)['name']} ({device.type}), torch {torch.__version__}, {speed.describe()}; median of {ROUNDS} "
+        f"round(s) after {WARMUP_ROUNDS} untimed warm-up round, loops interleaved; DataLoader workers: {WORKERS}"
+    )
+    return report
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    report = config.stash.get(REPORT, None)
+    if report is None:
+        return
+    lines = report.lines()
+    if lines:
+        terminalreporter.section("aeframe speed benchmarks")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,0 +1,116 @@
+"""The numbers the speed benchmarks report: per-round rates, their ratios, and the end-of-session table.
+
+Ratios are taken round by round (the three loops of a round ran back to back, so they shared the
+machine's state) and the median over rounds is reported; so are the images/s.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from statistics import median
+
+from tabulate import tabulate
+
+from speed_config import GOAL_VS_PLAIN
+
+# aeframe should not be slower than the study's DataLoader loop it replaces.
+GOAL_VS_STUDY = 1.0
+
+
+def verdict(ratio: float, goal: float) -> str:
+    return "PASS" if ratio >= goal else "BELOW"
+
+
+@dataclass
+class LoopComparison:
+    """One technique's images/s under each loop, one value per timed round."""
+
+    technique: str
+    rates: dict[str, list[float]]
+
+    def rate(self, loop: str) -> float:
+        return median(self.rates[loop])
+
+    def ratio(self, loop: str, other: str) -> float:
+        return median(a / b for a, b in zip(self.rates[loop], self.rates[other]))
+
+    def extra_info(self) -> dict:
+        vs_plain, vs_study = self.ratio("aeframe", "plain"), self.ratio("aeframe", "study")
+        return {
+            "images_per_second": {loop: self.rate(loop) for loop in self.rates},
+            "images_per_second_rounds": self.rates,
+            "ratio_aeframe_to_plain": vs_plain,
+            "ratio_aeframe_to_study": vs_study,
+            "goal_aeframe_to_plain": GOAL_VS_PLAIN,
+            "goal_aeframe_to_study": GOAL_VS_STUDY,
+            "verdict_aeframe_to_plain": verdict(vs_plain, GOAL_VS_PLAIN),
+            "verdict_aeframe_to_study": verdict(vs_study, GOAL_VS_STUDY),
+        }
+
+
+@dataclass
+class CellOverhead:
+    """Whole ``aeframe bench`` cells, one value per round, against the parts their records account for."""
+
+    wall: list[float]
+    train: list[float]
+    evaluation: list[float]
+    prepare: list[float]
+    start_and_imports: float
+
+    def overheads(self) -> list[float]:
+        return [w - t - e - p for w, t, e, p in zip(self.wall, self.train, self.evaluation, self.prepare)]
+
+    def extra_info(self) -> dict:
+        overhead = median(self.overheads())
+        wall = median(self.wall)
+        return {
+            "wall_seconds": wall,
+            "train_seconds": median(self.train),
+            "eval_seconds": median(self.evaluation),
+            "metric_prepare_seconds": median(self.prepare),
+            "overhead_seconds": overhead,
+            "overhead_share": overhead / wall,
+            "interpreter_and_imports_seconds": self.start_and_imports,
+            "rounds": {"wall": self.wall, "train": self.train, "eval": self.evaluation, "prepare": self.prepare},
+        }
+
+
+@dataclass
+class SpeedReport:
+    """Everything measured in a session, rendered as the table printed at its end."""
+
+    heading: str = ""
+    comparisons: list[LoopComparison] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    cell: CellOverhead | None = None
+    cell_heading: str = ""
+
+    def lines(self) -> list[str]:
+        out: list[str] = []
+        if self.comparisons or self.skipped:
+            out += [self.heading, "", self._loop_table(), ""]
+            out += [f"skipped {name}: {reason.splitlines()[0]}" for name, reason in self.skipped]
+        if self.cell is not None:
+            if out:
+                out.append("")
+            out += [self.cell_heading, self._cell_line()]
+        return out
+
+    def _loop_table(self) -> str:
+        rows = [
+            [c.technique, f"{c.rate('aeframe'):,.0f}", f"{c.rate('plain'):,.0f}", f"{c.rate('study'):,.0f}",
+             f"{c.ratio('aeframe', 'plain'):.3f} {verdict(c.ratio('aeframe', 'plain'), GOAL_VS_PLAIN)}",
+             f"{c.ratio('aeframe', 'study'):.3f} {verdict(c.ratio('aeframe', 'study'), GOAL_VS_STUDY)}"]
+            for c in self.comparisons
+        ]
+        headers = ["technique", "(a) aeframe img/s", "(b) plain img/s", "(c) study img/s",
+                   f"a/b (goal >= {GOAL_VS_PLAIN})", f"a/c (goal >= {GOAL_VS_STUDY})"]
+        return tabulate(rows, headers, tablefmt="github", colalign=("left",) + ("right",) * 5)
+
+    def _cell_line(self) -> str:
+        info = self.cell.extra_info()
+        return (f"wall {info['wall_seconds']:.2f} s = train {info['train_seconds']:.2f} s + eval "
+                f"{info['eval_seconds']:.2f} s + metric prepare {info['metric_prepare_seconds']:.2f} s + overhead "
+                f"{info['overhead_seconds']:.2f} s ({info['overhead_share']:.0%} of the wall time); "
+                f"a bare interpreter importing torch, torchvision and aeframe takes "
+                f"{info['interpreter_and_imports_seconds']:.2f} s of that overhead")
