@@ -60,6 +60,12 @@ class BenchOutcome:
         return render(self.records, self.metrics, fmt)
 
 
+def _whose(record: CellRecord) -> str:
+    """Which plugins' techniques the failed cell ran, so the user knows whose code to look at."""
+    plugins = record.config.get("plugins") or {}
+    return "; " + ", ".join(f"technique {t!r} from {p}" for t, p in plugins.items()) if plugins else ""
+
+
 def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     """Run (or take from the store) every requested cell; each cell is saved as soon as it ends."""
     technique_texts = request.techniques or sorted(registry.techniques)
@@ -100,8 +106,11 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
         except KeyboardInterrupt:
             say(f"interrupted: the {len(records)} finished cells are saved in {request.store_path}")
             raise
-    for r in (r for r in records if r.status == FAILED):
+    failed = [r for r in records if r.status == FAILED]
+    if failed:
+        say(f"{len(failed)} of {len(records)} cells failed; the others are stored in {request.store_path}:")
+    for r in failed:
         say(f"failed: {r.config['label']} on {r.config['dataset']['name']} (seed {r.config.get('seed')}): "
-            f"{(r.error or '').splitlines()[0]}")
+            f"{(r.error or '').splitlines()[0]}{_whose(r)}")
     named = set() if request.run_all or not request.datasets else {d.plugin.name for d in datasets}
     return BenchOutcome(records, metrics, named, bool(request.techniques) and not request.run_all)

@@ -94,4 +94,14 @@ def group(records: Sequence[CellRecord]) -> list[Section]:
         condition = condition_of(record)
         table = section.tables.setdefault(condition_key(condition), Table(condition))
         table.rows.setdefault(label_of(record), []).append(record)
+    for section in sections.values():
+        for table in section.tables.values():
+            _reference_first(table)
     return list(sections.values())
+
+
+def _reference_first(table: Table) -> None:
+    """The reference row (the Baseline) leads its table, as the row the others are compared with,
+    even when its cells were retrained after the others; the other rows keep their order."""
+    first = [label for label, records in table.rows.items() if records[0].config.get("reference")]
+    table.rows = {label: table.rows[label] for label in first + [k for k in table.rows if k not in first]}

@@ -65,6 +65,15 @@ def resolve_dataset(text: str, registry: Registry) -> DatasetChoice:
     return DatasetChoice(plugin, resolve_params(plugin.params, spec.given_dict, f"dataset {spec.name}"))
 
 
+def _origin(registry: Registry, technique: str) -> str:
+    """Which plugin registered ``technique``, as a failure message should name it."""
+    info = registry.plugin_of("technique", technique)
+    if info is None:
+        return "an unknown plugin"
+    where = f"{info.dist} {info.version}" if info.dist else "no distribution"
+    return f"plugin {info.name!r} ({where}{', built in' if info.builtin else ''})"
+
+
 def _plugin_version(registry: Registry, kind: str, name: str) -> str | None:
     info = registry.plugin_of(kind, name)
     return info.version if info else None
@@ -131,5 +140,8 @@ def plan_cells(
                 }
                 if provenance:
                     config["provenance"] = provenance
+                # Not part of the key: who registered a technique does not change its numbers,
+                # but a failure report must say whose code failed.
+                config["plugins"] = {m.technique.name: _origin(registry, m.technique.name) for m in composition.members}
                 cells.append(Cell(composition, dataset, seed, budget, config, cell_key(config)))
     return cells

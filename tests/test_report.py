@@ -492,3 +492,11 @@ def test_seeds_not_done_for_the_same_reason_share_one_bullet():
         "- Feature Loss (seeds 0, 1): skipped (needs vgg16_bn weights)\n"
         "- Resnet (seed 1): failed (RuntimeError: boom)\n"
     )
+
+
+def test_the_reference_row_leads_its_table_even_when_retrained_last():
+    pixel = done(label="Pixel Shuffle", mse=0.25)
+    baseline = done(label="Baseline", mse=0.5)
+    baseline.config["reference"] = True
+    md = render([done(label="Resnet"), pixel, baseline], METRICS)
+    assert [row[0] for row in tables(md)[0][1:]] == ["Baseline", "Resnet", "Pixel Shuffle"]
