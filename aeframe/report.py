@@ -294,6 +294,8 @@ def _note(table: Table) -> str:
                      for package, found in provenance(records)["versions"].items()]
     if version_texts:
         parts.append(f"Versions: {', '.join(version_texts)}")
+    # The warm-up policy: nothing is left out of training time but a compilation (its own column).
+    parts.append("Training time: device-synchronised, from the first step, evaluation apart")
     return " · ".join(parts)
 
 

@@ -138,7 +138,8 @@ def test_conditions_line_under_the_table():
                                                versions={**VERSIONS, "torch": "2.5.0"})], METRICS)
     assert (
         "Budget: 15 epochs per cell · Seeds: 0, 1 · Device: Test CPU / Other CPU (cpu) · Precision: fp32 · "
-        "Versions: aeframe 0.1.0, torch 2.4.1 / 2.5.0, torchvision 0.19.1, python 3.11.7"
+        "Versions: aeframe 0.1.0, torch 2.4.1 / 2.5.0, torchvision 0.19.1, python 3.11.7 · "
+        "Training time: device-synchronised, from the first step, evaluation apart"
     ) in md.splitlines()
     time_budget = render([done(epochs=None, seconds=60)], METRICS)
     assert "Budget: 60 s of training per cell · Seed: 0 · Device: Test CPU (cpu) · " in time_budget
