@@ -47,7 +47,8 @@ def technique_checks(text: str, setting: Setting) -> Iterator[Check]:
             return
         except Exception as exc:  # any plugin error here is exactly what the check reports
             failures.append(f"{shape_text(dataset_text, shape)}: {one_line(exc)}")
-    listing = " and ".join(shape_text(d, s) for d, s in shapes)
+    texts = [shape_text(d, s) for d, s in shapes]
+    listing = " and ".join(texts) if len(texts) < 3 else f"{', '.join(texts[:-1])} and {texts[-1]}"
     yield verdict("technique", text, f"model builds for {listing}", failures)
     yield verdict("technique", text, "output has the input's shape and is finite, within "
                   f"[{OUTPUT_LOW:g}, {OUTPUT_HIGH:g}] for inputs in [0, 1]",
