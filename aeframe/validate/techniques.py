@@ -50,14 +50,15 @@ def technique_checks(text: str, setting: Setting) -> Iterator[Check]:
     texts = [shape_text(d, s) for d, s in shapes]
     listing = " and ".join(texts) if len(texts) < 3 else f"{', '.join(texts[:-1])} and {texts[-1]}"
     yield verdict("technique", text, f"model builds for {listing}", failures)
+    outputs = {d: _output_problems(built[d].model, d, s) for d, s in shapes if d in built}
     yield verdict("technique", text, "output has the input's shape and is finite, within "
-                  f"[{OUTPUT_LOW:g}, {OUTPUT_HIGH:g}] for inputs in [0, 1]",
-                  [p for d, s in shapes if d in built for p in _output_problems(built[d].model, d, s)])
+                  f"[{OUTPUT_LOW:g}, {OUTPUT_HIGH:g}] for inputs in [0, 1]", [p for ps in outputs.values() for p in ps])
     tiny = shapes[0][0]
-    if tiny not in built:
+    if tiny not in built or outputs[tiny]:
+        why = "does not build" if tiny not in built else "gives wrong outputs"
         for what in ("gradients reach every trainable parameter", "schedule covers epoch and time budgets",
                      "a short training lowers the loss", "same seed gives the same numbers"):
-            yield Check("technique", text, what, FAIL, f"not run: the model does not build for {tiny}")
+            yield Check("technique", text, what, FAIL, f"not run: the model {why} for {tiny}")
         return
     yield verdict("technique", text, "gradients reach every trainable parameter", _gradient_problems(composition, setting))
     yield verdict("technique", text, "schedule covers epoch and time budgets", schedule_problems(built[tiny].schedule))

@@ -45,12 +45,18 @@ class ShortRun:
 
 
 def _loss_on(model, loss_fn, images: torch.Tensor) -> float:
-    model.eval()
-    try:
-        with torch.no_grad():
-            return float(loss_fn(model(images), images))
-    finally:
+    """The training loss on ``images`` as a training step sees it, leaving the model and generators as they were.
+
+    Training mode, not eval: eval would count the drift of batch-norm statistics as learning.
+    """
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(0)  # the same draws before and after, for models that add noise when training
         model.train()
+        loss = float(loss_fn(model(images), images))
+        for name, b in model.named_buffers():
+            b.copy_(buffers[name])
+    return loss
 
 
 def short_run(composition: Composition, setting: Setting, seed: int = 0) -> ShortRun:
