@@ -232,6 +232,29 @@ def plugins(as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="AEFRAME_DATA",
+              help="Where datasets live [env AEFRAME_DATA; default: the per-user cache].")
+def validate(names: tuple[str, ...], data_dir: Path | None) -> None:
+    """Check that techniques, datasets and metrics keep their contracts: one PASS, FAIL or SKIP line per check.
+
+    NAME is a technique as -t takes it (baseline[latent=64], a+b), a dataset or a metric; without
+    NAME, everything registered is checked. Exits 1 when a check failed, 2 for an unknown name.
+    """
+    from aeframe.loading import default_cache_dir, default_data_dir
+    from aeframe.validate import FAIL, PASS, SKIP, Setting, checks_for, resolve_names
+
+    setting = Setting(_registry(), data_dir or default_data_dir(), default_cache_dir(), say=say)
+    targets = _guard(lambda: resolve_names(list(names), setting))
+    counts: dict[str, int] = {}
+    for check in checks_for(targets, setting):
+        click.echo(check.line)  # as each finishes: the training checks take seconds per technique
+        counts[check.status] = counts.get(check.status, 0) + 1
+    say(f"{counts.get(PASS, 0)} passed, {counts.get(FAIL, 0)} failed, {counts.get(SKIP, 0)} skipped")
+    sys.exit(1 if counts.get(FAIL) else 0)
+
+
+@cli.command()
 @click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), envvar="AEFRAME_STORE",
               default=DEFAULT_STORE, show_default=True, help="SQLite results file [env AEFRAME_STORE].")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json", "csv"]), default="markdown", show_default=True)

@@ -1,0 +1,1 @@
+"""aeframe-denoising: a denoising autoencoder technique and a generated ``stripes`` dataset."""
