@@ -31,6 +31,19 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300
     return subprocess.run([str(exe), *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
+def installed_plugin_env(tmp_path: Path, dist: str, module: str, source: str) -> dict[str, str]:
+    """Install ``source`` as module ``module`` of distribution ``dist`` (a dist-info with an ``aeframe``
+    entry point, as pip leaves it) under ``tmp_path``; the env that lets a subprocess find it."""
+    site = tmp_path / "site"
+    info = site / f"{dist.replace('-', '_')}-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    plugin = dist.removeprefix("aeframe-")
+    (info / "entry_points.txt").write_text(f"[aeframe]\n{plugin} = {module}\n")
+    (site / f"{module}.py").write_text(source)
+    return {"PYTHONPATH": str(site), "AEFRAME_DISABLE_PLUGIN_AUTOLOAD": ""}
+
+
 @pytest.fixture(scope="session")
 def workspace(registry, tmp_path_factory):
     """A data directory with nothing in it and a private cache, loading datasets from ``registry``."""

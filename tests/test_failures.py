@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_SHAPES, run_cli
+from conftest import TINY_SHAPES, installed_plugin_env, run_cli
 
 FAULTY = '''
 import torch
@@ -62,13 +62,7 @@ def register_techniques(register):
 
 @pytest.fixture
 def faulty_env(tmp_path):
-    site = tmp_path / "site"
-    info = site / "aeframe_faulty-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: aeframe-faulty\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[aeframe]\nfaulty = faulty_techniques\n")
-    (site / "faulty_techniques.py").write_text(FAULTY)
-    return {"PYTHONPATH": str(site), "AEFRAME_DISABLE_PLUGIN_AUTOLOAD": ""}
+    return installed_plugin_env(tmp_path, "aeframe-faulty", "faulty_techniques", FAULTY)
 
 
 def _rows(store: Path) -> dict[str, tuple[str, str | None, dict]]:

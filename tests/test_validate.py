@@ -7,7 +7,7 @@ import pytest
 
 from aeframe.plugins import Registry
 from aeframe.validate import FAIL, PASS, SKIP, Setting, checks_for, resolve_names
-from conftest import run_cli
+from conftest import installed_plugin_env, run_cli
 
 # A third-party plugin with one defect per technique, each built on the Baseline.
 BROKEN = '''
@@ -197,13 +197,7 @@ def test_a_parameter_without_help_fails(setting):
 
 def _broken_site(tmp_path):
     """The broken techniques as an installed third-party distribution, for real subprocess runs."""
-    site = tmp_path / "site"
-    info = site / "aeframe_broken-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: aeframe-broken\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[aeframe]\nbroken = fake_broken_techniques\n")
-    (site / "fake_broken_techniques.py").write_text(textwrap.dedent(BROKEN))
-    return {"PYTHONPATH": str(site), "AEFRAME_DISABLE_PLUGIN_AUTOLOAD": ""}
+    return installed_plugin_env(tmp_path, "aeframe-broken", "fake_broken_techniques", textwrap.dedent(BROKEN))
 
 
 def test_cli_exits_1_on_a_broken_plugin_and_0_when_all_pass(tmp_path):
