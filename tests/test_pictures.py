@@ -5,7 +5,6 @@ import json
 import re
 import shlex
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 import torch

@@ -1,4 +1,3 @@
-import pytest
 import torch
 
 from aeframe_builtins.pixel_shuffle import PixelShuffleICNR, icnr_
