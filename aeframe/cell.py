@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from aeframe.batches import DeviceSplit
+from aeframe.batches import DeviceSplit, to_unit
 from aeframe.dataset import DatasetUnavailable, ImageData
 from aeframe.errors import AeframeError
 from aeframe.evaluate import timed_evaluate
@@ -54,7 +54,7 @@ def seed_everything(seed: int) -> None:
 
 def _check_output(model: nn.Module, data: CellData, label: str) -> None:
     """A model whose output does not match its input is a plugin bug: say which one, before training."""
-    sample = data.test.view(None)[:2].float().div(255)
+    sample = to_unit(data.test.view(None)[:2])
     was_training = model.training
     model.eval()
     with torch.no_grad():

@@ -9,6 +9,7 @@ from typing import Iterator
 
 import torch
 
+from aeframe.batches import to_unit
 from aeframe.validate.report import Check, one_line, verdict
 from aeframe.validate.setting import Setting
 
@@ -62,7 +63,7 @@ def _scores(metric, setting: Setting) -> tuple[float, float]:
     context = setting.loaded_context(setting.metric_data)
     metric.prepare(context)
     test = setting.load(setting.metric_data).test
-    target = test.images[:BATCH].float().div(255)
+    target = to_unit(test.images[:BATCH])
     labels = test.labels[:BATCH]
     noise = torch.randn(target.shape, generator=torch.Generator().manual_seed(0))
     noisy = (target + NOISE * noise).clamp(0, 1)

@@ -14,6 +14,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from aeframe.batches import to_unit
 from aeframe.cell import seed_everything
 from aeframe.plan import resolve_technique
 from aeframe.technique import BuiltCell, Composition, TechniqueUnavailable
@@ -109,7 +110,7 @@ def _gradient_problems(composition: Composition, setting: Setting) -> list[str]:
     built = composition.build(setting.tiny_context())
     model, loss_fn = built.model, built.loss
     model.train()
-    x = setting.tiny_data().train.images[:GRAD_BATCH].float().div(255)
+    x = to_unit(setting.tiny_data().train.images[:GRAD_BATCH])
     try:
         loss = loss_fn(model(x), x)
     except Exception as exc:  # a loss that cannot take the model's output is the finding
