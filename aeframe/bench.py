@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aeframe.budget import Budget
 from aeframe.environment import device_info, resolve_device, source_revision, versions
-from aeframe.errors import SpecError
+from aeframe.errors import SpecError, first_line
 from aeframe.executor import LocalExecutor
 from aeframe.loading import default_cache_dir, default_data_dir, make_workspace
 from aeframe.metric import Metric
@@ -111,6 +111,6 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
         say(f"{len(failed)} of {len(records)} cells failed; the others are stored in {request.store_path}:")
     for r in failed:
         say(f"failed: {r.config['label']} on {r.config['dataset']['name']} (seed {r.config.get('seed')}): "
-            f"{(r.error or '').splitlines()[0]}{_whose(r)}")
+            f"{first_line(r.error)}{_whose(r)}")
     named = set() if request.run_all or not request.datasets else {d.plugin.name for d in datasets}
     return BenchOutcome(records, metrics, named, bool(request.techniques) and not request.run_all)

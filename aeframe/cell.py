@@ -13,7 +13,7 @@ from torch import nn
 
 from aeframe.batches import DeviceSplit, to_unit
 from aeframe.dataset import DatasetUnavailable, ImageData
-from aeframe.errors import AeframeError
+from aeframe.errors import AeframeError, describe
 from aeframe.evaluate import timed_evaluate
 from aeframe.metric import Metric
 from aeframe.numerics import compiled, prepare_device, speed_model
@@ -149,7 +149,6 @@ def run_cell(
         record.status, record.error = SKIPPED, str(exc)
     except Exception as exc:  # a failing technique must not take the other cells down
         record.status = FAILED
-        summary = str(exc).splitlines()[0] if str(exc) else ""
-        record.error = f"{type(exc).__name__}: {summary}\n{traceback.format_exc()}"
+        record.error = f"{describe(exc)}\n{traceback.format_exc()}"
     record.finished_at = now()
     return record

@@ -1,4 +1,8 @@
-"""Errors meant for the user: each carries a one-line message that names the culprit and the fix."""
+"""Errors meant for the user, and the one way aeframe shortens any error to a line.
+
+Each error class carries a one-line message that names the culprit and the fix.
+"""
+from __future__ import annotations
 
 
 class AeframeError(Exception):
@@ -19,3 +23,21 @@ class CompositionError(UsageProblem):
 
 class StoreError(AeframeError):
     """The results store cannot be used (not an aeframe store, newer schema, locked)."""
+
+
+def first_line(text: str | None) -> str:
+    """The first non-blank line of ``text`` (stripped), or "" when there is none.
+
+    Library errors (torch's, Inductor's, torchvision's) run to pages; a table cell, a progress line or
+    a summary shows this line, while the stored record keeps the whole text.
+    """
+    for line in (text or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def describe(exc: BaseException) -> str:
+    """``"Type: first line of the message"``, or the type alone when the message is empty."""
+    line = first_line(str(exc))
+    return f"{type(exc).__name__}: {line}" if line else type(exc).__name__

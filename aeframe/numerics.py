@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from aeframe.errors import AeframeError
+from aeframe.errors import AeframeError, describe
 from aeframe.speed import Speed
 
 
@@ -108,8 +108,7 @@ def warm_up(
         seconds = time.perf_counter() - start
     except Exception as exc:
         # Inductor's errors run to pages; the cell's record keeps the traceback, the message one line.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise AeframeError(f"torch.compile failed: {type(exc).__name__}: {first}") from exc
+        raise AeframeError(f"torch.compile failed: {describe(exc)}") from exc
     finally:
         for p in model.parameters():
             p.grad = None

@@ -20,7 +20,7 @@ import pluggy
 
 from aeframe import hookspecs
 from aeframe.dataset import DatasetPlugin
-from aeframe.errors import SpecError
+from aeframe.errors import SpecError, describe
 from aeframe.metric import Metric
 from aeframe.params import Param
 from aeframe.technique import Technique
@@ -140,11 +140,6 @@ def _ordered(eps: Iterable[EntryPoint]) -> list[EntryPoint]:
     return sorted(unique, key=lambda ep: (_dist(ep)[0] != BUILTIN_DIST, ep.name))
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 def build_registry(eps: Iterable[EntryPoint] | None = None, *, autoload: bool | None = None) -> Registry:
     """Load every entry point of the ``aeframe`` group (or those given) into a new registry."""
     if eps is None:
@@ -173,7 +168,7 @@ def build_registry(eps: Iterable[EntryPoint] | None = None, *, autoload: bool | 
 
 
 def _fail(registry: Registry, pm: pluggy.PluginManager, info: PluginInfo, exc: BaseException, stage: str) -> None:
-    info.error = _one_line(exc)
+    info.error = describe(exc)
     plugin_id = f"{info.dist}:{info.name}"
     if pm.has_plugin(plugin_id):
         pm.unregister(name=plugin_id)

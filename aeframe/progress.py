@@ -5,6 +5,7 @@ import sys
 import time
 from typing import TextIO
 
+from aeframe.errors import first_line
 from aeframe.record import CellRecord
 
 
@@ -54,7 +55,7 @@ class CellProgress:
             shown = f" mse {mse:.6f}" if mse is not None else ""
             detail = f"{stats['epochs']:.2f} epochs in {_clock(stats['train_seconds'])}{shown}"
         else:
-            detail = (record.error or "").splitlines()[0] if record.error else ""
+            detail = first_line(record.error)
         self.stream.write(f"{self.title}: {record.status} {detail}\n")
         self.stream.flush()
 

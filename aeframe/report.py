@@ -20,6 +20,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from aeframe.errors import first_line
 from aeframe.grouping import Section, Table, condition_key, condition_of, dataset_of, group, label_of
 from aeframe.metric import Metric
 from aeframe.pictures import Figure
@@ -311,10 +312,6 @@ def _numerics_text(precision: str, records: Sequence[CellRecord]) -> str:
     return text
 
 
-def _first_line(text: str | None) -> str:
-    return text.strip().splitlines()[0] if text and text.strip() else ""
-
-
 def _not_done_list(records: Sequence[CellRecord]) -> str:
     """One bullet per label, status and reason, naming the seeds it holds for.
 
@@ -327,7 +324,7 @@ def _not_done_list(records: Sequence[CellRecord]) -> str:
     bullets: dict[tuple[str, str, str, str], list[Any]] = {}
     for record, condition in zip(records, conditions):
         where = _difference(conditions, condition) if several_conditions else ""
-        entry = (label_of(record), where, record.status, _first_line(record.error))
+        entry = (label_of(record), where, record.status, first_line(record.error))
         bullets.setdefault(entry, []).append(record.config.get("seed"))
     lines = ["Not in the table:", ""]
     for (label, where, status, reason), seeds in bullets.items():
@@ -623,6 +620,6 @@ def _csv(records: Sequence[CellRecord], metrics: Sequence[Metric]) -> str:
             + [r.metrics.get(m.name) for m in metrics]
             + [r.stats.get(name) for name in _STAT_COLUMNS]
             + [budget.get("epochs"), budget.get("seconds"), device_text, r.config.get("precision", "fp32"),
-               _first_line(r.error)]
+               first_line(r.error)]
         )
     return out.getvalue()

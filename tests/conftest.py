@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 import sys
+import tempfile
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,39 @@ def workspace(registry, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("workspace")
     return make_workspace(registry, root / "data", root / "cache", lambda _: None)
+
+
+@dataclass
+class Ran:
+    """What a command run printed and returned, alike for in-process and subprocess runs."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    """Run ``aeframe ARGS`` in this process (click's runner), as ``run_cli`` runs it in a subprocess.
+
+    ``cli(*args, cwd=path, env={...}, registry=None)``: the command runs in ``cwd`` with ``env`` added
+    to the environment; ``registry`` replaces the process-wide plugin registry for this run (for
+    third-party plugins loaded from a fake installation). An exception that escapes the command is
+    shown in ``stderr`` as a traceback, exactly what a user would have seen.
+    """
+    from click.testing import CliRunner
+
+    import aeframe.plugins
+    from aeframe.cli import cli as command
+
+    def run(*args: str, cwd: Path, env: dict | None = None, registry=None) -> Ran:
+        monkeypatch.chdir(cwd)
+        if registry is not None:
+            monkeypatch.setattr(aeframe.plugins, "_registry", registry)
+        result = CliRunner().invoke(command, list(args), env=env, catch_exceptions=True)
+        stderr = result.stderr
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            stderr += "".join(traceback.format_exception(result.exception))
+        return Ran(result.exit_code, result.stdout, stderr)
+
+    return run

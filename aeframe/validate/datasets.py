@@ -13,7 +13,8 @@ from aeframe.dataset import ImageData
 from aeframe.loading import availability
 from aeframe.plan import resolve_dataset
 from aeframe.validate.params import param_problems
-from aeframe.validate.report import SKIP, Check, one_line, verdict
+from aeframe.errors import describe
+from aeframe.validate.report import SKIP, Check, verdict
 from aeframe.validate.setting import Setting
 
 LOAD_CHECKS = ("load() matches shape()", "images are uint8 (N, C, H, W)", "labels are class indices",
@@ -31,7 +32,7 @@ def dataset_checks(text: str, setting: Setting) -> Iterator[Check]:
         bad = len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape)
         problems = [f"shape() returned {shape!r}; return (C, H, W), three positive ints"] if bad else []
     except Exception as exc:  # the plugin's own error is the finding
-        shape, problems = None, [f"shape() raised {one_line(exc)}"]
+        shape, problems = None, [f"shape() raised {describe(exc)}"]
     yield verdict("dataset", text, "shape() gives (C, H, W) without loading", problems)
     why = availability(choice, setting.data_dir)
     if why is not None:
@@ -42,7 +43,7 @@ def dataset_checks(text: str, setting: Setting) -> Iterator[Check]:
         if not isinstance(data, ImageData):
             raise TypeError(f"load() returned a {type(data).__name__}, not an aeframe.ImageData")
     except Exception as exc:  # the plugin's own error is the finding
-        yield verdict("dataset", text, LOADING, [f"load() raised {one_line(exc)}"])
+        yield verdict("dataset", text, LOADING, [f"load() raised {describe(exc)}"])
         return
     splits = {"train": data.train, "test": data.test}
     yield verdict("dataset", text, LOAD_CHECKS[0] + (f" ({'x'.join(map(str, shape))})" if shape else ""),

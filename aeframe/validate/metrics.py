@@ -10,7 +10,8 @@ from typing import Iterator
 import torch
 
 from aeframe.batches import to_unit
-from aeframe.validate.report import Check, one_line, verdict
+from aeframe.errors import describe
+from aeframe.validate.report import Check, verdict
 from aeframe.validate.setting import Setting
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -25,8 +26,8 @@ def metric_checks(name: str, setting: Setting) -> Iterator[Check]:
     try:
         perfect, noisy = _scores(metric, setting)
     except Exception as exc:  # the metric's own error is the finding
-        yield verdict("metric", name, what, [f"raised {one_line(exc)}"])
-        yield verdict("metric", name, "results are finite", [f"not run: {one_line(exc)}"])
+        yield verdict("metric", name, what, [f"raised {describe(exc)}"])
+        yield verdict("metric", name, "results are finite", [f"not run: {describe(exc)}"])
         return
     ordered = perfect < noisy if metric.better == "lower" else perfect > noisy
     shown = f"perfect {_formatted(perfect, metric.format)}, noisy (sigma {NOISE:g}) {_formatted(noisy, metric.format)}"

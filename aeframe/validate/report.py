@@ -35,6 +35,3 @@ def listed(items: list[str], most: int = 3) -> str:
     return f"{shown}, ..." if len(items) > most else shown
 
 
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

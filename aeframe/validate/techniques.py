@@ -16,10 +16,11 @@ from torch import nn
 
 from aeframe.batches import to_unit
 from aeframe.cell import seed_everything
+from aeframe.errors import describe
 from aeframe.plan import resolve_technique
 from aeframe.technique import BuiltCell, Composition, TechniqueUnavailable
 from aeframe.validate.params import param_problems
-from aeframe.validate.report import FAIL, SKIP, Check, listed, one_line, verdict
+from aeframe.validate.report import FAIL, SKIP, Check, listed, verdict
 from aeframe.validate.schedule import schedule_problems
 from aeframe.validate.setting import Setting
 from aeframe.validate.shapes import dataset_shapes, shape_text
@@ -47,7 +48,7 @@ def technique_checks(text: str, setting: Setting) -> Iterator[Check]:
             yield Check("technique", text, "cannot run here", SKIP, str(exc))
             return
         except Exception as exc:  # any plugin error here is exactly what the check reports
-            failures.append(f"{shape_text(dataset_text, shape)}: {one_line(exc)}")
+            failures.append(f"{shape_text(dataset_text, shape)}: {describe(exc)}")
     texts = [shape_text(d, s) for d, s in shapes]
     listing = " and ".join(texts) if len(texts) < 3 else f"{', '.join(texts[:-1])} and {texts[-1]}"
     yield verdict("technique", text, f"model builds for {listing}", failures)
@@ -90,7 +91,7 @@ def _output_problems(model: nn.Module, dataset_text: str, shape) -> list[str]:
         with torch.no_grad():
             out = model(x)
     except Exception as exc:  # a model that cannot take its dataset's images
-        return [f"{where}: the forward pass raised {one_line(exc)}"]
+        return [f"{where}: the forward pass raised {describe(exc)}"]
     finally:
         model.train()
     if not isinstance(out, torch.Tensor) or out.shape != x.shape:
@@ -114,7 +115,7 @@ def _gradient_problems(composition: Composition, setting: Setting) -> list[str]:
     try:
         loss = loss_fn(model(x), x)
     except Exception as exc:  # a loss that cannot take the model's output is the finding
-        return [f"the loss raised {one_line(exc)}"]
+        return [f"the loss raised {describe(exc)}"]
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         got = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
         return [f"the loss returned {got}, not a scalar tensor"]
@@ -136,7 +137,7 @@ def _training_checks(text: str, composition: Composition, setting: Setting) -> I
     try:
         first = short_run(composition, setting)
     except Exception as exc:  # training that crashes fails both checks with the same reason
-        reason = f"training raised {one_line(exc)}"
+        reason = f"training raised {describe(exc)}"
         yield Check("technique", text, "a short training lowers the loss", FAIL, reason)
         yield Check("technique", text, "same seed gives the same numbers", FAIL, f"not run: {reason}")
         return
