@@ -1,37 +1,78 @@
 """aeframe: benchmark autoencoder training techniques under one budget, one evaluation, one table.
 
-Plugin authors need only what is exported here: the ``hookimpl`` marker and the base classes that
-their hooks register.
+Everything a plugin needs is exported here, and nothing else in ``aeframe`` is part of the plugin API
+(``aeframe.testing`` aside, for a plugin's own tests). docs/plugins.md documents every name.
+
+Importing ``aeframe`` is cheap: each name is loaded on first use, so a command that lists plugins or
+renders a report never imports torch for names it does not touch.
 """
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 import pluggy
 
-try:
-    __version__ = version("aeframe")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
-
+#: Marks a plugin's hook implementations (``@hookimpl def register_techniques(register): ...``).
 hookimpl = pluggy.HookimplMarker("aeframe")
 
-from aeframe.dataset import DatasetPlugin, DatasetUnavailable, ImageData, Split  # noqa: E402
-from aeframe.metric import Metric  # noqa: E402
-from aeframe.params import Param  # noqa: E402
-from aeframe.schedule import Phase, Schedule  # noqa: E402
-from aeframe.technique import CellContext, Technique, TechniqueUnavailable  # noqa: E402
+# Public name -> the module that defines it.
+_EXPORTS = {
+    # The technique contract.
+    "Technique": "aeframe.technique",
+    "CellContext": "aeframe.technique",
+    "PeakRate": "aeframe.technique",
+    "TechniqueUnavailable": "aeframe.technique",
+    "ModelOutput": "aeframe.output",
+    "Schedule": "aeframe.schedule",
+    "Phase": "aeframe.schedule",
+    "Param": "aeframe.params",
+    # The dataset contract.
+    "DatasetPlugin": "aeframe.dataset",
+    "DatasetUnavailable": "aeframe.dataset",
+    "ImageData": "aeframe.dataset",
+    "Split": "aeframe.dataset",
+    "ProgressFn": "aeframe.dataset",
+    # The metric contract.
+    "Metric": "aeframe.metric",
+    # The study's training protocol, as reusable pieces.
+    "study_schedule": "aeframe.protocol",
+    "adamw": "aeframe.protocol",
+    "one_cycle_lr": "aeframe.protocol",
+    "one_cycle_beta1": "aeframe.protocol",
+    "dihedral_lighting": "aeframe.protocol",
+    "ImageNetNormalize": "aeframe.protocol",
+    "STUDY_BATCH_SIZE": "aeframe.protocol",
+    "STUDY_EPOCHS": "aeframe.protocol",
+    "STUDY_FIRST_LR": "aeframe.protocol",
+    # Images in memory.
+    "to_unit": "aeframe.data",
+    "resize_uint8": "aeframe.data",
+    "epoch_order": "aeframe.data",
+}
 
-__all__ = [
-    "CellContext",
-    "DatasetPlugin",
-    "DatasetUnavailable",
-    "ImageData",
-    "Metric",
-    "Param",
-    "Phase",
-    "Schedule",
-    "Split",
-    "Technique",
-    "TechniqueUnavailable",
-    "__version__",
-    "hookimpl",
-]
+__all__ = sorted([*_EXPORTS, "__version__", "hookimpl"])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value: Any = _version()
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module 'aeframe' has no attribute {name!r}; the plugin API is what aeframe.__all__ lists")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("aeframe")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"

@@ -72,7 +72,7 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     dataset_texts = request.datasets or sorted(registry.datasets)
     if not technique_texts:
         raise SpecError("no techniques are registered; `aeframe plugins` shows what failed to load")
-    compositions = [resolve_technique(text, registry) for text in technique_texts]
+    compositions = [resolve_technique(text, registry, request.lr) for text in technique_texts]
     datasets = [resolve_dataset(text, registry) for text in dataset_texts]
     device = resolve_device(request.device)
     speed = resolve_speed(request.precision, request.channels_last, request.compile, device)

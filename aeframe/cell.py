@@ -3,44 +3,26 @@ from __future__ import annotations
 
 import random
 import traceback
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
 
-from aeframe.batches import DeviceSplit, to_unit
-from aeframe.dataset import DatasetUnavailable, ImageData
-from aeframe.errors import AeframeError, describe
+from aeframe.data import CellData, to_unit
+from aeframe.dataset import DatasetUnavailable
+from aeframe.errors import AeframeError, CompositionError, describe
 from aeframe.evaluate import timed_evaluate
+from aeframe.loading import Workspace
 from aeframe.metric import Metric
 from aeframe.numerics import compiled, prepare_device, speed_model
+from aeframe.output import reconstruction, training_loss
 from aeframe.plan import Cell
 from aeframe.record import DIVERGED, DONE, FAILED, SKIPPED, CellRecord
 from aeframe.samples import capture_samples
 from aeframe.speed import Speed
-from aeframe.technique import CellContext, TechniqueUnavailable
+from aeframe.technique import BuiltCell, CellContext, TechniqueUnavailable
 from aeframe.train import ProgressSink, train
-
-
-@dataclass
-class Workspace:
-    """Where cells read and write besides the store, and how they reach other datasets."""
-
-    data_dir: Path
-    cache_dir: Path
-    load_dataset: Callable[[str], ImageData]
-
-
-@dataclass
-class CellData:
-    """A dataset's splits on the training device, shared by all cells of that dataset."""
-
-    train: DeviceSplit
-    test: DeviceSplit
-    num_classes: int
 
 
 def now() -> str:
@@ -52,18 +34,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _check_output(model: nn.Module, data: CellData, label: str) -> None:
-    """A model whose output does not match its input is a plugin bug: say which one, before training."""
+def _check_parts(model: nn.Module, built: BuiltCell, data: CellData, label: str) -> None:
+    """Catch plugin bugs before training, naming the technique: a model whose output does not match its
+    input, and a loss wrapper that drops the loss it wraps. Random streams are left as they were."""
     sample = to_unit(data.test.view(None)[:2])
     was_training = model.training
     model.eval()
-    with torch.no_grad():
-        out = model(sample)
-    model.train(was_training)
-    if out.shape != sample.shape:
+    devices = [sample.device] if sample.device.type == "cuda" else []
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            out = model(sample)
+            image = reconstruction(out)
+            if image.shape == sample.shape:
+                training_loss(built.loss, out, sample)
+    finally:
+        model.train(was_training)
+    if image.shape != sample.shape:
         raise AeframeError(
-            f"technique {label!r} built a model whose output has shape {tuple(out.shape)[1:]} "
+            f"technique {label!r} built a model whose output has shape {tuple(image.shape)[1:]} "
             f"for input {tuple(sample.shape)[1:]}; an autoencoder must return its input's shape"
+        )
+    for name in built.unused_losses():
+        raise CompositionError(
+            f"technique {name}'s wrap_loss returned a loss that never calls the loss it wraps, so that loss would be "
+            "dropped; a technique that replaces the loss provides it (build_loss) instead"
         )
 
 
@@ -109,10 +103,10 @@ def run_cell(
         built = cell.composition.build(context)
         speed = Speed.from_config(cell.config)
         prepare_device(device)
-        model = speed_model(built.model.to(device), speed, device)
-        loss_fn = built.loss.to(device) if isinstance(built.loss, nn.Module) else built.loss
+        model = speed_model(built.model, speed, device)
+        loss_fn = built.loss
         record.config["protocol"] = _schedule_summary(built.schedule)
-        _check_output(model, data, cell.composition.label)
+        _check_parts(model, built, data, cell.composition.label)
         if speed.compile:
             model = compiled(model)
         generator = torch.Generator(device=device).manual_seed(cell.seed)

@@ -155,7 +155,7 @@ def list_techniques(as_json: bool) -> None:
             "wraps": [p for p in ("model", "loss", "schedule") if tech.wraps(p)],
             "base": tech.base,
             "plugin": registry.origin.get(("technique", name)),
-            "params": [p.describe() for p in tech.params],
+            "params": [p.describe() for p in tech.accepted_params()],
         })
     click.echo(json.dumps(rows, indent=2) if as_json else _listing(rows))
 

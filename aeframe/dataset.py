@@ -73,6 +73,10 @@ class DatasetPlugin(ABC):
         Must be cheap (no decoding) and must not touch the network.
         """
 
+    def check_params(self, params: dict[str, Any]) -> None:
+        """Raise ``ValueError`` for parameter values that cannot work (e.g. a negative count); the user
+        sees the message, naming the dataset, before anything runs."""
+
     def can_download(self) -> bool:
         """Whether :meth:`download` may be tried when files are missing."""
         return False

@@ -7,8 +7,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from aeframe.batches import DeviceSplit
+from aeframe.data import DeviceSplit
 from aeframe.metric import Metric
+from aeframe.output import reconstruction
 from aeframe.technique import CellContext
 
 EVAL_BATCH = 500
@@ -35,7 +36,7 @@ def evaluate(
     count = 0
     try:
         for images, labels in data.batches(EVAL_BATCH, size):
-            recon = model(images).float()
+            recon = reconstruction(model(images)).float()
             squared += (recon - images).square().sum(dtype=torch.float64)
             count += images.numel()
             for metric in metrics:

@@ -11,9 +11,10 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from aeframe.cell import Workspace, now, run_cell
+from aeframe.cell import now, run_cell
 from aeframe.dataset import DatasetUnavailable
-from aeframe.loading import on_device
+from aeframe.data import on_device
+from aeframe.loading import Workspace
 from aeframe.metric import Metric
 from aeframe.plan import Cell
 from aeframe.progress import CellProgress

@@ -2,16 +2,24 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
-
-from aeframe.batches import DeviceSplit
-from aeframe.cell import CellData, Workspace
 from aeframe.dataset import DatasetUnavailable, ImageData
+from aeframe.errors import SpecError
 from aeframe.plan import DatasetChoice, resolve_dataset
 from aeframe.plugins import Registry
+
+
+@dataclass
+class Workspace:
+    """Where cells read and write besides the store, and how they reach other datasets."""
+
+    data_dir: Path
+    cache_dir: Path
+    load_dataset: Callable[[str], ImageData]
+
 
 DATA_ENV = "AEFRAME_DATA"
 CACHE_ENV = "AEFRAME_CACHE"
@@ -41,7 +49,10 @@ def make_workspace(registry: Registry, data_dir: Path, cache_dir: Path, say: Cal
 
     def load_dataset(text: str) -> ImageData:
         if text not in loaded:
-            choice = resolve_dataset(text, registry)
+            try:
+                choice = resolve_dataset(text, registry)
+            except SpecError as exc:  # to a plugin asking for it, an unknown dataset is one it cannot have
+                raise DatasetUnavailable(str(exc)) from None
             obtain(choice, data_dir, say)
             loaded[text] = choice.plugin.load(data_dir, choice.params)
         return loaded[text]
@@ -75,13 +86,3 @@ def obtain(choice: DatasetChoice, data_dir: Path, say: Callable[[str], None]) ->
     still = choice.plugin.missing(data_dir, choice.params)
     if still:
         raise DatasetUnavailable(still)
-
-
-def on_device(data: ImageData, device: torch.device) -> CellData:
-    """A loaded dataset's splits moved to the training device (no copy when that is the CPU)."""
-    return CellData(train=DeviceSplit(data.train, device), test=DeviceSplit(data.test, device), num_classes=len(data.classes))
-
-
-def load_for_training(choice: DatasetChoice, data_dir: Path, device: torch.device, say: Callable[[str], None]) -> CellData:
-    obtain(choice, data_dir, say)
-    return on_device(choice.plugin.load(data_dir, choice.params), device)

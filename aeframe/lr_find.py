@@ -16,7 +16,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from aeframe.batches import to_unit
+from aeframe.data import to_unit
+from aeframe.output import training_loss
 from aeframe.schedule import Schedule
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -78,7 +79,7 @@ def range_test(
             x = to_unit(images[indices])
             if schedule.augment is not None:
                 x = schedule.augment(x, generator)
-            loss = loss_fn(model(x), x)
+            loss, _ = training_loss(loss_fn, model(x), x)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -6,12 +6,13 @@ from __future__ import annotations
 import copy
 import time
 from contextlib import AbstractContextManager
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from aeframe.errors import AeframeError, describe
+from aeframe.output import convert, training_loss
 from aeframe.speed import Speed
 
 
@@ -31,13 +32,13 @@ class SpeedModel(nn.Module):
     def autocast(self) -> AbstractContextManager:
         return autocast(self.speed, self.device_type)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> Any:
         if self.speed.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.autocast():
             out = self.model(x)
         # Back to the usual layout too: metrics may reshape the output with view().
-        return out.float().contiguous()
+        return convert(out, lambda t: t.float().contiguous())
 
 
 def autocast(speed: Speed, device_type: str) -> AbstractContextManager:
@@ -99,7 +100,7 @@ def warm_up(
     try:
         model.train()
         with autocast(speed, device.type):
-            loss = loss_fn(model(train_images), train_images)
+            loss, _ = training_loss(loss_fn, model(train_images), train_images)
         loss.backward()
         model.eval()
         with torch.no_grad():

@@ -13,7 +13,7 @@ from aeframe.errors import SpecError
 from aeframe.plugins import Registry
 from aeframe.spec import parse_combination, parse_component
 from aeframe.speed import Speed
-from aeframe.technique import Composition, Member
+from aeframe.technique import LR_PARAM, Composition, Member, parse_rate
 
 
 @dataclass(frozen=True)
@@ -43,26 +43,36 @@ class Cell:
     key: str
 
 
-def resolve_technique(text: str, registry: Registry) -> Composition:
-    """``a+b[k=v]`` -> a checked :class:`Composition` (unknown names, parameters, conflicts refused)."""
+def resolve_technique(text: str, registry: Registry, lr: str = "study") -> Composition:
+    """``a+b[k=v]`` -> a checked :class:`Composition` (unknown names, parameters, conflicts refused).
+
+    ``lr`` is the run's learning-rate policy, which settles some combinations (see :mod:`aeframe.technique`).
+    """
     members = []
     for spec in parse_combination(text):
         technique = registry.technique(spec.name)
-        params = resolve_params(technique.params, spec.given_dict, f"technique {spec.name}")
-        check = getattr(technique, "check_params", None)
-        if callable(check):
-            try:
-                check(params)
-            except ValueError as exc:
-                raise SpecError(f"technique {spec.name}: {exc}") from None
+        owner = f"technique {spec.name}"
+        params = resolve_params(technique.accepted_params(), spec.given_dict, owner)
+        if LR_PARAM in params:
+            parse_rate(params[LR_PARAM], owner)
+        try:
+            technique.check_params(params)
+        except ValueError as exc:
+            raise SpecError(f"{owner}: {exc}") from None
         members.append(Member(technique, params))
-    return Composition(members, lookup=registry.techniques.get)
+    return Composition(members, lookup=registry.techniques.get, lr=lr)
 
 
 def resolve_dataset(text: str, registry: Registry) -> DatasetChoice:
+    """``name[k=v]`` -> the dataset plugin with checked, typed parameters."""
     spec = parse_component(text)
     plugin = registry.dataset(spec.name)
-    return DatasetChoice(plugin, resolve_params(plugin.params, spec.given_dict, f"dataset {spec.name}"))
+    params = resolve_params(plugin.params, spec.given_dict, f"dataset {spec.name}")
+    try:
+        plugin.check_params(params)
+    except ValueError as exc:
+        raise SpecError(f"dataset {spec.name}: {exc}") from None
+    return DatasetChoice(plugin, params)
 
 
 def _origin(registry: Registry, technique: str) -> str:

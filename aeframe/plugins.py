@@ -23,7 +23,7 @@ from aeframe.dataset import DatasetPlugin
 from aeframe.errors import SpecError, describe
 from aeframe.metric import Metric
 from aeframe.params import Param
-from aeframe.technique import Technique
+from aeframe.technique import PART_METHODS, PARTS, Technique, misspelt_members, technique_problems
 
 GROUP = "aeframe"
 BUILTIN_DIST = "aeframe"
@@ -103,23 +103,30 @@ class Registry:
 
 
 def _validate(kind: str, obj: Any) -> None:
+    """Refuse what breaks the contract of its kind, with every reason in one message."""
     base = KINDS[kind][1]
+    if isinstance(obj, type) and issubclass(obj, base):
+        raise InvalidPlugin(f"registered the class {obj.__name__}; register an instance: register({obj.__name__}())")
     if not isinstance(obj, base):
         raise InvalidPlugin(f"registered a {type(obj).__name__}, not an aeframe.{base.__name__}")
     name = getattr(obj, "name", "")
     if not isinstance(name, str) or not _NAME.match(name):
         raise InvalidPlugin(f"registered a {kind} with an invalid name {name!r} (use lowercase letters, digits, '-')")
-    if kind != "metric" and not getattr(obj, "title", ""):
-        raise InvalidPlugin(f"{kind} {name!r} has no title")
+    owner = f"{kind} {name!r}"
+    problems = misspelt_members(obj, base, PART_METHODS if kind == "technique" else (), owner)
+    if not str(getattr(obj, "title", "")).strip():
+        problems.append(f"{owner} has no title; set title, the name tables show")
     if kind == "metric" and obj.better not in ("lower", "higher"):
-        raise InvalidPlugin(f"metric {name!r}: better must be 'lower' or 'higher', not {obj.better!r}")
+        problems.append(f"{owner}: better must be 'lower' or 'higher', not {obj.better!r}")
     params = getattr(obj, "params", ())
     if not all(isinstance(p, Param) for p in params):
-        raise InvalidPlugin(f"{kind} {name!r}: params must be aeframe.Param objects")
+        problems.append(f"{owner}: params must be aeframe.Param objects")
     if kind == "technique":
-        parts = [part for part in ("model", "loss", "schedule") if obj.provides(part) or obj.wraps(part)]
-        if not parts and obj.base is None:
-            raise InvalidPlugin(f"technique {name!r} provides and wraps nothing and has no base")
+        problems += technique_problems(obj)
+        if not any(obj.provides(p) or obj.wraps(p) for p in PARTS) and obj.base is None:
+            problems.append(f"{owner} provides and wraps nothing and has no base")
+    if problems:
+        raise InvalidPlugin("; ".join(problems))
 
 
 def _dist(ep: EntryPoint) -> tuple[str | None, str | None]:

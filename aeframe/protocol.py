@@ -18,7 +18,7 @@ from aeframe.schedule import Phase, Schedule
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-BATCH_SIZE = 128
+STUDY_BATCH_SIZE = 128
 BETAS = (0.9, 0.99)
 EPS = 1e-8
 WEIGHT_DECAY = 1e-2
@@ -30,13 +30,6 @@ BETA1_HIGH, BETA1_LOW = 0.95, 0.85
 # The study's two back-to-back one-cycle runs: 5 epochs at 3e-3, then 10 at a per-technique rate.
 STUDY_EPOCHS = (5, 10)
 STUDY_FIRST_LR = 3e-3
-
-DESCRIPTION = (
-    "study protocol: batch 128 (last partial batch dropped), AdamW betas (0.9, 0.99) wd 1e-2 on all "
-    "parameters, one-cycle 1/3 of the budget at 3e-3 then 2/3 at the second-run rate with the optimizer "
-    "state kept, ImageNet-normalised input, [0, 1] target, dihedral + lighting augmentation"
-)
-
 
 def _cos(start: float, end: float, t: float) -> float:
     return end + (start - end) / 2 * (1 + math.cos(math.pi * t))
@@ -127,5 +120,5 @@ def study_schedule(second_lr: float | Sequence[float] = 1e-3, **second_phase) ->
         lr_at=one_cycle_lr,
         beta1_at=one_cycle_beta1,
         augment=dihedral_lighting,
-        batch_size=BATCH_SIZE,
+        batch_size=STUDY_BATCH_SIZE,
     )

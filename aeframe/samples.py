@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from aeframe.batches import DeviceSplit, to_unit
+from aeframe.data import DeviceSplit, to_unit
+from aeframe.output import reconstruction
 
 SAMPLE_COUNT = 10
 
@@ -54,7 +55,7 @@ def capture_samples(model: nn.Module, split: DeviceSplit, size: int | None = Non
     was_training = model.training
     model.eval()
     try:
-        recon = model(to_unit(originals)).float()
+        recon = reconstruction(model(to_unit(originals))).float()
     finally:
         model.train(was_training)
     recon = recon.clamp(0, 1).mul(255).round().to(torch.uint8)

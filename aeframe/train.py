@@ -13,12 +13,13 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
-from aeframe.batches import DeviceSplit, epoch_order, to_unit
+from aeframe.data import DeviceSplit, epoch_order, to_unit
 from aeframe.budget import Budget, BudgetTracker, Clock
 from aeframe.errors import AeframeError
 from aeframe.evaluate import EVAL_BATCH, timed_evaluate
 from aeframe.lr_find import range_test
 from aeframe.numerics import autocast, grad_scaler, warm_up
+from aeframe.output import RECONSTRUCTION, training_loss
 from aeframe.schedule import Phase, Schedule
 from aeframe.speed import Speed
 from aeframe.technique import CellContext
@@ -129,6 +130,7 @@ def train(
     while True:
         order = epoch_order(len(train_split), batch, generator, device)
         loss_sum = torch.zeros((), device=device)
+        part_sums: dict[str, torch.Tensor] = {}
         steps_this_epoch = 0
         stop = False
         for indices in order:
@@ -154,7 +156,7 @@ def train(
             # A loss with a network of its own (a feature loss) runs it in the lower precision too;
             # the model's output reaches it in fp32, and reductions such as MSE stay in fp32.
             with autocast(speed, device.type):
-                loss = loss_fn(model(images), images)
+                loss, parts = training_loss(loss_fn, model(images), images)
             state.optimizer.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
@@ -164,6 +166,9 @@ def train(
                 scaler.step(state.optimizer)
                 scaler.update()
             loss_sum += loss.detach()
+            if len(parts) > 1:  # the reconstruction loss alone is the loss itself: nothing more to add up
+                for name, part in parts.items():
+                    part_sums[name] = part_sums.get(name, 0.0) + part.detach()
             step += 1
             steps_this_epoch += 1
             stop = tracker.exhausted(step)
@@ -180,6 +185,7 @@ def train(
         epoch += 1
         clock.stop()
         mean_loss = float(loss_sum) / steps_this_epoch
+        terms = {name: float(total) / steps_this_epoch for name, total in part_sums.items()} or {RECONSTRUCTION: mean_loss}
         _, test_mse, seconds = timed_evaluate(model, test_split, (), context, state.size)
         result.eval_seconds += seconds
         result.curve.append(
@@ -188,6 +194,7 @@ def train(
                 "step": step,
                 "phase": schedule.phases[state.index].name,
                 "train_loss": mean_loss,
+                "terms": terms,
                 "test_mse": test_mse,
                 "seconds": clock.read(),
             }

@@ -14,7 +14,7 @@ from aeframe.environment import device_info, resolve_device  # noqa: E402
 from aeframe.loading import default_cache_dir, default_data_dir, make_workspace  # noqa: E402
 from aeframe.plan import resolve_dataset  # noqa: E402
 from aeframe.plugins import build_registry  # noqa: E402
-from aeframe.protocol import BATCH_SIZE  # noqa: E402
+from aeframe.protocol import STUDY_BATCH_SIZE  # noqa: E402
 from aeframe.speed import Speed, resolve_speed  # noqa: E402
 
 from speed_cells import load_bench_data  # noqa: E402
@@ -64,7 +64,7 @@ def bench_data(choice, device, workspace):
 def speed_report(request, device, speed) -> SpeedReport:
     report = request.config.stash.setdefault(REPORT, SpeedReport())
     report.heading = (
-        f"Training images/s on {DATASET}: {STEPS} steps of {BATCH_SIZE} images per loop and round, "
+        f"Training images/s on {DATASET}: {STEPS} steps of {STUDY_BATCH_SIZE} images per loop and round, "
         f"{device_info(device)['name']} ({device.type}), torch {torch.__version__}, {speed.describe()}; median of {ROUNDS} "
         f"round(s) after {WARMUP_ROUNDS} untimed warm-up round, loops interleaved; DataLoader workers: {WORKERS}"
     )

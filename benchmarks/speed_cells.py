@@ -11,9 +11,11 @@ from typing import Callable
 import torch
 from torch import nn
 
-from aeframe.cell import CellData, Workspace, seed_everything
+from aeframe.cell import seed_everything
+from aeframe.data import CellData
+from aeframe.loading import Workspace
 from aeframe.dataset import ImageData
-from aeframe.loading import on_device
+from aeframe.data import on_device
 from aeframe.plan import DatasetChoice
 from aeframe.schedule import Schedule
 from aeframe.speed import Speed

@@ -1,13 +1,13 @@
 """What the speed benchmarks run, and the environment variables that make a run shorter.
 
-Every loop trains one epoch of ``STEPS`` steps of ``BATCH_SIZE`` images: the training split is
+Every loop trains one epoch of ``STEPS`` steps of ``STUDY_BATCH_SIZE`` images: the training split is
 sized to hold exactly that many images, so all three loops see the same number of images.
 """
 from __future__ import annotations
 
 import os
 
-from aeframe.protocol import BATCH_SIZE
+from aeframe.protocol import STUDY_BATCH_SIZE
 
 
 def _positive_int(name: str, default: int) -> int:
@@ -34,7 +34,7 @@ DEVICE = os.environ.get("AEFRAME_BENCH_DEVICE", "auto") or "auto"
 PRECISION = os.environ.get("AEFRAME_BENCH_PRECISION", "auto") or "auto"
 
 TEST_IMAGES = 256
-DATASET = f"shapes[train={STEPS * BATCH_SIZE},test={TEST_IMAGES}]"
+DATASET = f"shapes[train={STEPS * STUDY_BATCH_SIZE},test={TEST_IMAGES}]"
 
 # The goal of issue 5: aeframe's loop within 5 % of a minimal hand-written loop.
 GOAL_VS_PLAIN = 0.95

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from aeframe import CellContext, ImageData, Metric, hookimpl
-from aeframe.batches import epoch_order, to_unit
+from aeframe.data import epoch_order, to_unit
 from aeframe.protocol import one_cycle_beta1, one_cycle_lr
 
 # Everything that decides the classifier; part of the cache key, and shown under the tables.

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from aeframe import hookimpl
-from aeframe.batches import resize_uint8
+from aeframe.data import resize_uint8
 from aeframe.dataset import DatasetPlugin, DatasetUnavailable, ImageData, ProgressFn, Split
 from aeframe.params import Param
 from aeframe_builtins.torchvision_download import fetch

@@ -27,10 +27,9 @@ import torch
 from torch import nn
 
 from aeframe import CellContext, DatasetUnavailable, ImageData, Param, Technique, TechniqueUnavailable, hookimpl
-from aeframe.batches import epoch_order, resize_uint8, to_unit
-from aeframe.errors import SpecError
+from aeframe.data import epoch_order, resize_uint8, to_unit
 from aeframe.protocol import (
-    BATCH_SIZE,
+    STUDY_BATCH_SIZE,
     STUDY_FIRST_LR,
     ImageNetNormalize,
     adamw,
@@ -55,7 +54,7 @@ PRETRAIN_SEED = 0
 # Two epochs reach ~99 % test accuracy on the default shapes in about 1-2 minutes on a 2-core CPU.
 PRETRAIN_EPOCHS = 2
 # Part of the cache key: change it whenever the classifier recipe below changes.
-PRETRAIN_RECIPE = {"recipe": 1, "batch": BATCH_SIZE, "max_lr": STUDY_FIRST_LR, "seed": PRETRAIN_SEED, "flip": True}
+PRETRAIN_RECIPE = {"recipe": 1, "batch": STUDY_BATCH_SIZE, "max_lr": STUDY_FIRST_LR, "seed": PRETRAIN_SEED, "flip": True}
 
 
 class ResnetBody(nn.Sequential):
@@ -218,11 +217,11 @@ def train_classifier_body(data: ImageData, name: str, shape: tuple[int, int, int
     model = nn.Sequential(ImageNetNormalize(shape[0]), encoder, head).to(device)
     images = _as_cell_images(data.train.images, shape).to(device)
     labels = data.train.labels.to(device)
-    steps_per_epoch = len(images) // BATCH_SIZE
+    steps_per_epoch = len(images) // STUDY_BATCH_SIZE
     if steps_per_epoch == 0:
         raise TechniqueUnavailable(
             f"{PRETRAINED}: {name} has {len(images)} training images, "
-            f"fewer than one batch of {BATCH_SIZE} to pretrain on"
+            f"fewer than one batch of {STUDY_BATCH_SIZE} to pretrain on"
         )
     generator = torch.Generator(device=device).manual_seed(PRETRAIN_SEED)
     optimizer = adamw([{"params": list(model.parameters())}])
@@ -232,7 +231,7 @@ def train_classifier_body(data: ImageData, name: str, shape: tuple[int, int, int
         started = time.monotonic()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        for indices in epoch_order(len(images), BATCH_SIZE, generator, device):
+        for indices in epoch_order(len(images), STUDY_BATCH_SIZE, generator, device):
             q = step / total
             for group in optimizer.param_groups:
                 group["lr"] = one_cycle_lr(q, STUDY_FIRST_LR)
@@ -248,7 +247,7 @@ def train_classifier_body(data: ImageData, name: str, shape: tuple[int, int, int
             loss_sum += loss.detach()
             correct += (logits.detach().argmax(1) == labels[indices]).sum()
             step += 1
-        seen = steps_per_epoch * BATCH_SIZE
+        seen = steps_per_epoch * STUDY_BATCH_SIZE
         _say(f"pretraining on {name}: epoch {epoch}/{epochs} loss {float(loss_sum) / steps_per_epoch:.4f} "
              f"train accuracy {int(correct) / seen:.3f} ({time.monotonic() - started:.0f}s)")
     if len(data.test):
@@ -270,13 +269,11 @@ def pretrained_on_dataset(ctx: CellContext, name: str, epochs: int) -> tuple[dic
             return state, str(path)
     try:
         data = ctx.load_dataset(name)
-    except SpecError as exc:
+    except DatasetUnavailable as exc:  # an unknown name, or a dataset whose files are not here
         raise TechniqueUnavailable(
-            f"{PRETRAINED}: weights={name} is neither a file nor a registered dataset ({exc}); give weights=imagenet, "
+            f"{PRETRAINED}[weights={name}] cannot pretrain on dataset {name}: {exc}; weights takes imagenet, "
             "weights=PATH to a state-dict file (a path with '/' or ending in .pt/.pth), or weights=DATASET"
-        ) from None
-    except DatasetUnavailable as exc:
-        raise TechniqueUnavailable(f"{PRETRAINED}[weights={name}] needs dataset {name} to pretrain on: {exc}") from exc
+        ) from exc
     _say(f"pretraining the ResNet34 body as a classifier of {name} ({len(data.train)} images, {epochs} epochs); "
          f"kept in {path} for later cells")
     state = train_classifier_body(data, name, ctx.shape, epochs, ctx.device)

@@ -46,6 +46,17 @@ def installed_plugin_env(tmp_path: Path, dist: str, module: str, source: str) ->
     return {"PYTHONPATH": str(site), "AEFRAME_DISABLE_PLUGIN_AUTOLOAD": ""}
 
 
+def cell_data(text: str, registry, device=None):
+    """The dataset ``text`` (as ``-d`` takes it) loaded and on ``device`` (the CPU by default), as cells get it."""
+    import torch
+
+    from aeframe.data import on_device
+    from aeframe.plan import resolve_dataset
+
+    choice = resolve_dataset(text, registry)
+    return on_device(choice.plugin.load(Path("."), choice.params), device or torch.device("cpu"))
+
+
 @pytest.fixture(scope="session")
 def workspace(registry, tmp_path_factory):
     """A data directory with nothing in it and a private cache, loading datasets from ``registry``."""

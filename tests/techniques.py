@@ -9,7 +9,7 @@ from aeframe import CellContext
 from aeframe.budget import Budget
 from aeframe.cell import run_cell
 from aeframe.environment import device_info, versions
-from aeframe.loading import load_for_training
+from conftest import cell_data
 from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
 
 CPU = torch.device("cpu")
@@ -32,5 +32,5 @@ def train_cell(technique: str, registry, workspace, dataset="shapes[train=256,te
     comp = resolve_technique(technique, registry)
     choice = resolve_dataset(dataset, registry)
     cell = plan_cells([comp], [choice], 1, budget, device_info(CPU), versions(), registry, lr)[0]
-    data = load_for_training(choice, workspace.data_dir, CPU, lambda _: None)
+    data = cell_data(choice.label, registry)
     return run_cell(cell, data, list(registry.metrics.values()), CPU, workspace)

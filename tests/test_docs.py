@@ -47,7 +47,7 @@ def test_the_plugin_example_in_the_docs_runs(registry, workspace):
     from aeframe.budget import Budget
     from aeframe.cell import run_cell
     from aeframe.environment import device_info, versions
-    from aeframe.loading import load_for_training
+    from conftest import cell_data
     from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
     from aeframe.plugins import Registry
 
@@ -64,6 +64,6 @@ def test_the_plugin_example_in_the_docs_runs(registry, workspace):
     cpu = torch.device("cpu")
     dataset = resolve_dataset("shapes[train=256,test=64]", toys)
     cell = plan_cells([comp], [dataset], 1, Budget(epochs=1), device_info(cpu), versions(), toys)[0]
-    data = load_for_training(dataset, Path("."), cpu, lambda _: None)
+    data = cell_data(dataset.label, toys)
     record = run_cell(cell, data, list(toys.metrics.values()), cpu, workspace)
     assert record.status == "done" and record.metrics["mse"] > 0

@@ -15,7 +15,7 @@ from aeframe.budget import Budget
 from aeframe.cell import run_cell
 from aeframe.environment import device_info, versions
 from aeframe.errors import SpecError
-from aeframe.loading import load_for_training
+from conftest import cell_data
 from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
 from aeframe_builtins import pretrained
 from aeframe_builtins.feature_loss import RELUS, VGGFeatureLoss, gram_matrix, vgg16_bn_features
@@ -226,7 +226,7 @@ def run_one_cell(registry, workspace, technique, dataset=SMALL_SHAPES, budget=Bu
     comp = resolve_technique(technique, registry)
     choice = resolve_dataset(dataset, registry)
     cell = plan_cells([comp], [choice], 1, budget, device_info(CPU), versions(), registry)[0]
-    data = load_for_training(choice, workspace.data_dir, CPU, lambda _: None)
+    data = cell_data(choice.label, registry)
     return run_cell(cell, data, list(registry.metrics.values()), CPU, workspace)
 
 

@@ -247,7 +247,7 @@ def test_unknown_dataset_for_weights_is_explained(registry, workspace, tmp_path)
     with pytest.raises(TechniqueUnavailable) as caught:
         build("pretrained-resnet[weights=shapez]", registry, cache_dir=tmp_path, load_dataset=workspace.load_dataset)
     message = str(caught.value)
-    assert "weights=shapez is neither a file nor a registered dataset" in message
+    assert "weights=shapez] cannot pretrain on dataset shapez: unknown dataset 'shapez'" in message
     assert "did you mean shapes" in message and "weights=PATH" in message
 
 

@@ -6,7 +6,7 @@ import sqlite3
 import torch
 from torch import nn
 
-from aeframe.batches import DeviceSplit
+from aeframe.data import DeviceSplit
 from aeframe.dataset import Split
 from aeframe.record import CellRecord
 from aeframe.samples import Samples, capture_samples, sample_indices

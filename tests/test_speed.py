@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,13 +10,12 @@ from aeframe.budget import Budget
 from aeframe.cell import run_cell
 from aeframe.environment import device_info, versions
 from aeframe.errors import UsageProblem
-from aeframe.loading import load_for_training
 from aeframe.numerics import SpeedModel, speed_model
 from aeframe.plan import cell_key, plan_cells, resolve_dataset, resolve_technique
 import aeframe.speed
 from aeframe.speed import Speed, resolve_speed
 
-from conftest import run_cli
+from conftest import cell_data, run_cli
 
 CPU = torch.device("cpu")
 TINY = "shapes[train=256,test=64]"
@@ -25,7 +23,7 @@ TINY = "shapes[train=256,test=64]"
 
 @pytest.fixture(scope="module")
 def tiny_data(registry):
-    return load_for_training(resolve_dataset(TINY, registry), Path("."), CPU, lambda _: None)
+    return cell_data(TINY, registry)
 
 
 def one_cell(registry, speed=None, technique="baseline"):

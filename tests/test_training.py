@@ -1,7 +1,6 @@
 """Training real cells on the generated shapes dataset with tiny budgets."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,17 +9,16 @@ from aeframe import Technique
 from aeframe.budget import Budget
 from aeframe.cell import run_cell
 from aeframe.environment import device_info, versions
-from aeframe.loading import load_for_training
 from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
 
-from conftest import TINY_SHAPES
+from conftest import TINY_SHAPES, cell_data
 
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
 def shapes_data(registry):
-    return load_for_training(resolve_dataset(TINY_SHAPES, registry), Path("."), CPU, lambda _: None)
+    return cell_data(TINY_SHAPES, registry)
 
 
 def one_cell(registry, technique="baseline", budget=Budget(epochs=1), seed=0):
@@ -65,7 +63,7 @@ def test_a_few_epochs_reduce_the_loss(registry, shapes_data, workspace):
 
 
 def test_time_budget_stops_mid_epoch(registry, workspace):
-    data = load_for_training(resolve_dataset("shapes[train=20000,test=128]", registry), Path("."), CPU, lambda _: None)
+    data = cell_data("shapes[train=20000,test=128]", registry)
     cell = one_cell(registry, budget=Budget(epochs=15, seconds=1.0))
     record = run_cell(cell, data, metrics(registry), CPU, workspace)
     assert record.status == "done"

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import torch
 
-from aeframe.batches import to_unit
+from aeframe.data import to_unit
 from aeframe.errors import describe
 from aeframe.validate.report import Check, verdict
 from aeframe.validate.setting import Setting

@@ -14,9 +14,10 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from aeframe.batches import to_unit
+from aeframe.data import to_unit
 from aeframe.cell import seed_everything
 from aeframe.errors import describe
+from aeframe.output import reconstruction, training_loss
 from aeframe.plan import resolve_technique
 from aeframe.technique import BuiltCell, Composition, TechniqueUnavailable
 from aeframe.validate.params import param_problems
@@ -71,7 +72,7 @@ def _params_check(text: str, composition: Composition) -> Check:
     problems = []
     for member in composition.members:
         technique = member.technique
-        own = param_problems(technique.params, getattr(technique, "check_params", None))
+        own = param_problems(technique.accepted_params(), technique.check_params)
         problems.extend(f"{technique.name}: {p}" if len(composition.members) > 1 else p for p in own)
     return verdict("technique", text, "parameters have help and valid defaults", problems)
 
@@ -89,8 +90,8 @@ def _output_problems(model: nn.Module, dataset_text: str, shape) -> list[str]:
     model.eval()
     try:
         with torch.no_grad():
-            out = model(x)
-    except Exception as exc:  # a model that cannot take its dataset's images
+            out = reconstruction(model(x))
+    except Exception as exc:  # a model that cannot take its dataset's images, or returns something else
         return [f"{where}: the forward pass raised {describe(exc)}"]
     finally:
         model.train()
@@ -113,7 +114,7 @@ def _gradient_problems(composition: Composition, setting: Setting) -> list[str]:
     model.train()
     x = to_unit(setting.tiny_data().train.images[:GRAD_BATCH])
     try:
-        loss = loss_fn(model(x), x)
+        loss, _ = training_loss(loss_fn, model(x), x)
     except Exception as exc:  # a loss that cannot take the model's output is the finding
         return [f"the loss raised {describe(exc)}"]
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:

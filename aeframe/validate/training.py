@@ -9,10 +9,11 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from aeframe.batches import to_unit
+from aeframe.data import to_unit
 from aeframe.budget import Budget
 from aeframe.cell import seed_everything
-from aeframe.loading import on_device
+from aeframe.data import on_device
+from aeframe.output import training_loss
 from aeframe.technique import Composition
 from aeframe.train import train
 from aeframe.validate.setting import Setting
@@ -53,7 +54,7 @@ def _loss_on(model, loss_fn, images: torch.Tensor) -> float:
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(0)  # the same draws before and after, for models that add noise when training
         model.train()
-        loss = float(loss_fn(model(images), images))
+        loss = float(training_loss(loss_fn, model(images), images)[0])
         for name, b in model.named_buffers():
             b.copy_(buffers[name])
     return loss

@@ -1,16 +1,17 @@
-"""Training data held on the device: batches by indexing with a permutation, views resized once.
+"""A dataset in memory on the training device: batches by indexing with a permutation, views resized once.
 
 No DataLoader, no workers, no per-image decoding, no host-to-device copy per step: the whole split
 moves to the device once as uint8, and each batch is a gather of rows from it.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 from torch.nn import functional as F
 
-from aeframe.dataset import Split
+from aeframe.dataset import ImageData, Split
 
 _RESIZE_CHUNK = 4096
 
@@ -63,3 +64,17 @@ def epoch_order(n: int, batch_size: int, generator: torch.Generator, device: tor
     """A fresh random permutation, cut to whole batches: shape (steps, batch_size)."""
     steps = n // batch_size
     return torch.randperm(n, generator=generator, device=device)[: steps * batch_size].view(steps, batch_size)
+
+
+@dataclass
+class CellData:
+    """A dataset's splits on the training device, shared by all cells of that dataset."""
+
+    train: DeviceSplit
+    test: DeviceSplit
+    num_classes: int
+
+
+def on_device(data: ImageData, device: torch.device) -> CellData:
+    """A loaded dataset's splits moved to the training device (no copy when that is the CPU)."""
+    return CellData(train=DeviceSplit(data.train, device), test=DeviceSplit(data.test, device), num_classes=len(data.classes))
