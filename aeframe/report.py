@@ -20,6 +20,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from aeframe.durations import describe_budget, format_duration
 from aeframe.errors import first_line
 from aeframe.grouping import Section, Table, condition_key, condition_of, dataset_of, group, label_of
 from aeframe.metric import Metric
@@ -62,22 +63,6 @@ def render(
     if fmt == "csv":
         return _csv(records, metrics)
     raise ValueError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
-
-
-def format_duration(seconds: float) -> str:
-    """A wall-clock duration as people read it: ``"4.2s"``, ``"45s"``, ``"24m 43s"``, ``"1h 02m 03s"``."""
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"not a duration: {seconds!r}")
-    # Tiny test runs take under a second; "0s" would hide whether they took 0.1 s or 0.9 s.
-    if round(seconds, 1) < 10:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m {secs:02d}s"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
 
 
 # -- figures ---------------------------------------------------------------------------------
@@ -239,16 +224,7 @@ def _markdown_table(table: Table, columns: list[_Column]) -> str:
 
 
 def _budget_text(budget: dict[str, Any]) -> str:
-    epochs, seconds = budget.get("epochs"), budget.get("seconds")
-    epochs_text = f"{epochs} epoch{'s' if epochs != 1 else ''}" if epochs is not None else ""
-    seconds_text = f"{seconds:g} s" if seconds is not None else ""
-    if epochs_text and seconds_text:
-        return f"{epochs_text} or {seconds_text} of training per cell, whichever ends first"
-    if epochs_text:
-        return f"{epochs_text} per cell"
-    if seconds_text:
-        return f"{seconds_text} of training per cell"
-    return "none"
+    return describe_budget(budget.get("epochs"), budget.get("seconds"), per_cell=True)
 
 
 def _params_text(params: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ def test_progress_line_shows_epoch_step_loss_and_budget_left():
     )
     record = CellRecord("k", {}, "done", metrics={"mse": 0.0042}, stats={"epochs": 2.5, "train_seconds": 75})
     bar.finish(record)
-    assert stream.getvalue().splitlines()[-1] == "[1/2] Baseline on shapes (seed 0): done 2.50 epochs in 1m15s mse 0.004200"
+    assert stream.getvalue().splitlines()[-1] == "[1/2] Baseline on shapes (seed 0): done 2.50 epochs in 1m 15s mse 0.004200"
 
 
 def test_failed_cell_summary_is_the_first_error_line():

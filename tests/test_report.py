@@ -9,7 +9,7 @@ import pytest
 
 from aeframe.metric import Metric
 from aeframe.record import CellRecord
-from aeframe.report import format_duration, render
+from aeframe.report import render
 
 VERSIONS = {"aeframe": "0.1.0", "torch": "2.4.1", "torchvision": "0.19.1", "python": "3.11.7"}
 
@@ -242,22 +242,6 @@ def test_empty_input():
 def test_unknown_format():
     with pytest.raises(ValueError, match="unknown report format 'html'"):
         render([], METRICS, "html")
-
-
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(45, "45s"), (1483.2, "24m 43s"), (3723, "1h 02m 03s"), (36000, "10h 00m 00s"), (303, "5m 03s"),
-     (4.24, "4.2s"), (0, "0.0s"), (9.96, "10s"), (59.6, "1m 00s")],
-)
-def test_format_duration(seconds, text):
-    assert format_duration(seconds) == text
-
-
-def test_format_duration_rejects_non_durations():
-    with pytest.raises(ValueError):
-        format_duration(-1)
-    with pytest.raises(ValueError):
-        format_duration(float("nan"))
 
 
 def test_a_skipped_dataset_that_later_ran_is_no_longer_listed_as_skipped():
