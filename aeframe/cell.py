@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -18,7 +18,7 @@ from aeframe.evaluate import timed_evaluate
 from aeframe.metric import Metric
 from aeframe.numerics import compiled, prepare_device, speed_model
 from aeframe.plan import Cell
-from aeframe.record import DIVERGED, DONE, FAILED, SKIPPED, CellRecord
+from aeframe.record import DIVERGED, DONE, FAILED, SKIPPED, SKIPPED_TECHNIQUE, CellRecord, PhaseSummary, Protocol
 from aeframe.samples import capture_samples
 from aeframe.speed import Speed
 from aeframe.technique import CellContext, TechniqueUnavailable
@@ -67,14 +67,11 @@ def _check_output(model: nn.Module, data: CellData, label: str) -> None:
         )
 
 
-def _schedule_summary(schedule) -> dict:
-    return {
-        "batch_size": schedule.batch_size,
-        "phases": [
-            {"name": p.name, "fraction": round(p.fraction, 6), "max_lr": p.lrs(), "image_size": p.image_size}
-            for p in schedule.phases
-        ],
-    }
+def _schedule_summary(schedule) -> Protocol:
+    return Protocol(
+        batch_size=schedule.batch_size,
+        phases=[PhaseSummary(p.name, round(p.fraction, 6), p.lrs(), p.image_size) for p in schedule.phases],
+    )
 
 
 def run_cell(
@@ -90,7 +87,7 @@ def run_cell(
     A technique that cannot run here (:class:`TechniqueUnavailable`, or another dataset it needs
     being unavailable) gives a skipped record with the reason.
     """
-    record = CellRecord(key=cell.key, config=dict(cell.config), status=FAILED, started_at=now())
+    record = CellRecord(key=cell.key, config=cell.config, status=FAILED, started_at=now())
     try:
         seed_everything(cell.seed)
         context = CellContext(
@@ -111,13 +108,13 @@ def run_cell(
         prepare_device(device)
         model = speed_model(built.model.to(device), speed, device)
         loss_fn = built.loss.to(device) if isinstance(built.loss, nn.Module) else built.loss
-        record.config["protocol"] = _schedule_summary(built.schedule)
+        record.config = replace(record.config, protocol=_schedule_summary(built.schedule))
         _check_output(model, data, cell.composition.label)
         if speed.compile:
             model = compiled(model)
         generator = torch.Generator(device=device).manual_seed(cell.seed)
         result = train(model, loss_fn, built.schedule, data.train, data.test, cell.budget, context, generator, progress,
-                       find_lr=cell.config.get("lr") == "find", speed=speed)
+                       find_lr=cell.config.lr == "find", speed=speed)
         record.curve = result.curve
         record.stats = {
             "train_seconds": result.train_seconds,
@@ -147,6 +144,7 @@ def run_cell(
         raise
     except (TechniqueUnavailable, DatasetUnavailable) as exc:
         record.status, record.error = SKIPPED, str(exc)
+        record.config = replace(record.config, kind=SKIPPED_TECHNIQUE)
     except Exception as exc:  # a failing technique must not take the other cells down
         record.status = FAILED
         record.error = f"{describe(exc)}\n{traceback.format_exc()}"

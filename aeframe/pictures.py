@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from aeframe.grouping import Section, Table, condition_key
-from aeframe.record import full_size_points
+from aeframe.grouping import Section, Table
+from aeframe.record import CellRecord, full_size_points
 from aeframe.samples import Samples
 
 ORIGINAL_ROW = "Original"
@@ -59,7 +59,7 @@ def write_figures(
                 _draw_curves(curves, f"{section.title}: test MSE against training time", path)
                 figures.append(Figure("mse_vs_time", path, f"{section.title}: test MSE against training seconds"))
             if figures:
-                written[(section.name, condition_key(table.condition))] = figures
+                written[(section.name, table.condition.key)] = figures
     return written
 
 
@@ -92,8 +92,8 @@ def _sample_rows(table: Table, samples: Mapping[str, Samples]) -> list[tuple[str
     return rows
 
 
-def _seed_order(record) -> tuple[int, str]:
-    seed = record.config.get("seed")
+def _seed_order(record: CellRecord) -> tuple[int, str]:
+    seed = record.config.seed
     return (seed, "") if isinstance(seed, int) else (1 << 30, str(seed))
 
 

@@ -7,7 +7,7 @@ from typing import TextIO
 
 from aeframe.durations import format_duration
 from aeframe.errors import first_line
-from aeframe.record import CellRecord
+from aeframe.record import DONE, CellRecord
 
 
 class CellProgress:
@@ -46,7 +46,7 @@ class CellProgress:
         if self._drawn:
             self.stream.write("\r\033[K")
         stats = record.stats
-        if record.status == "done":
+        if record.status == DONE:
             mse = record.metrics.get("mse")
             shown = f" mse {mse:.6f}" if mse is not None else ""
             detail = f"{stats['epochs']:.2f} epochs in {format_duration(stats['train_seconds'])}{shown}"

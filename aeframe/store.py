@@ -22,7 +22,7 @@ from types import TracebackType
 import torch
 
 from aeframe.errors import StoreError
-from aeframe.record import DONE, CellRecord
+from aeframe.record import DONE, CellConfig, CellRecord
 from aeframe.samples import Samples
 
 FORMAT_MARKER = "aeframe-results"
@@ -229,14 +229,13 @@ class Store:
         if not self.write:
             raise StoreError(f"{self._name} was opened read-only; open it with write=True to save")
         config = record.config
-        dataset = config.get("dataset") or {}
         row = (
             record.key,
             record.status,
-            str(config.get("label", "")),
-            str(dataset.get("name", "")),
-            config.get("seed"),
-            json.dumps(config, sort_keys=True),
+            config.label,
+            config.dataset.name,
+            config.seed,
+            json.dumps(config.to_json(), sort_keys=True),
             record.error,
             json.dumps(record.metrics),
             json.dumps(record.stats),
@@ -354,7 +353,7 @@ def _from_row(row: tuple) -> CellRecord:
     key, status, _label, _dataset, _seed, config, error, metrics, stats, curve, started, finished = row
     return CellRecord(
         key=key,
-        config=json.loads(config),
+        config=CellConfig.from_json(json.loads(config), status),
         status=status,
         error=error,
         metrics=json.loads(metrics),

@@ -13,21 +13,21 @@ from PIL import Image
 from aeframe.grouping import group
 from aeframe.leaderboard import leaderboard_page
 from aeframe.pictures import ORIGINAL_ROW, _sample_rows, write_figures
-from aeframe.record import CellRecord
+from aeframe.record import CellConfig, CellRecord
 from aeframe.samples import Samples
 from conftest import TINY_SHAPES, run_cli
 
 
 def _record(label: str, seed: int, shade: int, curve=((1.0, 0.02), (2.0, 0.01)), dataset="shapes") -> CellRecord:
-    config = {
-        "label": label, "seed": seed, "budget": {"epochs": 2, "seconds": None}, "lr": "study",
+    config = CellConfig.from_json({
+        "label": label, "seed": seed, "techniques": [], "budget": {"epochs": 2, "seconds": None}, "lr": "study",
         "dataset": {"name": dataset, "title": dataset.title(), "params": {}},
         "device": {"type": "cpu", "name": "Test CPU"},
         "versions": {"aeframe": "0.1.0", "torch": "2.4.1", "torchvision": "0.19.1", "python": "3.11.7"},
         "protocol": {"batch_size": 64, "phases": [{"name": "train", "fraction": 1.0, "max_lr": [0.001],
                                                    "image_size": None}]},
         "provenance": {"command": "aeframe bench -d shapes --epochs 2", "commit": "0123456789ab"},
-    }
+    })
     originals = torch.full((4, 3, 8, 8), 200, dtype=torch.uint8)
     samples = Samples([0, 1, 2, 3], originals, torch.full_like(originals, shade))
     return CellRecord(key=f"{label}-{seed}", config=config, status="done", metrics={"mse": 0.01},

@@ -12,21 +12,22 @@ from pathlib import Path
 import pytest
 
 from aeframe.errors import StoreError
-from aeframe.record import CellRecord
+from aeframe.record import CellConfig, CellRecord
 from aeframe.store import FORMAT_MARKER, SCHEMA_VERSION, Store
 
 
 def make_record(key: str = "k1", status: str = "done", finished_at: str = "2024-05-01T10:00:00", **kw) -> CellRecord:
-    config = {
+    config = CellConfig.from_json({
         "label": kw.pop("label", "Pixel Shuffle"),
         "techniques": [{"name": "pixel_shuffle", "params": {"icnr": True}, "version": "1"}],
         "dataset": {"name": kw.pop("dataset", "mnist"), "title": "MNIST", "params": {}},
         "seed": kw.pop("seed", 0),
         "budget": {"epochs": 15, "seconds": None},
-        "protocol": "adam lr=1e-3",
+        "protocol": {"batch_size": 64, "phases": [{"name": "run 1", "fraction": 1.0, "max_lr": [0.001],
+                                                   "image_size": None}]},
         "device": {"type": "cpu", "name": "Test CPU"},
         "versions": {"aeframe": "0.1.0", "torch": "2.4.1", "torchvision": "0.19.1", "python": "3.11.7"},
-    }
+    }, status)
     defaults = {
         "metrics": {"mse": 0.00123, "psnr": 29.1},
         "stats": {"train_seconds": 12.5, "eval_seconds": 0.75, "epochs": 2.5, "steps": 40,
@@ -189,11 +190,11 @@ def test_a_reader_cannot_save(tmp_path):
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from aeframe.record import CellRecord
+    from aeframe.record import CellConfig, CellRecord, DatasetRef
     from aeframe.store import Store
 
     store = Store(sys.argv[1])
-    store.save(CellRecord(key="survivor", config={"label": "Baseline", "dataset": {"name": "mnist"}},
+    store.save(CellRecord(key="survivor", config=CellConfig(label="Baseline", dataset=DatasetRef("mnist")),
                           status="done", metrics={"mse": 0.25}, finished_at="2024-05-01T10:00:00"))
     print("saved", flush=True)
     time.sleep(120)
