@@ -260,23 +260,18 @@ class Store:
             # Disk full, read-only file system, a stale lock from a non-aeframe program, ...
             raise StoreError(f"cannot save a result to {self._name} ({e}); fix that and rerun") from e
 
-    def records(self, keys: Iterable[str] | None = None) -> list[CellRecord]:
-        """All records, or those whose key is in ``keys``, oldest ``finished_at`` first."""
+    def records(self) -> list[CellRecord]:
+        """Every record, oldest ``finished_at`` first."""
         if not self._has_schema:
             return []
-        query = f"SELECT {_COLUMNS} FROM cells"
-        params: tuple[str, ...] = ()
-        if keys is not None:
-            # One JSON parameter instead of one placeholder per key: no limit on how many.
-            query += " WHERE key IN (SELECT value FROM json_each(?))"
-            params = (json.dumps(list(keys)),)
-        query += " ORDER BY finished_at, rowid"
-        return [_from_row(row) for row in self._db.execute(query, params)]
+        query = f"SELECT {_COLUMNS} FROM cells ORDER BY finished_at, rowid"
+        return [_from_row(row) for row in self._db.execute(query)]
 
     def samples(self, keys: Iterable[str]) -> dict[str, Samples]:
         """Key -> the sample reconstructions stored with that cell, for those of ``keys`` that have them."""
         if not self._has_schema or not self._has_samples_table():
             return {}
+        # One JSON parameter instead of one placeholder per key: no limit on how many.
         rows = self._db.execute(
             "SELECT key, indices, shape, originals, reconstructions FROM samples "
             "WHERE key IN (SELECT value FROM json_each(?))",
