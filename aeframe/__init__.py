@@ -3,6 +3,7 @@
 Plugin authors need only what is exported here: the ``hookimpl`` marker and the base classes that
 their hooks register.
 """
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 import pluggy
@@ -14,24 +15,33 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 hookimpl = pluggy.HookimplMarker("aeframe")
 
-from aeframe.dataset import DatasetPlugin, DatasetUnavailable, ImageData, Split  # noqa: E402
-from aeframe.metric import Metric  # noqa: E402
-from aeframe.params import Param  # noqa: E402
-from aeframe.schedule import Phase, Schedule  # noqa: E402
-from aeframe.technique import CellContext, Technique, TechniqueUnavailable  # noqa: E402
+# The base classes are imported on first use (PEP 562): they bring torch, and `import aeframe`
+# (e.g. for the report, which needs no torch) should not.
+_EXPORTS = {
+    "CellContext": "aeframe.technique",
+    "DatasetPlugin": "aeframe.dataset",
+    "DatasetUnavailable": "aeframe.dataset",
+    "ImageData": "aeframe.dataset",
+    "Metric": "aeframe.metric",
+    "Param": "aeframe.params",
+    "Phase": "aeframe.schedule",
+    "Schedule": "aeframe.schedule",
+    "Split": "aeframe.dataset",
+    "Technique": "aeframe.technique",
+    "TechniqueUnavailable": "aeframe.technique",
+}
 
-__all__ = [
-    "CellContext",
-    "DatasetPlugin",
-    "DatasetUnavailable",
-    "ImageData",
-    "Metric",
-    "Param",
-    "Phase",
-    "Schedule",
-    "Split",
-    "Technique",
-    "TechniqueUnavailable",
-    "__version__",
-    "hookimpl",
-]
+__all__ = sorted([*_EXPORTS, "__version__", "hookimpl"])
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aeframe' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

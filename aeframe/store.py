@@ -18,12 +18,14 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-
-import torch
+from typing import TYPE_CHECKING
 
 from aeframe.errors import StoreError
 from aeframe.record import DONE, CellConfig, CellRecord
 from aeframe.samples import Samples
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT_MARKER = "aeframe-results"
 SCHEMA_VERSION = 1
@@ -337,6 +339,9 @@ def _samples_row(key: str, samples: Samples) -> tuple:
 def _samples_from_row(row: tuple) -> Samples:
     _key, indices, shape, originals, reconstructions = row
     shape = json.loads(shape)
+
+    # Only pictures read samples, so only they pay for importing torch.
+    import torch
 
     def images(raw: bytes) -> torch.Tensor:
         return torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(shape)
