@@ -33,9 +33,6 @@ class Budget:
         """``"15 epochs"``, ``"60 s"`` or ``"15 epochs or 60 s"``."""
         return describe_budget(self.epochs, self.seconds)
 
-    def to_dict(self) -> dict:
-        return {"epochs": self.epochs, "seconds": self.seconds}
-
 
 class Clock:
     """A stopwatch of training time that waits for the device before every reading."""

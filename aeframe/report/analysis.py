@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aeframe.grouping import Section, Table, condition_of, group, label_of
 from aeframe.provenance import distinct, protocols, provenance
-from aeframe.record import CellRecord, full_size_points
+from aeframe.record import CellRecord, Protocol, full_size_points
 from aeframe.report.columns import METRICS, STATS, SUMMARISED_STATS, Column, table_columns
 from aeframe.report.conditions import conditions_line, difference
 from aeframe.report.structure import (
@@ -62,7 +62,7 @@ def analyse(
     titles = {m.name: m.title or m.name for m in metrics}
     links = _Links(figures or {}, link_base or Path("."))
     datasets = [_dataset(section, columns, titles, links) for section in group(records)]
-    first_protocols: dict[str, Any] = {}
+    first_protocols: dict[str, Protocol] = {}
     for dataset in datasets:
         for table in dataset.tables:
             for label, protocol in table.protocols.items():

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aeframe.grouping import Condition
-from aeframe.record import CellRecord, Protocol
+from aeframe.record import DONE, CellRecord, Protocol
 from aeframe.report.columns import Column
 
 SIGNIFICANCE = 0.05  # a comparison with p below this is marked in the markdown
@@ -137,4 +137,4 @@ class Report:
 
     @property
     def done_count(self) -> int:
-        return sum(1 for r in self.cells if r.status == "done")
+        return sum(1 for r in self.cells if r.status == DONE)
