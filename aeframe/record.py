@@ -219,7 +219,7 @@ class CellConfig:
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON data with today's keys plus ``kind``; what older aeframes read stays where they look."""
+        """Plain JSON data: the keys aeframe 0.1.0 wrote, where it looks for them, plus ``kind``."""
         data: dict[str, Any] = {"kind": self.kind, "label": self.label, "reference": self.reference}
         # Older aeframes tell a skipped dataset by its missing techniques.
         if self.kind != SKIPPED_DATASET:
@@ -242,8 +242,9 @@ class CellConfig:
 
         Missing keys take their defaults. Without ``kind`` (stores before it existed) it is
         inferred: a skipped record without techniques is a skipped dataset (also when ``status`` is
-        not given), one with techniques a skipped technique, anything else a cell. A known key whose value has another shape (e.g. an early
-        text ``protocol``) is kept as it was, in ``extra``, rather than read wrongly.
+        not given), one with techniques a skipped technique, anything else a cell. A known key
+        whose value has another shape (e.g. an early text ``protocol``) is kept as it was, in
+        ``extra``, rather than read wrongly.
         """
         extra = {k: v for k, v in data.items() if k not in _WRITTEN}
         parts: dict[str, Any] = {}
