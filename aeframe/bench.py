@@ -13,7 +13,7 @@ from aeframe.metric import Metric
 from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
 from aeframe.plugins import Registry
 from aeframe.progress import say
-from aeframe.record import FAILED, SKIPPED, CellRecord
+from aeframe.record import FAILED, SKIPPED, SKIPPED_DATASET, CellRecord, Provenance
 from aeframe.report import render
 from aeframe.speed import resolve_speed
 from aeframe.store import Store
@@ -46,9 +46,9 @@ class BenchOutcome:
 
     def _asked_for(self, record: CellRecord) -> bool:
         """Whether the user named what was skipped (rather than --all finding it unavailable)."""
-        if "techniques" in record.config:  # a technique that cannot run here
-            return self.named_techniques
-        return record.config["dataset"]["name"] in self.named_datasets
+        if record.config.kind == SKIPPED_DATASET:
+            return record.config.dataset.name in self.named_datasets
+        return self.named_techniques  # a technique that cannot run here
 
     @property
     def exit_code(self) -> int:
@@ -62,7 +62,7 @@ class BenchOutcome:
 
 def _whose(record: CellRecord) -> str:
     """Which plugins' techniques the failed cell ran, so the user knows whose code to look at."""
-    plugins = record.config.get("plugins") or {}
+    plugins = record.config.plugins
     return "; " + ", ".join(f"technique {t!r} from {p}" for t, p in plugins.items()) if plugins else ""
 
 
@@ -78,7 +78,7 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     speed = resolve_speed(request.precision, request.channels_last, request.compile, device)
     data_dir = request.data_dir or default_data_dir()
     metrics = list(registry.metrics.values())
-    provenance = {"command": request.command, "commit": source_revision()}
+    provenance = Provenance(request.command, source_revision())
     cells = plan_cells(compositions, datasets, request.seeds, request.budget, device_info(device), versions(), registry,
                        request.lr, provenance, speed)
 
@@ -110,7 +110,7 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     if failed:
         say(f"{len(failed)} of {len(records)} cells failed; the others are stored in {request.store_path}:")
     for r in failed:
-        say(f"failed: {r.config['label']} on {r.config['dataset']['name']} (seed {r.config.get('seed')}): "
+        say(f"failed: {r.config.label} on {r.config.dataset.name} (seed {r.config.seed}): "
             f"{first_line(r.error)}{_whose(r)}")
     named = set() if request.run_all or not request.datasets else {d.plugin.name for d in datasets}
     return BenchOutcome(records, metrics, named, bool(request.techniques) and not request.run_all)

@@ -6,28 +6,12 @@ step of the limit, but not at every step on a GPU, where each read stalls the qu
 """
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
 import torch
 
-_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
-
-
-def parse_duration(text: str) -> float:
-    """``45s``, ``10m``, ``1h``, ``1h30m`` or a plain number of seconds -> seconds (positive)."""
-    cleaned = text.strip().lower().replace(" ", "")
-    if re.fullmatch(r"\d+(\.\d+)?", cleaned):
-        seconds = float(cleaned)
-    else:
-        parts = re.findall(r"(\d+(?:\.\d+)?)(h|min|m|sec|s)", cleaned)
-        if not parts or "".join(n + u for n, u in parts) != cleaned:
-            raise ValueError(f"cannot read {text!r} as a duration; use e.g. 45s, 10m, 1h or 1h30m")
-        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    if seconds <= 0:
-        raise ValueError(f"duration {text!r} must be positive")
-    return seconds
+from aeframe.durations import describe_budget
 
 
 @dataclass(frozen=True)
@@ -46,15 +30,8 @@ class Budget:
             raise ValueError("seconds must be positive")
 
     def describe(self) -> str:
-        parts = []
-        if self.epochs is not None:
-            parts.append(f"{self.epochs} epoch{'s' if self.epochs != 1 else ''}")
-        if self.seconds is not None:
-            parts.append(f"{self.seconds:g} s")
-        return " or ".join(parts)
-
-    def to_dict(self) -> dict:
-        return {"epochs": self.epochs, "seconds": self.seconds}
+        """``"15 epochs"``, ``"60 s"`` or ``"15 epochs or 60 s"``."""
+        return describe_budget(self.epochs, self.seconds)
 
 
 class Clock:

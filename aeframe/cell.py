@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 import traceback
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Sequence
 
@@ -18,7 +19,7 @@ from aeframe.metric import Metric
 from aeframe.numerics import compiled, prepare_device, speed_model
 from aeframe.output import reconstruction, training_loss
 from aeframe.plan import Cell
-from aeframe.record import DIVERGED, DONE, FAILED, SKIPPED, CellRecord
+from aeframe.record import DIVERGED, DONE, FAILED, SKIPPED, SKIPPED_TECHNIQUE, CellRecord, PhaseSummary, Protocol
 from aeframe.samples import capture_samples
 from aeframe.speed import Speed
 from aeframe.technique import BuiltCell, CellContext, TechniqueUnavailable
@@ -61,14 +62,11 @@ def _check_parts(model: nn.Module, built: BuiltCell, data: CellData, label: str)
         )
 
 
-def _schedule_summary(schedule) -> dict:
-    return {
-        "batch_size": schedule.batch_size,
-        "phases": [
-            {"name": p.name, "fraction": round(p.fraction, 6), "max_lr": p.lrs(), "image_size": p.image_size}
-            for p in schedule.phases
-        ],
-    }
+def _schedule_summary(schedule) -> Protocol:
+    return Protocol(
+        batch_size=schedule.batch_size,
+        phases=[PhaseSummary(p.name, round(p.fraction, 6), p.lrs(), p.image_size) for p in schedule.phases],
+    )
 
 
 def run_cell(
@@ -84,7 +82,7 @@ def run_cell(
     A technique that cannot run here (:class:`TechniqueUnavailable`, or another dataset it needs
     being unavailable) gives a skipped record with the reason.
     """
-    record = CellRecord(key=cell.key, config=dict(cell.config), status=FAILED, started_at=now())
+    record = CellRecord(key=cell.key, config=cell.config, status=FAILED, started_at=now())
     try:
         seed_everything(cell.seed)
         context = CellContext(
@@ -105,13 +103,13 @@ def run_cell(
         prepare_device(device)
         model = speed_model(built.model, speed, device)
         loss_fn = built.loss
-        record.config["protocol"] = _schedule_summary(built.schedule)
+        record.config = replace(record.config, protocol=_schedule_summary(built.schedule))
         _check_parts(model, built, data, cell.composition.label)
         if speed.compile:
             model = compiled(model)
         generator = torch.Generator(device=device).manual_seed(cell.seed)
         result = train(model, loss_fn, built.schedule, data.train, data.test, cell.budget, context, generator, progress,
-                       find_lr=cell.config.get("lr") == "find", speed=speed)
+                       find_lr=cell.config.lr == "find", speed=speed)
         record.curve = result.curve
         record.stats = {
             "train_seconds": result.train_seconds,
@@ -141,6 +139,7 @@ def run_cell(
         raise
     except (TechniqueUnavailable, DatasetUnavailable) as exc:
         record.status, record.error = SKIPPED, str(exc)
+        record.config = replace(record.config, kind=SKIPPED_TECHNIQUE)
     except Exception as exc:  # a failing technique must not take the other cells down
         record.status = FAILED
         record.error = f"{describe(exc)}\n{traceback.format_exc()}"

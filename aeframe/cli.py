@@ -15,7 +15,7 @@ from typing import Sequence
 import click
 
 from aeframe import __version__
-from aeframe.budget import Budget, parse_duration
+from aeframe.durations import parse_duration
 from aeframe.errors import AeframeError, UsageProblem
 from aeframe.plugins import Registry, get_registry
 from aeframe.progress import say
@@ -94,6 +94,7 @@ def bench(all_, techniques, datasets, seeds, epochs, time_budget, lr, device, pr
     command resumes it. Stdout carries only the tables: `aeframe bench --all > results.md` works.
     """
     from aeframe.bench import BenchRequest, run_bench
+    from aeframe.budget import Budget
 
     if not (all_ or techniques or datasets):
         raise click.UsageError("nothing to run: give --all, or -t TECHNIQUE and/or -d DATASET")

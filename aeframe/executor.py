@@ -6,6 +6,7 @@ once for all of its cells. A dataset that cannot be had becomes one "skipped" re
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from itertools import groupby
 from typing import Callable, Iterator, Sequence
 
@@ -18,13 +19,14 @@ from aeframe.loading import Workspace
 from aeframe.metric import Metric
 from aeframe.plan import Cell
 from aeframe.progress import CellProgress
-from aeframe.record import SKIPPED, CellRecord
+from aeframe.record import SKIPPED, SKIPPED_DATASET, CellRecord
 
 
 def skipped_record(cell: Cell, reason: str) -> CellRecord:
     """The record of a dataset that could not be loaded, standing for all of its cells."""
-    config = {k: v for k, v in cell.config.items() if k not in ("techniques", "seed")}
-    config["label"] = cell.dataset.label
+    # It stands for no technique and no seed in particular.
+    config = replace(cell.config, kind=SKIPPED_DATASET, label=cell.dataset.label, techniques=[], seed=None,
+                     reference=False, plugins={}, protocol=None)
     key = "skip-" + hashlib.sha256(cell.dataset.label.encode()).hexdigest()[:11]
     return CellRecord(key=key, config=config, status=SKIPPED, error=reason, started_at=now(), finished_at=now())
 

@@ -11,12 +11,37 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aeframe.record import DONE, SKIPPED, CellRecord
+from aeframe.record import DONE, SKIPPED_DATASET, BudgetLimits, CellRecord
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What a table's numbers were measured under; only cells under the same condition are compared."""
+
+    budget: BudgetLimits
+    device_type: str | None
+    dataset_params: dict[str, Any]
+    lr: str
+    precision: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "budget": {"epochs": self.budget.epochs, "seconds": self.budget.seconds},
+            "device_type": self.device_type,
+            "dataset_params": self.dataset_params,
+            "lr": self.lr,
+            "precision": self.precision,
+        }
+
+    @property
+    def key(self) -> str:
+        """The same text for the same condition: what tables (and their pictures) are looked up by."""
+        return json.dumps(self.to_json(), sort_keys=True)
 
 
 @dataclass
 class Table:
-    condition: dict[str, Any]
+    condition: Condition
     rows: dict[str, list[CellRecord]] = field(default_factory=dict)  # label -> records, in order
 
     @property
@@ -32,39 +57,26 @@ class Section:
     not_done: list[CellRecord] = field(default_factory=list)
 
 
-def dataset_of(record: CellRecord) -> dict[str, Any]:
-    return record.config.get("dataset") or {}
-
-
 def label_of(record: CellRecord) -> str:
-    return str(record.config.get("label") or dataset_of(record).get("name") or record.key)
+    return record.config.label or record.config.dataset.name or record.key
 
 
-def condition_of(record: CellRecord) -> dict[str, Any]:
-    budget = record.config.get("budget") or {}
-    seconds = budget.get("seconds")
-    return {
-        "budget": {
-            "epochs": budget.get("epochs"),
-            # 60 and 60.0 are the same budget; keep them from splitting a table.
-            "seconds": float(seconds) if seconds is not None else None,
-        },
-        "device_type": (record.config.get("device") or {}).get("type"),
-        "dataset_params": dataset_of(record).get("params") or {},
-        "lr": record.config.get("lr", "study"),
-        # Records from before the setting existed were trained in fp32.
-        "precision": record.config.get("precision", "fp32"),
-    }
-
-
-def condition_key(condition: dict[str, Any]) -> str:
-    return json.dumps(condition, sort_keys=True)
+def condition_of(record: CellRecord) -> Condition:
+    config = record.config
+    seconds = config.budget.seconds
+    return Condition(
+        # 60 and 60.0 are the same budget; keep them from splitting a table.
+        budget=BudgetLimits(config.budget.epochs, float(seconds) if seconds is not None else None),
+        device_type=config.device.type,
+        dataset_params=config.dataset.params,
+        lr=config.lr,
+        precision=config.speed.precision,
+    )
 
 
 def _skip_of(record: CellRecord, done: CellRecord) -> bool:
     """Whether ``record`` says ``done``'s dataset could not be had (not that a technique could not run)."""
-    dataset_skip = record.status == SKIPPED and "techniques" not in record.config
-    return dataset_skip and dataset_of(record).get("name") == dataset_of(done).get("name")
+    return record.config.kind == SKIPPED_DATASET and record.config.dataset.name == done.config.dataset.name
 
 
 def group(records: Sequence[CellRecord]) -> list[Section]:
@@ -75,7 +87,7 @@ def group(records: Sequence[CellRecord]) -> list[Section]:
     latest: dict[str, CellRecord] = {}
     for record in records:
         identity = json.dumps(
-            [dataset_of(record).get("name"), condition_of(record), label_of(record), record.config.get("seed")],
+            [record.config.dataset.name, condition_of(record).to_json(), label_of(record), record.config.seed],
             sort_keys=True,
         )
         latest[identity] = record
@@ -85,14 +97,14 @@ def group(records: Sequence[CellRecord]) -> list[Section]:
 
     sections: dict[str, Section] = {}
     for record in latest.values():
-        dataset = dataset_of(record)
-        name = str(dataset.get("name") or "unknown")
-        section = sections.setdefault(name, Section(name, str(dataset.get("title") or name)))
+        dataset = record.config.dataset
+        name = dataset.name or "unknown"
+        section = sections.setdefault(name, Section(name, dataset.title or name))
         if record.status != DONE:
             section.not_done.append(record)
             continue
         condition = condition_of(record)
-        table = section.tables.setdefault(condition_key(condition), Table(condition))
+        table = section.tables.setdefault(condition.key, Table(condition))
         table.rows.setdefault(label_of(record), []).append(record)
     for section in sections.values():
         for table in section.tables.values():
@@ -103,5 +115,5 @@ def group(records: Sequence[CellRecord]) -> list[Section]:
 def _reference_first(table: Table) -> None:
     """The reference row (the Baseline) leads its table, as the row the others are compared with,
     even when its cells were retrained after the others; the other rows keep their order."""
-    first = [label for label, records in table.rows.items() if records[0].config.get("reference")]
+    first = [label for label, records in table.rows.items() if records[0].config.reference]
     table.rows = {label: table.rows[label] for label in first + [k for k in table.rows if k not in first]}

@@ -7,15 +7,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
-from aeframe.grouping import group
-from aeframe.metric import Metric
-from aeframe.provenance import protocols, provenance
-from aeframe.record import CellRecord
-from aeframe.report import Figures, render
+from aeframe.record import CellRecord, PhaseSummary
+from aeframe.report import Figures, Report, analyse
+from aeframe.report.to_markdown import markdown
+
+if TYPE_CHECKING:
+    from aeframe.metric import Metric
 
 _NOT_RECORDED = "(not recorded: these cells were run through the Python API)"
 
@@ -29,30 +30,35 @@ def leaderboard_page(
     figures: Figures | None = None,
 ) -> str:
     """The markdown of the page written at ``page``; ``report_command`` is the command that writes it."""
-    found = provenance(records)
+    return page_markdown(analyse(records, metrics, figures, link_base=page.parent), report_command, generated)
+
+
+def page_markdown(report: Report, report_command: str, generated: datetime) -> str:
+    """The page for an analysed report (its figures linked from the page's folder)."""
+    found = report.provenance
     parts = [
         "# Leaderboard",
         f"<!-- Written by `{report_command}`; edit the code or rerun it, not this file. -->",
-        _intro(records, found, generated),
+        _intro(report, generated),
         "## How to reproduce",
         _reproduce(found, report_command),
         "## Provenance",
         _provenance(found, generated),
         "## Training protocol",
-        _protocols(records),
-        render(records, metrics, "markdown", figures, link_base=page.parent).rstrip("\n"),
+        _protocols(report),
+        markdown(report).rstrip("\n"),
     ]
     return "\n\n".join(parts) + "\n"
 
 
-def _intro(records: Sequence[CellRecord], found: dict[str, Any], generated: datetime) -> str:
-    done = [r for r in records if r.status == "done"]
-    span = f", finished between {found['finished'][0]} and {found['finished'][1]}" if found["finished"] else ""
+def _intro(report: Report, generated: datetime) -> str:
+    finished = report.provenance["finished"]
+    span = f", finished between {finished[0]} and {finished[1]}" if finished else ""
     return (
         "Autoencoder training techniques from the study \"Applying Modern Best Practices to Autoencoders\" "
         "(2020), each trained under the same fixed budget and evaluated the same way by aeframe. "
-        f"This page was generated on {generated:%Y-%m-%d} from {len(done)} finished cells "
-        f"({len(records)} stored){span}. Each table states its budget, seeds, device and versions."
+        f"This page was generated on {generated:%Y-%m-%d} from {report.done_count} finished cells "
+        f"({len(report.cells)} stored){span}. Each table states its budget, seeds, device and versions."
     )
 
 
@@ -89,28 +95,24 @@ def _provenance(found: dict[str, Any], generated: datetime) -> str:
     return tabulate(rows, headers=["What", "Value"], tablefmt="pipe", disable_numparse=True)
 
 
-def _protocols(records: Sequence[CellRecord]) -> str:
+def _protocols(report: Report) -> str:
     """One row per technique: its batch size and phases (share of the budget, peak learning rates, image size)."""
-    rows: dict[str, list[str]] = {}
-    for section in group(records):
-        for table in section.tables.values():
-            for label, protocol in protocols(table.rows).items():
-                rows.setdefault(label, [label.replace("|", "\\|"), str(protocol.get("batch_size", "–")),
-                                        _phases_text(protocol.get("phases") or [])])
+    rows = [[label.replace("|", "\\|"), str(p.batch_size) if p.batch_size is not None else "–", _phases_text(p.phases)]
+            for label, p in report.protocols.items()]
     intro = ("Every technique trains with the study's recipe unless its row says otherwise: AdamW, a "
              "one-cycle learning rate in each phase, dihedral flips and lighting changes as augmentation "
              "(docs/protocol.md has the details). A phase's share is of the whole budget, epochs or seconds.")
     if not rows:
         return intro
-    table = tabulate(list(rows.values()), headers=["Method", "Batch", "Phases: share of the budget, peak learning rate"],
+    table = tabulate(rows, headers=["Method", "Batch", "Phases: share of the budget, peak learning rate"],
                      tablefmt="pipe", disable_numparse=True)
     return intro + "\n\n" + table
 
 
-def _phases_text(phases: Sequence[dict[str, Any]]) -> str:
+def _phases_text(phases: Sequence[PhaseSummary]) -> str:
     texts = []
     for phase in phases:
-        rates = "/".join(f"{lr:g}" for lr in phase.get("max_lr") or [])
-        size = f", {phase['image_size']} px" if phase.get("image_size") else ""
-        texts.append(f"{phase.get('name', '?')}: {phase.get('fraction', 0):.0%} at {rates}{size}")
+        rates = "/".join(f"{lr:g}" for lr in phase.max_lr)
+        size = f", {phase.image_size} px" if phase.image_size else ""
+        texts.append(f"{phase.name or '?'}: {phase.fraction or 0:.0%} at {rates}{size}")
     return "; ".join(texts) or "–"

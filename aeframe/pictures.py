@@ -3,7 +3,8 @@ and a plot of test MSE against training seconds.
 
 Both are PNG files written with matplotlib's non-interactive backend, without a timestamp in the
 file, so that rendering the same store twice gives the same bytes (a committed leaderboard only
-changes when its numbers do).
+changes when its numbers do). Torch and matplotlib are imported when a picture is drawn, not before:
+the report imports this module for every format.
 """
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch.nn import functional as F
-
-from aeframe.grouping import Section, Table, condition_key
-from aeframe.record import full_size_points
+from aeframe.grouping import Section, Table
+from aeframe.record import CellRecord, full_size_points
 from aeframe.samples import Samples
+
+if TYPE_CHECKING:
+    import torch
 
 ORIGINAL_ROW = "Original"
 _PNG_METADATA = {"Software": None}  # matplotlib would otherwise stamp its version into every file
@@ -59,7 +61,7 @@ def write_figures(
                 _draw_curves(curves, f"{section.title}: test MSE against training time", path)
                 figures.append(Figure("mse_vs_time", path, f"{section.title}: test MSE against training seconds"))
             if figures:
-                written[(section.name, condition_key(table.condition))] = figures
+                written[(section.name, table.condition.key)] = figures
     return written
 
 
@@ -92,8 +94,8 @@ def _sample_rows(table: Table, samples: Mapping[str, Samples]) -> list[tuple[str
     return rows
 
 
-def _seed_order(record) -> tuple[int, str]:
-    seed = record.config.get("seed")
+def _seed_order(record: CellRecord) -> tuple[int, str]:
+    seed = record.config.seed
     return (seed, "") if isinstance(seed, int) else (1 << 30, str(seed))
 
 
@@ -101,6 +103,9 @@ def _at_side(images: torch.Tensor, side: int) -> torch.Tensor:
     """Nearest-neighbour upscaling, so that a smaller evaluation size shows its real pixels."""
     if images.shape[-1] == side:
         return images
+    import torch
+    from torch.nn import functional as F
+
     return F.interpolate(images.float(), size=(side, side), mode="nearest").to(torch.uint8)
 
 

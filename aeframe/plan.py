@@ -11,6 +11,15 @@ from aeframe.dataset import DatasetPlugin
 from aeframe.params import formatted, non_default, resolve_params
 from aeframe.errors import SpecError
 from aeframe.plugins import Registry
+from aeframe.record import (
+    BudgetLimits,
+    CellConfig,
+    DatasetRef,
+    DeviceRef,
+    Provenance,
+    SpeedSettings,
+    TechniqueRef,
+)
 from aeframe.spec import parse_combination, parse_component
 from aeframe.speed import Speed
 from aeframe.technique import LR_PARAM, Composition, Member, parse_rate
@@ -29,8 +38,8 @@ class DatasetChoice:
         extra = ",".join(f"{k}={v}" for k, v in changed.items())
         return f"{self.plugin.name}[{extra}]" if extra else self.plugin.name
 
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.plugin.name, "title": self.plugin.title, "params": formatted(self.plugin.params, self.params)}
+    def describe(self) -> DatasetRef:
+        return DatasetRef(self.plugin.name, self.plugin.title, formatted(self.plugin.params, self.params))
 
 
 @dataclass
@@ -39,7 +48,7 @@ class Cell:
     dataset: DatasetChoice
     seed: int
     budget: Budget
-    config: dict[str, Any]
+    config: CellConfig
     key: str
 
 
@@ -89,23 +98,26 @@ def _plugin_version(registry: Registry, kind: str, name: str) -> str | None:
     return info.version if info else None
 
 
-def cell_key(config: dict[str, Any]) -> str:
-    """A hash of everything that decides a cell's numbers (not the device's name or the label)."""
+def cell_key(config: CellConfig) -> str:
+    """A hash of everything that decides a cell's numbers (not the device's name or the label).
+
+    It hashes the JSON that aeframe 0.1.0 hashed, so that cells stored by it are found again.
+    """
     decisive = {
-        "techniques": config["techniques"],
-        "dataset": {"name": config["dataset"]["name"], "params": config["dataset"]["params"]},
-        "seed": config["seed"],
-        "budget": config["budget"],
-        "lr": config["lr"],
-        "device": config["device"]["type"],
-        "versions": {k: config["versions"][k] for k in ("aeframe", "torch")},
+        "techniques": [t.to_json() for t in config.techniques],
+        "dataset": {"name": config.dataset.name, "params": config.dataset.params},
+        "seed": config.seed,
+        "budget": config.budget.to_json(),
+        "lr": config.lr,
+        "device": config.device.type,
+        "versions": {k: config.versions[k] for k in ("aeframe", "torch")},
     }
     # Precision changes the rounding of every step; channels_last and compile change the order of
     # float sums (so the last bits), and under a time budget how many steps fit: all three decide
     # the numbers. Only values other than plain eager fp32 are hashed, so that cells stored before
     # these settings existed (all plain fp32) keep their keys.
-    plain = Speed().to_config()
-    decisive.update({k: v for k, v in Speed.from_config(config).to_config().items() if v != plain[k]})
+    plain = SpeedSettings().to_json()
+    decisive.update({k: v for k, v in config.speed.to_json().items() if v != plain[k]})
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -118,40 +130,40 @@ def plan_cells(
     versions: dict[str, str],
     registry: Registry,
     lr: str = "study",
-    provenance: dict[str, Any] | None = None,
+    provenance: Provenance | None = None,
     speed: Speed | None = None,
 ) -> list[Cell]:
     """Every combination x dataset x seed, datasets outermost so each is loaded once.
 
-    ``lr`` is "study" (each technique's own rates) or "find" (a range test sets the rates of the
-    phases that ask for it). ``provenance`` (the command and the source commit) is kept in each
-    cell's config for the leaderboard, but is not part of the key: it does not change the numbers.
-    ``speed`` (precision, channels_last, compile; plain eager fp32 when None) is in the config and the key.
+    ``device`` is ``{"type", "name"}`` (see :func:`aeframe.environment.device_info`). ``lr`` is
+    "study" (each technique's own rates) or "find" (a range test sets the rates of the phases that
+    ask for it). ``provenance`` (the command and the source commit) is kept in each cell's config
+    for the leaderboard, but is not part of the key: it does not change the numbers. ``speed``
+    (precision, channels_last, compile; plain eager fp32 when None) is in the config and the key.
     """
     speed = speed or Speed()
     cells = []
     for dataset in datasets:
         for composition in compositions:
             for seed in range(seeds):
-                config = {
-                    "label": composition.label,
-                    "reference": composition.is_reference,
-                    "techniques": [
-                        {**m.describe(), "version": _plugin_version(registry, "technique", m.technique.name)}
+                config = CellConfig(
+                    label=composition.label,
+                    reference=composition.is_reference,
+                    techniques=[
+                        TechniqueRef(**m.describe(), version=_plugin_version(registry, "technique", m.technique.name))
                         for m in composition.members
                     ],
-                    "dataset": dataset.describe(),
-                    "seed": seed,
-                    "budget": budget.to_dict(),
-                    "lr": lr,
-                    **speed.to_config(),
-                    "device": device,
-                    "versions": versions,
-                }
-                if provenance:
-                    config["provenance"] = provenance
-                # Not part of the key: who registered a technique does not change its numbers,
-                # but a failure report must say whose code failed.
-                config["plugins"] = {m.technique.name: _origin(registry, m.technique.name) for m in composition.members}
+                    dataset=dataset.describe(),
+                    seed=seed,
+                    budget=BudgetLimits(budget.epochs, budget.seconds),
+                    lr=lr,
+                    speed=speed.settings(),
+                    device=DeviceRef(device.get("type"), device.get("name")),
+                    versions=dict(versions),
+                    provenance=provenance,
+                    # Not part of the key: who registered a technique does not change its numbers,
+                    # but a failure report must say whose code failed.
+                    plugins={m.technique.name: _origin(registry, m.technique.name) for m in composition.members},
+                )
                 cells.append(Cell(composition, dataset, seed, budget, config, cell_key(config)))
     return cells

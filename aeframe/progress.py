@@ -5,13 +5,9 @@ import sys
 import time
 from typing import TextIO
 
+from aeframe.durations import format_duration
 from aeframe.errors import first_line
-from aeframe.record import CellRecord
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+from aeframe.record import DONE, CellRecord
 
 
 class CellProgress:
@@ -50,10 +46,10 @@ class CellProgress:
         if self._drawn:
             self.stream.write("\r\033[K")
         stats = record.stats
-        if record.status == "done":
+        if record.status == DONE:
             mse = record.metrics.get("mse")
             shown = f" mse {mse:.6f}" if mse is not None else ""
-            detail = f"{stats['epochs']:.2f} epochs in {_clock(stats['train_seconds'])}{shown}"
+            detail = f"{stats['epochs']:.2f} epochs in {format_duration(stats['train_seconds'])}{shown}"
         else:
             detail = first_line(record.error)
         self.stream.write(f"{self.title}: {record.status} {detail}\n")

@@ -1,10 +1,10 @@
 """Where a set of cells came from: the commands that ran them, the code, the libraries, the devices."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from aeframe.record import CellRecord
+from aeframe.record import CellRecord, Protocol
 
 VERSION_ORDER = ("aeframe", "torch", "torchvision", "cuda", "python")
 
@@ -21,27 +21,25 @@ def provenance(records: Sequence[CellRecord]) -> dict[str, Any]:
     two aeframe versions: the page says so instead of picking one.
     """
     configs = [r.config for r in records]
-    packages = list(VERSION_ORDER) + sorted({p for c in configs for p in (c.get("versions") or {})} - set(VERSION_ORDER))
-    versions = {p: distinct((c.get("versions") or {}).get(p) for c in configs) for p in packages}
+    packages = list(VERSION_ORDER) + sorted({p for c in configs for p in c.versions} - set(VERSION_ORDER))
+    versions = {p: distinct(c.versions.get(p) for c in configs) for p in packages}
+    runs = [c.provenance for c in configs if c.provenance is not None]
     finished = sorted(r.finished_at for r in records if r.finished_at)
     return {
-        "commands": distinct((c.get("provenance") or {}).get("command") for c in configs),
-        "commits": distinct((c.get("provenance") or {}).get("commit") for c in configs),
+        "commands": distinct(run.command for run in runs),
+        "commits": distinct(run.commit for run in runs),
         "versions": {p: v for p, v in versions.items() if v},
-        "devices": distinct(
-            f"{(c.get('device') or {}).get('name')} ({(c.get('device') or {}).get('type')})"
-            for c in configs if c.get("device")
-        ),
-        "device_types": distinct((c.get("device") or {}).get("type") for c in configs),
+        "devices": distinct(c.device.describe() for c in configs),
+        "device_types": distinct(c.device.type for c in configs),
         "finished": [finished[0], finished[-1]] if finished else None,
     }
 
 
-def protocols(rows: dict[str, list[CellRecord]]) -> dict[str, dict[str, Any]]:
+def protocols(rows: Mapping[str, Sequence[CellRecord]]) -> dict[str, Protocol]:
     """Row label -> the training protocol its cells recorded (batch size and phases)."""
     found = {}
     for label, records in rows.items():
-        protocol = next((r.config.get("protocol") for r in records if r.config.get("protocol")), None)
+        protocol = next((r.config.protocol for r in records if r.config.protocol), None)
         if protocol:
             found[label] = protocol
     return found

@@ -4,16 +4,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from aeframe.errors import AeframeError
 from aeframe.grouping import group
 from aeframe.leaderboard import leaderboard_page
-from aeframe.metric import Metric
 from aeframe.pictures import write_figures
 from aeframe.record import CellRecord
 from aeframe.report import Figures
 from aeframe.samples import Samples
+
+if TYPE_CHECKING:
+    from aeframe.metric import Metric
 
 
 def draw(records: Sequence[CellRecord], samples: Mapping[str, Samples], directory: Path,

@@ -1,17 +1,19 @@
 """A few test images and a cell's reconstructions of them, kept for the report's picture grids.
 
 Every cell of a dataset picks the same images (the first test image of each class, in class
-order), so the grid's rows can be compared column by column.
+order), so the grid's rows can be compared column by column. Torch is imported inside the functions
+that compute on images, so that the store can hold and the report can read records without it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-from aeframe.data import DeviceSplit, to_unit
-from aeframe.output import reconstruction
+    from aeframe.data import DeviceSplit
 
 SAMPLE_COUNT = 10
 
@@ -22,6 +24,8 @@ def sample_indices(labels: torch.Tensor, count: int = SAMPLE_COUNT) -> list[int]
     With fewer classes than ``count`` the second image of each class follows, and so on; with
     fewer images than ``count``, every image.
     """
+    import torch
+
     labels = labels.cpu()
     by_class = [torch.nonzero(labels == c).flatten().tolist() for c in torch.unique(labels).tolist()]
     picked: list[int] = []
@@ -41,21 +45,28 @@ class Samples:
     reconstructions: torch.Tensor
 
     def __post_init__(self) -> None:
+        import torch
+
         if self.originals.shape != self.reconstructions.shape or self.originals.dtype != torch.uint8:
             raise ValueError("originals and reconstructions must be uint8 tensors of one shape")
         if len(self.indices) != self.originals.shape[0]:
             raise ValueError("one index per sample image is needed")
 
 
-@torch.no_grad()
 def capture_samples(model: nn.Module, split: DeviceSplit, size: int | None = None) -> Samples:
     """Reconstruct the sample images with ``model`` in eval mode (at ``size``, as it was evaluated)."""
+    import torch
+
+    from aeframe.data import to_unit
+    from aeframe.output import reconstruction
+
     indices = sample_indices(split.labels)
     originals = split.view(size)[torch.tensor(indices, device=split.device, dtype=torch.long)]
     was_training = model.training
     model.eval()
     try:
-        recon = reconstruction(model(to_unit(originals))).float()
+        with torch.no_grad():
+            recon = reconstruction(model(to_unit(originals))).float()
     finally:
         model.train(was_training)
     recon = recon.clamp(0, 1).mul(255).round().to(torch.uint8)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from aeframe.errors import UsageProblem
+from aeframe.record import CellConfig, SpeedSettings
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 PRECISION_CHOICES = ("auto",) + PRECISIONS
@@ -59,13 +60,13 @@ class Speed:
                 f"compile {'on' if self.compile else 'off'}")
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "Speed":
+    def from_config(cls, config: CellConfig) -> "Speed":
         """The settings a cell's config records; configs stored before they existed were plain fp32."""
-        return cls(
-            precision=config.get("precision", "fp32"),
-            channels_last=bool(config.get("channels_last", False)),
-            compile=bool(config.get("compile", False)),
-        )
+        return cls(config.speed.precision, config.speed.channels_last, config.speed.compile)
+
+    def settings(self) -> SpeedSettings:
+        """As a cell's config records them."""
+        return SpeedSettings(self.precision, self.channels_last, self.compile)
 
     @property
     def dtype(self) -> torch.dtype:

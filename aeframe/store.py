@@ -18,12 +18,14 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-
-import torch
+from typing import TYPE_CHECKING
 
 from aeframe.errors import StoreError
-from aeframe.record import DONE, CellRecord
+from aeframe.record import DONE, CellConfig, CellRecord
 from aeframe.samples import Samples
+
+if TYPE_CHECKING:
+    import torch
 
 FORMAT_MARKER = "aeframe-results"
 SCHEMA_VERSION = 1
@@ -229,14 +231,13 @@ class Store:
         if not self.write:
             raise StoreError(f"{self._name} was opened read-only; open it with write=True to save")
         config = record.config
-        dataset = config.get("dataset") or {}
         row = (
             record.key,
             record.status,
-            str(config.get("label", "")),
-            str(dataset.get("name", "")),
-            config.get("seed"),
-            json.dumps(config, sort_keys=True),
+            config.label,
+            config.dataset.name,
+            config.seed,
+            json.dumps(config.to_json(), sort_keys=True),
             record.error,
             json.dumps(record.metrics),
             json.dumps(record.stats),
@@ -261,23 +262,18 @@ class Store:
             # Disk full, read-only file system, a stale lock from a non-aeframe program, ...
             raise StoreError(f"cannot save a result to {self._name} ({e}); fix that and rerun") from e
 
-    def records(self, keys: Iterable[str] | None = None) -> list[CellRecord]:
-        """All records, or those whose key is in ``keys``, oldest ``finished_at`` first."""
+    def records(self) -> list[CellRecord]:
+        """Every record, oldest ``finished_at`` first."""
         if not self._has_schema:
             return []
-        query = f"SELECT {_COLUMNS} FROM cells"
-        params: tuple[str, ...] = ()
-        if keys is not None:
-            # One JSON parameter instead of one placeholder per key: no limit on how many.
-            query += " WHERE key IN (SELECT value FROM json_each(?))"
-            params = (json.dumps(list(keys)),)
-        query += " ORDER BY finished_at, rowid"
-        return [_from_row(row) for row in self._db.execute(query, params)]
+        query = f"SELECT {_COLUMNS} FROM cells ORDER BY finished_at, rowid"
+        return [_from_row(row) for row in self._db.execute(query)]
 
     def samples(self, keys: Iterable[str]) -> dict[str, Samples]:
         """Key -> the sample reconstructions stored with that cell, for those of ``keys`` that have them."""
         if not self._has_schema or not self._has_samples_table():
             return {}
+        # One JSON parameter instead of one placeholder per key: no limit on how many.
         rows = self._db.execute(
             "SELECT key, indices, shape, originals, reconstructions FROM samples "
             "WHERE key IN (SELECT value FROM json_each(?))",
@@ -344,6 +340,9 @@ def _samples_from_row(row: tuple) -> Samples:
     _key, indices, shape, originals, reconstructions = row
     shape = json.loads(shape)
 
+    # Only pictures read samples, so only they pay for importing torch.
+    import torch
+
     def images(raw: bytes) -> torch.Tensor:
         return torch.frombuffer(bytearray(raw), dtype=torch.uint8).reshape(shape)
 
@@ -354,7 +353,7 @@ def _from_row(row: tuple) -> CellRecord:
     key, status, _label, _dataset, _seed, config, error, metrics, stats, curve, started, finished = row
     return CellRecord(
         key=key,
-        config=json.loads(config),
+        config=CellConfig.from_json(json.loads(config), status),
         status=status,
         error=error,
         metrics=json.loads(metrics),

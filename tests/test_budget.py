@@ -1,17 +1,6 @@
 import pytest
 
-from aeframe.budget import Budget, BudgetTracker, parse_duration
-
-
-@pytest.mark.parametrize("text, seconds", [("45s", 45), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("90", 90), ("2.5m", 150)])
-def test_parse_duration(text, seconds):
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "-5s", "0s", "ten minutes", "5x", "5s5"])
-def test_bad_durations_are_refused(text):
-    with pytest.raises(ValueError):
-        parse_duration(text)
+from aeframe.budget import Budget, BudgetTracker
 
 
 def test_budget_needs_a_limit_and_describes_itself():

@@ -118,8 +118,8 @@ def test_plugins_lists_each_entry_point(tmp_path):
     assert baseline["error"] is None
 
 
-def test_report_without_a_store_says_so(tmp_path):
-    result = run_cli("report", "--store", "nothing.sqlite", cwd=tmp_path)
+def test_report_without_a_store_says_so(tmp_path, cli):
+    result = cli("report", "--store", "nothing.sqlite", cwd=tmp_path)
     assert result.returncode == 1
     assert "no results store at" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "nothing.sqlite").exists()

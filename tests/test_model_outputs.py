@@ -31,7 +31,7 @@ def family():
 
 def _curves(store_path):
     with Store(store_path, write=False) as store:
-        return {r.config["label"]: (r.status, r.curve, r.metrics) for r in store.records()}
+        return {r.config.label: (r.status, r.curve, r.metrics) for r in store.records()}
 
 
 def test_models_with_terms_train_through_bench_and_keep_their_terms_in_every_combination(cli, tmp_path, family):

@@ -13,21 +13,21 @@ from PIL import Image
 from aeframe.grouping import group
 from aeframe.leaderboard import leaderboard_page
 from aeframe.pictures import ORIGINAL_ROW, _sample_rows, write_figures
-from aeframe.record import CellRecord
+from aeframe.record import CellConfig, CellRecord
 from aeframe.samples import Samples
 from conftest import TINY_SHAPES, run_cli
 
 
 def _record(label: str, seed: int, shade: int, curve=((1.0, 0.02), (2.0, 0.01)), dataset="shapes") -> CellRecord:
-    config = {
-        "label": label, "seed": seed, "budget": {"epochs": 2, "seconds": None}, "lr": "study",
+    config = CellConfig.from_json({
+        "label": label, "seed": seed, "techniques": [], "budget": {"epochs": 2, "seconds": None}, "lr": "study",
         "dataset": {"name": dataset, "title": dataset.title(), "params": {}},
         "device": {"type": "cpu", "name": "Test CPU"},
         "versions": {"aeframe": "0.1.0", "torch": "2.4.1", "torchvision": "0.19.1", "python": "3.11.7"},
         "protocol": {"batch_size": 64, "phases": [{"name": "train", "fraction": 1.0, "max_lr": [0.001],
                                                    "image_size": None}]},
         "provenance": {"command": "aeframe bench -d shapes --epochs 2", "commit": "0123456789ab"},
-    }
+    })
     originals = torch.full((4, 3, 8, 8), 200, dtype=torch.uint8)
     samples = Samples([0, 1, 2, 3], originals, torch.full_like(originals, shade))
     return CellRecord(key=f"{label}-{seed}", config=config, status="done", metrics={"mse": 0.01},
@@ -98,25 +98,26 @@ def test_the_page_names_the_commands_versions_commit_device_and_protocol_and_lin
 
 
 @pytest.mark.slow
-def test_report_images_and_docs_from_a_real_bench(tmp_path):
+def test_report_images_and_docs_from_a_real_bench(tmp_path, cli):
+    # A real process: the page repeats the bench command as typed, which only a program run has.
     bench = ("bench", "-t", "baseline", "-t", "pixel-shuffle", "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite")
     assert run_cli(*bench, cwd=tmp_path).returncode == 0
 
-    shown = run_cli("report", "--store", "r.sqlite", "--images", "pics", cwd=tmp_path)
+    shown = cli("report", "--store", "r.sqlite", "--images", "pics", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "![Shapes: test images and reconstructions](pics/shapes-reconstructions.png)" in shown.stdout
     assert "wrote 2 pictures to pics" in shown.stderr
     grid = Image.open(tmp_path / "pics" / "shapes-reconstructions.png")
     assert grid.format == "PNG" and grid.size[1] > grid.size[0] / 8
 
-    out = run_cli("report", "--store", "r.sqlite", "--images", "pics", "--format", "json", "--output", "out/r.json",
-                  cwd=tmp_path)
+    out = cli("report", "--store", "r.sqlite", "--images", "pics", "--format", "json", "--output", "out/r.json",
+              cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     table = json.loads((tmp_path / "out" / "r.json").read_text())["datasets"][0]["tables"][0]
     assert [(f["kind"], f["path"]) for f in table["figures"]] == [
         ("reconstructions", "../pics/shapes-reconstructions.png"), ("mse_vs_time", "../pics/shapes-mse-vs-time.png")]
 
-    page = run_cli("report", "--store", "r.sqlite", "--docs", "site/board.md", cwd=tmp_path)
+    page = cli("report", "--store", "r.sqlite", "--docs", "site/board.md", cwd=tmp_path)
     assert page.returncode == 0, page.stderr
     text = (tmp_path / "site" / "board.md").read_text()
     assert shlex.join(["aeframe", *bench]) in text  # the bench command as a shell takes it
@@ -131,8 +132,8 @@ def test_report_images_and_docs_from_a_real_bench(tmp_path):
     (("--docs", "p.md", "--format", "json"), "--docs writes a markdown page"),
     (("--images", "pics", "--format", "csv"), "csv has one row per cell"),
 ])
-def test_report_option_clashes_are_usage_errors(tmp_path, args, message):
-    result = run_cli("report", "--store", "r.sqlite", *args, cwd=tmp_path)
+def test_report_option_clashes_are_usage_errors(tmp_path, cli, args, message):
+    result = cli("report", "--store", "r.sqlite", *args, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / "p.md").exists()
 
@@ -151,7 +152,7 @@ def test_the_json_report_carries_each_tables_provenance_and_protocols():
     assert table["figures"] == []
 
 
-def test_an_output_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path):
+def test_an_output_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path, cli):
     from aeframe.store import Store
 
     Store(tmp_path / "r.sqlite").close()
@@ -162,7 +163,7 @@ def test_an_output_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path):
         (("--docs", "taken/page.md"), "Error: cannot write pictures to taken/page"),
         (("--docs", "taken/page.md", "--images", "pics"), "Error: cannot write taken/page.md"),
     ]:
-        result = run_cli("report", "--store", "r.sqlite", *args, cwd=tmp_path)
+        result = cli("report", "--store", "r.sqlite", *args, cwd=tmp_path)
         assert result.returncode == 1, args
         assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
         assert "Traceback" not in result.stderr

@@ -75,7 +75,7 @@ def test_sizes_that_cannot_be_reached_fail_with_the_reason(registry):
 def test_training_records_the_small_phase_at_its_size_and_ends_at_full_size(registry, workspace):
     record = train_cell("progressive-resizing", registry, workspace)
     assert record.status == "done"
-    assert record.config["protocol"]["phases"][0]["image_size"] == 16
+    assert record.config.protocol.phases[0].image_size == 16
     assert [e["phase"] for e in record.curve] == ["run 1", "run 2", "run 2"]
     assert record.curve[-1]["train_loss"] < record.curve[0]["train_loss"]
     assert record.metrics["mse"] == pytest.approx(record.curve[-1]["test_mse"], rel=1e-6)

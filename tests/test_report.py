@@ -4,12 +4,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 
 import pytest
 
 from aeframe.metric import Metric
-from aeframe.record import CellRecord
-from aeframe.report import format_duration, render
+from aeframe.record import SKIPPED_DATASET, CellConfig, CellRecord, Protocol, SpeedSettings
+from aeframe.report import render
 
 VERSIONS = {"aeframe": "0.1.0", "torch": "2.4.1", "torchvision": "0.19.1", "python": "3.11.7"}
 
@@ -28,25 +29,24 @@ METRICS = [MSE, PSNR]
 
 
 def config(label="Baseline", dataset="mnist", title="MNIST", seed=0, epochs=15, seconds=None,
-           device_type="cpu", device_name="Test CPU", versions=None, params=None) -> dict:
-    return {
+           device_type="cpu", device_name="Test CPU", versions=None, params=None, status=None) -> CellConfig:
+    return CellConfig.from_json({
         "label": label,
         "reference": label == "Baseline",
         "techniques": [],
         "dataset": {"name": dataset, "title": title, "params": params or {}},
         "seed": seed,
         "budget": {"epochs": epochs, "seconds": seconds},
-        "protocol": "adam",
         "device": {"type": device_type, "name": device_name},
         "versions": versions or VERSIONS,
-    }
+    }, status)
 
 
 def done(mse=0.001, psnr=30.0, train_seconds=100.0, epochs_run=15.0, ips=1000.0, size=5000, **cfg) -> CellRecord:
     """A done record: metric and stats values first, then anything :func:`config` takes."""
     c = config(**cfg)
     return CellRecord(
-        key=f"{c['label']}/{c['dataset']['name']}/{c['seed']}/{c['budget']}",
+        key=f"{c.label}/{c.dataset.name}/{c.seed}/{c.budget.to_json()}",
         config=c,
         status="done",
         metrics={"mse": mse, "psnr": psnr},
@@ -56,8 +56,8 @@ def done(mse=0.001, psnr=30.0, train_seconds=100.0, epochs_run=15.0, ips=1000.0,
 
 
 def not_done(status, error, **cfg) -> CellRecord:
-    c = config(**cfg)
-    return CellRecord(key=f"{c['label']}/{c['dataset']['name']}/{status}", config=c, status=status, error=error)
+    c = config(**cfg, status=status)
+    return CellRecord(key=f"{c.label}/{c.dataset.name}/{status}", config=c, status=status, error=error)
 
 
 def tables(markdown: str) -> list[list[list[str]]]:
@@ -244,25 +244,9 @@ def test_unknown_format():
         render([], METRICS, "html")
 
 
-@pytest.mark.parametrize(
-    ("seconds", "text"),
-    [(45, "45s"), (1483.2, "24m 43s"), (3723, "1h 02m 03s"), (36000, "10h 00m 00s"), (303, "5m 03s"),
-     (4.24, "4.2s"), (0, "0.0s"), (9.96, "10s"), (59.6, "1m 00s")],
-)
-def test_format_duration(seconds, text):
-    assert format_duration(seconds) == text
-
-
-def test_format_duration_rejects_non_durations():
-    with pytest.raises(ValueError):
-        format_duration(-1)
-    with pytest.raises(ValueError):
-        format_duration(float("nan"))
-
-
 def test_a_skipped_dataset_that_later_ran_is_no_longer_listed_as_skipped():
     skipped = not_done("skipped", "mnist is not in /data", label="mnist")
-    del skipped.config["techniques"]  # a dataset's skip record stands for no technique in particular
+    skipped.config = replace(skipped.config, kind=SKIPPED_DATASET)  # it stands for no technique in particular
     records = [skipped, done()]
     out = render(records, METRICS)
     assert "skipped" not in out and "| Baseline |" in out.replace("  ", " ").replace("  ", " ")
@@ -272,7 +256,7 @@ def test_a_skipped_dataset_that_later_ran_is_no_longer_listed_as_skipped():
 
 def test_lr_find_cost_shows_in_its_own_column_and_the_conditions_line():
     found = done()
-    found.config["lr"] = "find"
+    found.config = replace(found.config, lr="find")
     found.stats["lr_find_seconds"] = 4.0
     out = render([found], METRICS)
     assert "LR Find" in out.splitlines()[2] and "4.0s |" in out
@@ -282,7 +266,7 @@ def test_lr_find_cost_shows_in_its_own_column_and_the_conditions_line():
 
 def test_precision_separates_tables_and_shows_in_the_conditions_line():
     bf16 = done(label="Baseline", mse=0.002)
-    bf16.config.update(precision="bf16", channels_last=True)
+    bf16.config = replace(bf16.config, speed=SpeedSettings("bf16", channels_last=True))
     bf16.key += "/bf16"
     md = render([done(label="Baseline"), bf16], METRICS)
     headings = [line for line in md.splitlines() if line.startswith("#")]
@@ -297,7 +281,7 @@ def test_precision_separates_tables_and_shows_in_the_conditions_line():
 
 def test_compile_time_shows_in_its_own_column():
     compiled = done()
-    compiled.config["compile"] = True
+    compiled.config = replace(compiled.config, speed=SpeedSettings(compile=True))
     compiled.stats["compile_seconds"] = 12.5
     out = render([compiled], METRICS)
     [[header, row]] = tables(out)
@@ -432,7 +416,8 @@ def test_no_comparison_without_a_baseline_row_or_with_one_seed():
 def _with_curve(record, points, phases=None):
     record.curve = [{"epoch": i + 1, "phase": phase, "seconds": t, "test_mse": mse}
                     for i, (t, mse, phase) in enumerate(points)]
-    record.config["protocol"] = {"phases": phases or [{"name": "run 1", "image_size": None}]}
+    record.config = replace(record.config,
+                            protocol=Protocol.from_json({"phases": phases or [{"name": "run 1", "image_size": None}]}))
     return record
 
 
@@ -498,6 +483,6 @@ def test_seeds_not_done_for_the_same_reason_share_one_bullet():
 def test_the_reference_row_leads_its_table_even_when_retrained_last():
     pixel = done(label="Pixel Shuffle", mse=0.25)
     baseline = done(label="Baseline", mse=0.5)
-    baseline.config["reference"] = True
+    baseline.config = replace(baseline.config, reference=True)
     md = render([done(label="Resnet"), pixel, baseline], METRICS)
     assert [row[0] for row in tables(md)[0][1:]] == ["Baseline", "Resnet", "Pixel Shuffle"]

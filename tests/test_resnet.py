@@ -162,8 +162,8 @@ def test_pretrained_cell_trains_through_both_runs(registry, workspace, hub):
     record = train_cell("pretrained-resnet", registry, workspace)
     assert record.status == "done", record.error
     assert [e["phase"] for e in record.curve] == ["run 1", "run 2", "run 2"]
-    assert record.config["protocol"]["phases"][1]["max_lr"] == pytest.approx(STUDY_RATES, rel=1e-3)
-    assert record.config["label"] == "Pretraining"
+    assert record.config.protocol.phases[1].max_lr == pytest.approx(STUDY_RATES, rel=1e-3)
+    assert record.config.label == "Pretraining"
 
 
 def test_resnet_cell_reduces_the_training_loss(registry, workspace):

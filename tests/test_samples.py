@@ -8,7 +8,7 @@ from torch import nn
 
 from aeframe.data import DeviceSplit
 from aeframe.dataset import Split
-from aeframe.record import CellRecord
+from aeframe.record import CellConfig, CellRecord, DatasetRef
 from aeframe.samples import Samples, capture_samples, sample_indices
 from aeframe.store import Store
 from aeframe.budget import Budget
@@ -47,7 +47,7 @@ def test_capture_reconstructs_the_sample_images_as_uint8_in_eval_mode():
 
 
 def _record(key: str, samples: Samples | None) -> CellRecord:
-    config = {"label": "Baseline", "dataset": {"name": "shapes"}, "seed": 0}
+    config = CellConfig(label="Baseline", dataset=DatasetRef("shapes"), seed=0)
     return CellRecord(key=key, config=config, status="done", samples=samples)
 
 

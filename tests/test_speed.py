@@ -12,6 +12,7 @@ from aeframe.environment import device_info, versions
 from aeframe.errors import UsageProblem
 from aeframe.numerics import SpeedModel, speed_model
 from aeframe.plan import cell_key, plan_cells, resolve_dataset, resolve_technique
+from aeframe.record import CellConfig, SpeedSettings
 import aeframe.speed
 from aeframe.speed import Speed, resolve_speed
 
@@ -79,9 +80,9 @@ def test_keys_differ_by_speed_settings_and_plain_fp32_keeps_the_old_key(registry
                                                             Speed("fp32", False, True))}
     assert len(keys) == 5
     # Cells stored before the settings existed have no such fields; their key must not change.
-    old = {k: v for k, v in plain.config.items() if k not in ("precision", "channels_last", "compile")}
-    assert cell_key(old) == plain.key
-    assert one_cell(registry, Speed("bf16", True)).config["precision"] == "bf16"
+    old = {k: v for k, v in plain.config.to_json().items() if k not in ("precision", "channels_last", "compile")}
+    assert cell_key(CellConfig.from_json(old)) == plain.key
+    assert one_cell(registry, Speed("bf16", True)).config.speed.precision == "bf16"
 
 
 def test_speed_model_takes_fp32_gives_fp32_in_the_usual_layout(registry):
@@ -101,7 +102,7 @@ def test_lower_precision_cells_train_to_finite_metrics(registry, tiny_data, work
     record = run_cell(one_cell(registry, Speed(precision, True)), tiny_data, list(registry.metrics.values()), CPU,
                       workspace)
     assert record.status == "done", record.error
-    assert record.config["precision"] == precision and record.config["channels_last"] is True
+    assert record.config.speed == SpeedSettings(precision, channels_last=True)
     assert all(math.isfinite(v) for v in record.metrics.values())
     assert 0 < record.metrics["mse"] < 0.5
     assert record.samples.reconstructions.dtype == torch.uint8

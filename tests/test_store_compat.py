@@ -8,7 +8,10 @@ why in the commit.
 """
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -57,3 +60,68 @@ def test_a_0_1_0_store_gives_0_1_0_s_leaderboard_page(old_store, registry):
     page = leaderboard_page(_records(old_store), list(registry.metrics.values()), old_store.parent / "leaderboard.md",
                             PAGE_COMMAND, GENERATED)
     assert page == (DATA / "leaderboard-0.1.0.md").read_text()
+
+
+GOLDEN_COMMANDS = [
+    # (-t texts, --epochs, --seeds, --lr, --precision) of the three `aeframe bench` runs that wrote the store,
+    # all with -d 'shapes[train=256,test=64]' on a CPU, where channels_last is the default.
+    (["baseline", "pixel-shuffle", "pretrained-resnet[weights=/nowhere/resnet34.pth]"], 1, 2, "study", "bf16"),
+    (["baseline"], 1, 1, "study", "fp32"),
+    (["progressive-resizing"], 2, 1, "find", "bf16"),
+]
+
+
+@pytest.mark.parametrize("techniques, epochs, seeds, lr, precision", GOLDEN_COMMANDS)
+def test_planning_a_0_1_0_command_again_finds_the_cells_it_stored(old_store, registry, monkeypatch,
+                                                                  techniques, epochs, seeds, lr, precision):
+    import aeframe.plan
+    from aeframe.budget import Budget
+    from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
+    from aeframe.speed import Speed
+
+    # A key includes each technique's plugin version: 0.1.0's built-ins were 0.1.0, whatever is installed now.
+    monkeypatch.setattr(aeframe.plan, "_plugin_version", lambda registry, kind, name: "0.1.0")
+    versions = {"aeframe": "0.1.0", "torch": "2.14.1", "torchvision": "0.29.1", "python": "3.11.7"}
+    cells = plan_cells([resolve_technique(t, registry) for t in techniques],
+                       [resolve_dataset("shapes[train=256,test=64]", registry)], seeds, Budget(epochs=epochs),
+                       {"type": "cpu", "name": "another CPU"}, versions, registry, lr, speed=Speed(precision, True))
+    stored = {r.key: r for r in _records(old_store)}
+    assert len(cells) == len(techniques) * seeds
+    for cell in cells:
+        assert cell.key in stored, cell.config.label
+        assert (stored[cell.key].config.label, stored[cell.key].config.seed) == (cell.config.label, cell.seed)
+
+
+_WITHOUT_TORCH = """
+import json, sys
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import aeframe.durations, aeframe.grouping, aeframe.pictures, aeframe.provenance, aeframe.publish, aeframe.samples
+from aeframe.leaderboard import leaderboard_page
+from aeframe.report import render
+from aeframe.store import Store
+
+store, data, metrics, goldens, generated, command = sys.argv[1:]
+data, metrics = Path(data), [SimpleNamespace(**m) for m in json.loads(metrics)]
+with Store(store, write=False) as opened:
+    records = opened.records()
+for fmt, golden in json.loads(goldens).items():
+    assert render(records, metrics, fmt).rstrip("\\n") == (data / golden).read_text().rstrip("\\n"), fmt
+page = leaderboard_page(records, metrics, Path(store).parent / "leaderboard.md", command,
+                        datetime.fromisoformat(generated))
+assert page == (data / "leaderboard-0.1.0.md").read_text(), "page"
+print(sorted(name for name in ("torch", "torchvision", "matplotlib") if name in sys.modules))
+"""
+
+
+def test_the_report_path_renders_the_store_without_importing_torch(old_store, registry):
+    """What `aeframe report` runs, in a fresh interpreter: store, records, report, page; no torch."""
+    metrics = [{"name": m.name, "title": m.title, "better": m.better, "format": m.format}
+               for m in registry.metrics.values()]
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH, str(old_store), str(DATA), json.dumps(metrics),
+                           json.dumps(GOLDEN), GENERATED.isoformat(), PAGE_COMMAND],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

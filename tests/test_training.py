@@ -53,7 +53,7 @@ def test_epoch_budget_record(registry, shapes_data, workspace):
     assert set(record.metrics) == {"mae", "mse", "psnr", "ssim", "classifier_accuracy"}
     # The curve's last test MSE and the final evaluation measure the same model the same way.
     assert record.metrics["mse"] == pytest.approx(record.curve[-1]["test_mse"], rel=1e-6)
-    assert record.config["protocol"]["phases"][1]["max_lr"] == [1e-3]
+    assert record.config.protocol.phases[1].max_lr == [1e-3]
 
 
 def test_a_few_epochs_reduce_the_loss(registry, shapes_data, workspace):

@@ -1,0 +1,87 @@
+"""How a table's conditions read: the heading that tells a dataset's tables apart, and the
+conditions line under each (budget, seeds, device, precision, versions, timing policy).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from aeframe.durations import describe_budget
+from aeframe.grouping import Condition
+from aeframe.provenance import distinct
+from aeframe.record import CellRecord
+
+_LR_TEXT = {
+    "study": "Learning rates: each technique's own (the study's)",
+    "find": "Learning rates: a range test per cell ('valley'), its time in the LR Find column",
+}
+
+
+def _lr_text(lr: str) -> str:
+    return _LR_TEXT.get(lr, f"Learning rates: {lr}")
+
+
+def _budget_text(condition: Condition) -> str:
+    return describe_budget(condition.budget.epochs, condition.budget.seconds, per_cell=True)
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in sorted(params.items())) or "defaults"
+
+
+def _parts(condition: Condition) -> dict[str, str]:
+    return {
+        "budget": f"Budget: {_budget_text(condition)}",
+        "device_type": f"Device: {condition.device_type or 'unknown'}",
+        "dataset_params": f"Dataset parameters: {_params_text(condition.dataset_params)}",
+        "lr": _lr_text(condition.lr),
+        "precision": f"Precision: {condition.precision}",
+    }
+
+
+def difference(conditions: Sequence[Condition], condition: Condition) -> str:
+    """Name the parts of ``condition`` that differ among ``conditions`` (a dataset's tables)."""
+    everyone = [c.to_json() for c in conditions]
+    mine = condition.to_json()
+    differing = [k for k in mine if len({json.dumps(c[k], sort_keys=True) for c in everyone}) > 1]
+    parts = _parts(condition)
+    return " · ".join(parts[k] for k in differing)
+
+
+def conditions_line(condition: Condition, records: Sequence[CellRecord], versions: dict[str, list[Any]]) -> str:
+    """The line under a table: budget, seeds, device, numerics, ``versions`` (package -> versions seen)."""
+    parts = [f"Budget: {_budget_text(condition)}"]
+    if condition.dataset_params:
+        parts.append(f"Dataset parameters: {_params_text(condition.dataset_params)}")
+    if condition.lr != "study":
+        parts.append(_lr_text(condition.lr))
+    seeds = distinct([r.config.seed for r in records])
+    try:
+        seeds.sort()
+    except TypeError:  # mixed seed types: keep the order of appearance
+        pass
+    if seeds:
+        parts.append(f"Seed{'s' if len(seeds) > 1 else ''}: {', '.join(map(str, seeds))}")
+    names = distinct([r.config.device.name for r in records])
+    device_type = condition.device_type or "unknown"
+    parts.append(f"Device: {' / '.join(names)} ({device_type})" if names else f"Device: {device_type}")
+    parts.append(_numerics_text(condition.precision, records))
+    version_texts = [f"{package} {' / '.join(map(str, found))}" for package, found in versions.items()]
+    if version_texts:
+        parts.append(f"Versions: {', '.join(version_texts)}")
+    # The warm-up policy: nothing is left out of training time but a compilation (its own column).
+    parts.append("Training time: device-synchronised, from the first step, evaluation apart")
+    return " · ".join(parts)
+
+
+def _numerics_text(precision: str, records: Sequence[CellRecord]) -> str:
+    """Precision, and the memory format and compilation where any row used them (with both, both show)."""
+    text = f"Precision: {precision}"
+    formats = distinct(["channels_last" if r.config.speed.channels_last else "contiguous" for r in records])
+    if formats != ["contiguous"]:
+        text += f", {' / '.join(formats)}"
+    compiled = distinct(["compiled" if r.config.speed.compile else "not compiled" for r in records])
+    if compiled != ["not compiled"]:
+        text += f", {' / '.join(compiled)} (compile time apart, in the Compile column)"
+    return text

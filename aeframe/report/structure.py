@@ -1,0 +1,140 @@
+"""The report as plain data: what :func:`aeframe.report.analysis.analyse` computes once and every
+renderer (markdown, JSON, CSV, the leaderboard page) only reads.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aeframe.grouping import Condition
+from aeframe.record import DONE, CellRecord, Protocol
+from aeframe.report.columns import Column
+
+SIGNIFICANCE = 0.05  # a comparison with p below this is marked in the markdown
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One number of one row over its seeds."""
+
+    values: list[float]  # one per seed that has it, in the row's order
+    mean: float
+    std: float | None  # sample standard deviation; None for a single value
+    ci95: tuple[float, float] | None  # Student-t 95 % interval of the mean; None for a single value
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A row's metric against the reference row's, over the seeds both rows have (a paired t-test)."""
+
+    pairs: int
+    mean_difference: float | None  # mean of (row − reference) over the pairs; None without pairs
+    t: float | None  # None for fewer than two pairs
+    p: float | None
+
+    @property
+    def significant(self) -> bool:
+        return self.p is not None and self.p < SIGNIFICANCE
+
+
+@dataclass
+class Row:
+    """One technique label of a table: every seed folded together."""
+
+    label: str
+    seeds: list[Any]
+    keys: list[str]
+    metrics: dict[str, Summary | None]  # metric name -> summary (None: no seed has it)
+    stats: dict[str, Summary | None]  # run statistic (columns.SUMMARISED_STATS) -> summary
+    params: list[float]  # the distinct parameter counts of its seeds (one, unless they disagree)
+    comparisons: dict[str, Comparison] | None  # metric name -> comparison; None on the reference row
+    best: set[str] = field(default_factory=set)  # ids of the columns whose best mean this row has
+
+    def summary(self, column: Column) -> Summary | None:
+        return (self.metrics if column.is_metric else self.stats).get(column.name)
+
+
+@dataclass(frozen=True)
+class QualityRow:
+    label: str
+    test_mse: list[float | None]  # mean test MSE reached at each fraction; None where a seed had none
+
+
+@dataclass(frozen=True)
+class TimeToQuality:
+    """The rows' test MSE at shares of the reference time (the shortest mean training time)."""
+
+    reference_seconds: float
+    fractions: tuple[float, ...]
+    rows: list[QualityRow]
+    best: list[set[int]]  # per fraction, the indices of the rows with the lowest MSE
+
+    @property
+    def comparable(self) -> bool:
+        """Whether there is something to compare: two rows, and some value."""
+        return len(self.rows) >= 2 and any(v is not None for row in self.rows for v in row.test_mse)
+
+
+@dataclass(frozen=True)
+class FigureLink:
+    kind: str
+    path: str  # as the output's reader follows it
+    caption: str
+
+
+@dataclass
+class ComparisonTable:
+    """One table: the cells of one dataset under one condition."""
+
+    condition: Condition
+    heading: str | None  # what sets it apart from its dataset's other tables; None when it is the only one
+    columns: list[Column]  # the columns shown (optional ones only where some cell has them)
+    rows: list[Row]
+    reference_label: str | None  # the row the others are compared with
+    references: dict[str, dict[str, Any]]  # metric name -> what it stored about the original images
+    about: list[str]  # one line per reference: how it was obtained
+    marked_pairs: list[int]  # pair counts of the significant comparisons, sorted, without repeats
+    note: str  # the conditions line
+    time_to_quality: TimeToQuality | None
+    provenance: dict[str, Any]
+    protocols: dict[str, Protocol]  # row label -> its training protocol
+    figures: list[FigureLink]
+
+    @property
+    def several_seeds(self) -> bool:
+        return any(len(row.keys) > 1 for row in self.rows)
+
+
+@dataclass(frozen=True)
+class NotDone:
+    """A cell (or a whole dataset) that is not in its dataset's tables."""
+
+    key: str
+    label: str
+    seed: Any
+    status: str
+    error: str | None
+    condition: Condition
+
+
+@dataclass
+class DatasetReport:
+    name: str
+    title: str
+    tables: list[ComparisonTable]
+    not_done: list[NotDone]
+
+
+@dataclass
+class Report:
+    """Everything the outputs show, computed once from a store's records."""
+
+    datasets: list[DatasetReport]
+    cells: list[CellRecord]  # every record as given (oldest first), for the CSV and the page's counts
+    metric_names: list[str]
+    provenance: dict[str, Any]  # of every record
+    protocols: dict[str, Protocol]  # row label -> its protocol, first seen, over every table
+
+    @property
+    def done_count(self) -> int:
+        return sum(1 for r in self.cells if r.status == DONE)

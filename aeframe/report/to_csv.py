@@ -1,0 +1,34 @@
+"""The report as CSV, for spreadsheets and pandas: one line per stored cell, whatever its status."""
+from __future__ import annotations
+
+import csv
+import io
+
+from aeframe.errors import first_line
+from aeframe.grouping import label_of
+from aeframe.report.structure import Report
+
+STAT_COLUMNS = ("train_seconds", "eval_seconds", "lr_find_seconds", "compile_seconds", "epochs", "steps",
+                "images_per_second", "params")
+
+
+def as_csv(report: Report) -> str:
+    """Every cell as stored (oldest first, seeds not folded), numbers at full precision, missing ones empty."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["key", "label", "dataset", "seed", "status"]
+        + report.metric_names
+        + list(STAT_COLUMNS)
+        + ["budget_epochs", "budget_seconds", "device", "precision", "error"]
+    )
+    for r in report.cells:
+        config = r.config
+        writer.writerow(
+            [r.key, label_of(r), config.dataset.name, config.seed, r.status]
+            + [r.metrics.get(name) for name in report.metric_names]
+            + [r.stats.get(name) for name in STAT_COLUMNS]
+            + [config.budget.epochs, config.budget.seconds, config.device.describe(), config.speed.precision,
+               first_line(r.error)]
+        )
+    return out.getvalue()

@@ -1,0 +1,88 @@
+"""The report as JSON, for further analysis: the markdown's grouping with every number unrounded."""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from aeframe.report.columns import SUMMARISED_STATS
+from aeframe.report.structure import Comparison, ComparisonTable, DatasetReport, NotDone, Report, Row, Summary
+
+# The JSON writes a row's parameter count as one number apart from the other statistics.
+_STATS = tuple(name for name in SUMMARISED_STATS if name != "params")
+
+
+def as_json(report: Report) -> str:
+    """``{"datasets": [...]}``; docs/results.md describes every field."""
+    return json.dumps({"datasets": [_dataset(d) for d in report.datasets]}, indent=2, allow_nan=False) + "\n"
+
+
+def _finite(value: float | None) -> float | None:
+    # JSON has no NaN or Infinity; null keeps the output parseable by every reader.
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _summary(summary: Summary | None) -> dict[str, Any] | None:
+    if summary is None:
+        return None
+    return {"mean": _finite(summary.mean), "std": _finite(summary.std), "values": [_finite(v) for v in summary.values]}
+
+
+def _ci95(summary: Summary | None) -> list[float | None] | None:
+    if summary is None or summary.ci95 is None:
+        return None
+    return [_finite(summary.ci95[0]), _finite(summary.ci95[1])]
+
+
+def _comparison(comparison: Comparison) -> dict[str, Any]:
+    return {"test": "paired t-test", "pairs": comparison.pairs, "mean_difference": _finite(comparison.mean_difference),
+            "t": _finite(comparison.t), "p": _finite(comparison.p)}
+
+
+def _row(row: Row) -> dict[str, Any]:
+    params = [int(p) for p in row.params]
+    return {
+        "label": row.label,
+        "seeds": row.seeds,
+        "keys": row.keys,
+        "metrics": {name: _summary(s) for name, s in row.metrics.items()},
+        **{name: _summary(row.stats[name]) for name in _STATS},
+        # A technique's size does not depend on the seed; a list flags if it did.
+        "params": params[0] if len(params) == 1 else params or None,
+        # 95 % Student-t intervals for the means, laid out like the summaries above.
+        "ci95": {
+            "metrics": {name: _ci95(s) for name, s in row.metrics.items()},
+            **{name: _ci95(row.stats[name]) for name in _STATS},
+        },
+        "vs_baseline": (
+            {name: _comparison(c) for name, c in row.comparisons.items()} if row.comparisons is not None else None
+        ),
+    }
+
+
+def _table(table: ComparisonTable) -> dict[str, Any]:
+    quality = table.time_to_quality
+    return {
+        "condition": table.condition.to_json(),
+        "rows": [_row(row) for row in table.rows],
+        "note": table.note,
+        "reference": table.references,
+        "time_to_quality": None if quality is None else {
+            "reference_seconds": quality.reference_seconds,
+            "fractions": list(quality.fractions),
+            "rows": [{"label": row.label, "test_mse": row.test_mse} for row in quality.rows],
+        },
+        "provenance": table.provenance,
+        "protocols": {label: protocol.to_json() for label, protocol in table.protocols.items()},
+        "figures": [{"kind": f.kind, "path": f.path, "caption": f.caption} for f in table.figures],
+    }
+
+
+def _not_done(entry: NotDone) -> dict[str, Any]:
+    return {"key": entry.key, "label": entry.label, "seed": entry.seed, "status": entry.status, "error": entry.error,
+            "condition": entry.condition.to_json()}
+
+
+def _dataset(dataset: DatasetReport) -> dict[str, Any]:
+    return {"name": dataset.name, "title": dataset.title, "tables": [_table(t) for t in dataset.tables],
+            "not_done": [_not_done(e) for e in dataset.not_done]}

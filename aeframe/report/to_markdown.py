@@ -1,0 +1,145 @@
+"""The report as markdown, for reading: per dataset its tables, their notes, and what is not in them."""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from tabulate import tabulate
+
+from aeframe.durations import format_duration
+from aeframe.errors import first_line
+from aeframe.report.columns import Column
+from aeframe.report.conditions import difference
+from aeframe.report.structure import SIGNIFICANCE, ComparisonTable, NotDone, Report, Summary, TimeToQuality
+
+MISSING = "–"
+MARKER = "†"  # follows a metric value that differs from the reference row's at p < SIGNIFICANCE
+REFERENCE_ROW = "Original Image"  # the metrics' values on the original images
+
+
+def markdown(report: Report) -> str:
+    """One ``## `` section per dataset, one table per condition (with a ``### `` heading when several)."""
+    if not report.datasets:
+        return "No results yet.\n"
+    parts: list[str] = []
+    for dataset in report.datasets:
+        parts.append(f"## {dataset.title}")
+        for table in dataset.tables:
+            parts.extend(table_parts(table))
+        if dataset.not_done:
+            parts.append(_not_done_list(dataset.not_done))
+    return "\n\n".join(parts) + "\n"
+
+
+def table_parts(table: ComparisonTable) -> list[str]:
+    """A table's paragraphs: heading, table, marker line, reference notes, conditions line,
+    time-to-quality table and picture links."""
+    parts = [f"### {table.heading}"] if table.heading is not None else []
+    parts.append(_comparison_table(table))
+    if table.marked_pairs:
+        parts.append(_marker_line(table))
+    if table.about:
+        parts.append("\n".join(table.about))
+    parts.append(table.note)
+    if table.time_to_quality is not None and table.time_to_quality.comparable:
+        parts.append(_quality_table(table.time_to_quality))
+    parts.extend(f"![{figure.caption}]({figure.path})" for figure in table.figures)
+    return parts
+
+
+def _label(label: str) -> str:
+    # A "|" in a label would end its cell early.
+    return label.replace("|", "\\|")
+
+
+def _cell(summary: Summary | None, column: Column) -> str:
+    if summary is None:
+        return MISSING
+    if summary.std is None or (column.collapse_equal and len(set(summary.values)) == 1):
+        return column.text(summary.values[0])
+    return f"{column.text(summary.mean)} ± {column.text(summary.std)}"
+
+
+def _comparison_table(table: ComparisonTable) -> str:
+    columns = table.columns
+    body = []
+    for row in table.rows:
+        cells = [_label(row.label)]
+        for column in columns:
+            text = _cell(row.summary(column), column)
+            if column.id in row.best:
+                text = f"**{text}**"
+            comparison = (row.comparisons or {}).get(column.name) if column.is_metric else None
+            if comparison is not None and comparison.significant:
+                text += MARKER
+            cells.append(text)
+        body.append(cells)
+    headers = ["Method"] + [c.title for c in columns]
+    if table.references:
+        body.insert(0, [REFERENCE_ROW] + [
+            column.text(table.references[column.name]["reference"])
+            if column.is_metric and column.name in table.references else MISSING
+            for column in columns
+        ])
+    if table.several_seeds:
+        headers.append("Seeds")
+        for cells, row in zip(body[len(body) - len(table.rows):], table.rows):
+            cells.append(str(len(row.keys)))
+        if table.references:
+            body[0].append(MISSING)
+    return tabulate(
+        body,
+        headers=headers,
+        tablefmt="pipe",
+        colalign=["left"] + ["right"] * (len(headers) - 1),
+        # Keep our formatting: tabulate would otherwise re-parse "0.001200" into "0.0012".
+        disable_numparse=True,
+    )
+
+
+def _marker_line(table: ComparisonTable) -> str:
+    """The line that explains the marker."""
+    pairs = table.marked_pairs
+    counts = str(pairs[0]) if len(pairs) == 1 else f"{pairs[0]}–{pairs[-1]}"
+    return (f"{MARKER} differs from the {table.reference_label} at p < {SIGNIFICANCE:g}, "
+            f"paired t-test over {counts} shared seeds")
+
+
+def _quality_table(quality: TimeToQuality) -> str:
+    """The comparison at equal training time."""
+    headers = ["Method"] + [f"{f:.0%} ({format_duration(f * quality.reference_seconds)})" for f in quality.fractions]
+    body = [[_label(row.label)] + [MISSING if v is None else f"{v:.6f}" for v in row.test_mse] for row in quality.rows]
+    for j, best in enumerate(quality.best):
+        for i in best:
+            body[i][j + 1] = f"**{body[i][j + 1]}**"
+    intro = ("Test MSE reached at equal training time (from each cell's per-epoch curve, full-size "
+             "evaluations only; – where none had happened by then):")
+    return intro + "\n\n" + tabulate(body, headers=headers, tablefmt="pipe",
+                                      colalign=["left"] + ["right"] * len(quality.fractions), disable_numparse=True)
+
+
+def _not_done_list(entries: Sequence[NotDone]) -> str:
+    """One bullet per label, status and reason, naming the seeds it holds for.
+
+    Seeds that failed or were skipped for the same reason share a bullet; the condition is named
+    only where it tells apart entries of the same list.
+    """
+    conditions = [e.condition for e in entries]
+    several_seeds = len({json.dumps(e.seed) for e in entries}) > 1
+    several_conditions = len({c.key for c in conditions}) > 1
+    bullets: dict[tuple[str, str, str, str], list[Any]] = {}
+    for entry in entries:
+        where = difference(conditions, entry.condition) if several_conditions else ""
+        bullets.setdefault((entry.label, where, entry.status, first_line(entry.error)), []).append(entry.seed)
+    lines = ["Not in the table:", ""]
+    for (label, where, status, reason), seeds in bullets.items():
+        qualifiers = []
+        seeds = [s for s in seeds if s is not None]
+        if several_seeds and seeds:
+            qualifiers.append(f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}")
+        if where:
+            qualifiers.append(where)
+        name = label + (f" ({'; '.join(qualifiers)})" if qualifiers else "")
+        lines.append(f"- {name}: {status}" + (f" ({reason})" if reason else ""))
+    return "\n".join(lines)
