@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from aeframe.durations import describe_budget
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -38,14 +40,14 @@ class Clock:
     """A stopwatch of training time that waits for the device before every reading."""
 
     def __init__(self, device: torch.device):
-        self._cuda = device.type == "cuda"
-        self._device = device
+        if device.type == "cuda":
+            import torch
+
+            self._sync = lambda: torch.cuda.synchronize(device)
+        else:
+            self._sync = lambda: None
         self._spent = 0.0
         self._since: float | None = None
-
-    def _sync(self) -> None:
-        if self._cuda:
-            torch.cuda.synchronize(self._device)
 
     def start(self) -> None:
         self._sync()

@@ -10,20 +10,24 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import click
 
-from aeframe import __version__
 from aeframe.durations import parse_duration
 from aeframe.errors import AeframeError, UsageProblem
-from aeframe.plugins import Registry, get_registry
 from aeframe.progress import say
+
+if TYPE_CHECKING:
+    from aeframe.plugins import Registry
 
 DEFAULT_STORE = "aeframe.sqlite"
 
 
 def _registry() -> Registry:
+    """The plugins, loaded on first use: ``--help`` and ``--version`` need none of them."""
+    from aeframe.plugins import get_registry
+
     registry = get_registry()
     for warning in registry.warnings:
         say(f"warning: {warning}")
@@ -53,7 +57,7 @@ def _emit(text: str, output: str | None) -> None:
 
 
 @click.group()
-@click.version_option(__version__, prog_name="aeframe")
+@click.version_option(package_name="aeframe", prog_name="aeframe")
 def cli() -> None:
     """Benchmark autoencoder training techniques under one budget and compare them in tables."""
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from aeframe.params import Param
+
+if TYPE_CHECKING:
+    import torch
 
 
 class DatasetUnavailable(Exception):
@@ -23,6 +24,8 @@ class Split:
     labels: torch.Tensor
 
     def __post_init__(self) -> None:
+        import torch  # here, not at the top: registering a dataset plugin must not import torch
+
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
         if self.labels.shape != (self.images.shape[0],):

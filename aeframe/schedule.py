@@ -8,12 +8,13 @@ follow curves of the phase's own progress ``q`` in [0, 1].
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-ParamGroups = Callable[[nn.Module], "list[list[nn.Parameter]]"]
+ParamGroups = Callable[["nn.Module"], "list[list[nn.Parameter]]"]
 
 
 @dataclass

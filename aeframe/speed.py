@@ -9,16 +9,16 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from aeframe.errors import UsageProblem
+
+if TYPE_CHECKING:
+    import torch
 from aeframe.record import CellConfig, SpeedSettings
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 PRECISION_CHOICES = ("auto",) + PRECISIONS
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # What `auto` resolves to, per device kind (docs/speed.md has the measurements). CPU: bf16 where the
 # CPU has native bf16 arithmetic (AVX512-BF16 or AMX), which on the project's 2-core EPYC trained the
@@ -32,7 +32,7 @@ AUTO_CHANNELS_LAST = {"cpu": True, "cuda": True}
 def auto_precision(device: torch.device) -> str:
     """The precision ``--precision auto`` means on ``device``."""
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if _cuda_has_bf16() else "fp32"
     if device.type == "cpu" and cpu_has_bf16():
         return "bf16"
     return "fp32"
@@ -40,6 +40,8 @@ def auto_precision(device: torch.device) -> str:
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX)."""
+    import torch
+
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
@@ -70,7 +72,9 @@ class Speed:
 
     @property
     def dtype(self) -> torch.dtype:
-        return DTYPES[self.precision]
+        import torch
+
+        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
 
 def resolve_speed(precision: str, channels_last: bool | None, compile: bool, device: torch.device) -> Speed:
@@ -80,7 +84,9 @@ def resolve_speed(precision: str, channels_last: bool | None, compile: bool, dev
         precision = auto_precision(device)
     if precision not in PRECISIONS:
         raise UsageProblem(f"unknown precision {precision!r}; use {', '.join(PRECISION_CHOICES)}")
-    if precision == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
+    if precision == "bf16" and kind == "cuda" and not _cuda_has_bf16():
+        import torch
+
         raise UsageProblem(f"--precision bf16 asked for, but {torch.cuda.get_device_name(device)} has no bf16 "
                            "support; use --precision fp16 or fp32")
     if channels_last is None:
@@ -90,6 +96,12 @@ def resolve_speed(precision: str, channels_last: bool | None, compile: bool, dev
         if missing:
             raise UsageProblem(f"--compile needs {missing}; install it or leave out --compile")
     return Speed(precision, channels_last, compile)
+
+
+def _cuda_has_bf16() -> bool:
+    import torch
+
+    return torch.cuda.is_bf16_supported()
 
 
 def compile_requirement(device: torch.device) -> str | None:
