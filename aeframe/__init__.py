@@ -1,9 +1,12 @@
 """aeframe: benchmark autoencoder training techniques under one budget, one evaluation, one table.
 
 Plugin authors need only what is exported here: the ``hookimpl`` marker and the base classes that
-their hooks register.
+their hooks register. The classes are imported on first use (PEP 562), so a plugin module that
+imports only torch-free ones (``Metric``, ``MeanMetric``, ``Param``) does not import torch.
 """
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import pluggy
 
@@ -14,24 +17,33 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 
 hookimpl = pluggy.HookimplMarker("aeframe")
 
-from aeframe.dataset import DatasetPlugin, DatasetUnavailable, ImageData, Split  # noqa: E402
-from aeframe.metric import Metric  # noqa: E402
-from aeframe.params import Param  # noqa: E402
-from aeframe.schedule import Phase, Schedule  # noqa: E402
-from aeframe.technique import CellContext, Technique, TechniqueUnavailable  # noqa: E402
+_HOMES = {
+    "CellContext": "aeframe.technique",
+    "DatasetPlugin": "aeframe.dataset",
+    "DatasetUnavailable": "aeframe.dataset",
+    "ImageData": "aeframe.dataset",
+    "MeanMetric": "aeframe.metric",
+    "Metric": "aeframe.metric",
+    "Param": "aeframe.params",
+    "Phase": "aeframe.schedule",
+    "RunningMean": "aeframe.metric",
+    "Schedule": "aeframe.schedule",
+    "Split": "aeframe.dataset",
+    "Technique": "aeframe.technique",
+    "TechniqueUnavailable": "aeframe.technique",
+}
 
-__all__ = [
-    "CellContext",
-    "DatasetPlugin",
-    "DatasetUnavailable",
-    "ImageData",
-    "Metric",
-    "Param",
-    "Phase",
-    "Schedule",
-    "Split",
-    "Technique",
-    "TechniqueUnavailable",
-    "__version__",
-    "hookimpl",
-]
+__all__ = [*sorted(_HOMES), "__version__", "hookimpl"]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'aeframe' has no attribute {name!r}")
+    value = getattr(import_module(home), name)
+    globals()[name] = value  # looked up once; later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
