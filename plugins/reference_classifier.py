@@ -1,10 +1,10 @@
-"""Classifier Accuracy (seed-protocol.md section 5.2): how usable the reconstructions are.
+"""The reference classifier behind Classifier Accuracy: its recipe, training and cache.
 
-A reference classifier is trained once per dataset (and view) on the original training split and
-cached; a cell's "Classifier Accuracy" is its top-1 accuracy against the true labels on the cell's
-reconstructions of the test split. Its accuracy on the original test images is the table's
-"Original Image" reference. The study used an ImageNet-pretrained ResNet34; this one is a small
-CNN trained from scratch, so it needs nothing from the network and trains in minutes on a CPU.
+Trained once per dataset (and view) on the original training split and cached; its accuracy on
+the original test images is the table's "Original Image" reference. The study used an
+ImageNet-pretrained ResNet34; this one is a small CNN trained from scratch, so it needs nothing
+from the network and trains in minutes on a CPU. Imported only when the metric is prepared: it
+needs torch, which listing plugins must not import.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from aeframe import CellContext, ImageData, Metric, hookimpl
+from aeframe import CellContext, ImageData
 from aeframe.batches import epoch_order, to_unit
 from aeframe.protocol import one_cycle_beta1, one_cycle_lr
 
@@ -118,64 +118,30 @@ def cache_paths(cache_dir: Path, dataset_spec: str, shape: tuple[int, ...], clas
     return base.with_suffix(".pt"), base.with_suffix(".json")
 
 
-class ClassifierAccuracy(Metric):
-    name = "classifier_accuracy"
-    title = "Classifier Accuracy"
-    better = "higher"
-    format = ".4f"
+def obtain(context: CellContext) -> tuple[nn.Module, dict[str, Any]]:
+    """The reference classifier of ``context``'s dataset on its device, in eval mode, and its facts.
 
-    def __init__(self) -> None:
-        self._loaded: dict[tuple, tuple[nn.Module, dict]] = {}
-        self._current: tuple[nn.Module, dict] | None = None
-
-    def prepare(self, context: CellContext) -> None:
-        key = (context.dataset_spec, context.shape, str(context.device))
-        if key not in self._loaded:
-            with torch.random.fork_rng(devices=[]):  # the cell's own random stream stays as it was
-                self._loaded[key] = self._obtain(context)
-        self._current = self._loaded[key]
-
-    def _obtain(self, context: CellContext) -> tuple[nn.Module, dict]:
-        data: ImageData = context.load_dataset(context.dataset_spec)
-        weights, facts_file = cache_paths(context.cache_dir, context.dataset_spec, data.shape, len(data.classes))
-        model = reference_classifier(data.shape[0], len(data.classes))
-        if weights.is_file() and facts_file.is_file():
-            try:
-                model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-                return model.to(context.device).eval(), json.loads(facts_file.read_text())
-            except Exception:  # a damaged cache file is trained again, not trusted
-                pass
-        model, facts = train_reference(data, context.device, context.dataset_spec)
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        partial = weights.with_suffix(f".tmp{os.getpid()}")
-        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, partial)
-        partial.replace(weights)  # whole file or none: a killed run leaves no half-written cache
-        facts_file.write_text(json.dumps(facts, indent=2))
-        return model.eval(), facts
-
-    def start(self, context: Any) -> None:
-        super().start(context)
-        self._correct = torch.zeros((), dtype=torch.long)
-
-    def update(self, recon: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> None:
-        model, _ = self._current
-        with torch.no_grad():
-            predicted = model(recon.clamp(0, 1)).argmax(1)
-        self._correct = self._correct.to(recon.device) + (predicted == labels).sum()
-        self._count += len(labels)
-
-    def result(self) -> float:
-        return int(self._correct) / max(self._count, 1)
-
-    def details(self) -> dict[str, Any]:
-        if not self._current:
-            return {}
-        facts = self._current[1]
-        about = (f"top-1 against the true labels of a CNN ({facts['recipe']['model']}) trained from scratch for "
-                 f"{facts['recipe']['epochs']} epochs on the original training split in {facts['train_seconds']:.0f} s")
-        return {"reference": facts["reference_accuracy"], "about": about, **facts}
+    Loaded from the cache when there, trained (and cached) otherwise. The caller's random streams
+    are left as they were.
+    """
+    with torch.random.fork_rng(devices=[]):
+        return _load_or_train(context)
 
 
-@hookimpl
-def register_metrics(register):
-    register(ClassifierAccuracy())
+def _load_or_train(context: CellContext) -> tuple[nn.Module, dict[str, Any]]:
+    data: ImageData = context.load_dataset(context.dataset_spec)
+    weights, facts_file = cache_paths(context.cache_dir, context.dataset_spec, data.shape, len(data.classes))
+    model = reference_classifier(data.shape[0], len(data.classes))
+    if weights.is_file() and facts_file.is_file():
+        try:
+            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            return model.to(context.device).eval(), json.loads(facts_file.read_text())
+        except Exception:  # a damaged cache file is trained again, not trusted
+            pass
+    model, facts = train_reference(data, context.device, context.dataset_spec)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    partial = weights.with_suffix(f".tmp{os.getpid()}")
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, partial)
+    partial.replace(weights)  # whole file or none: a killed run leaves no half-written cache
+    facts_file.write_text(json.dumps(facts, indent=2))
+    return model.eval(), facts
