@@ -283,3 +283,37 @@ def test_metric_modules_import_without_torch():
             "assert not loaded, loaded\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+# ---------------------------------------------------------------- the documented examples
+
+
+def _doc_metrics(page: str, section: str) -> list[Metric]:
+    """The metrics registered by the python blocks of ``section`` of ``docs/page``, executed as written."""
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / page).read_text()
+    start = text.index(section)
+    end = text.find("\n## ", start + 1)
+    body = text[start:end if end != -1 else None]
+    found: list[Metric] = []
+    for source in re.findall(r"```python\n(.*?)```", body, re.S):
+        namespace: dict = {}
+        exec(compile(source, f"docs/{page}", "exec"), namespace)
+        namespace["register_metrics"](found.append)
+    return found
+
+
+def test_the_documented_metrics_work(registry, workspace):
+    documented = _doc_metrics("plugins.md", "## Metrics") + _doc_metrics("metrics.md", "## Adding a metric")
+    assert [m.name for m in documented] == ["relative-mse", "edge-mse", "worst-mse"]
+    data = workspace.load_dataset(TINY_SHAPES)
+    context = replace(bare_context(), shape=data.shape, load_dataset=workspace.load_dataset, dataset_spec=TINY_SHAPES)
+    target = data.test.images[:32].float() / 255
+    recon = (target + 0.05).clamp(0, 1)
+    metrics = MetricSet([*documented, registry.metrics["mse"]])
+    values = {m.name: one_cell(m, [(recon[:20], target[:20], None), (recon[20:], target[20:], None)], context)
+              for m in metrics.for_cell(context)}
+    variance = float(data.test.images.double().div(255).var())
+    assert values["relative-mse"] == pytest.approx(values["mse"] / variance, rel=1e-6)
+    assert values["worst-mse"] >= values["mse"] > 0 and values["edge-mse"] > 0
