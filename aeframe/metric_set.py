@@ -26,11 +26,6 @@ class MetricSet:
         self.prototypes = list(metrics)
         self._prepared: dict[tuple[str, str, str], tuple[Metric, Any]] = {}
 
-    def prepare(self, context: Any) -> None:
-        """Prepare every metric for ``context``'s dataset and device, unless already done."""
-        for prototype in self.prototypes:
-            self._base(prototype, context)
-
     def for_cell(self, context: Any) -> list[Metric]:
         """Fresh metrics for one cell, prepared for its dataset, with ``prepared`` set; not started."""
         fresh = []
