@@ -35,6 +35,8 @@ _EXPORTS = {
     "ProgressFn": "aeframe.dataset",
     # The metric contract.
     "Metric": "aeframe.metric",
+    "MeanMetric": "aeframe.metric",
+    "RunningMean": "aeframe.metric",
     # The study's training protocol, as reusable pieces.
     "study_schedule": "aeframe.protocol",
     "adamw": "aeframe.protocol",

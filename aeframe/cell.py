@@ -16,6 +16,7 @@ from aeframe.errors import AeframeError, CompositionError, describe
 from aeframe.evaluate import timed_evaluate
 from aeframe.loading import Workspace
 from aeframe.metric import Metric
+from aeframe.metric_set import MetricSet
 from aeframe.numerics import compiled, prepare_device, speed_model
 from aeframe.output import reconstruction, training_loss
 from aeframe.plan import Cell
@@ -72,19 +73,21 @@ def _schedule_summary(schedule) -> Protocol:
 def run_cell(
     cell: Cell,
     data: CellData,
-    metrics: Sequence[Metric],
+    metrics: MetricSet | Sequence[Metric],
     device: torch.device,
     workspace: Workspace,
     progress: ProgressSink | None = None,
 ) -> CellRecord:
     """Train and evaluate one cell. Any exception becomes a failed record; Ctrl-C propagates.
 
+    ``metrics`` is the run's :class:`MetricSet` (metrics prepared once per dataset for all cells),
+    or registered metrics to be prepared for this cell alone.
+
     A technique that cannot run here (:class:`TechniqueUnavailable`, or another dataset it needs
     being unavailable) gives a skipped record with the reason.
     """
     record = CellRecord(key=cell.key, config=cell.config, status=FAILED, started_at=now())
     try:
-        seed_everything(cell.seed)
         context = CellContext(
             shape=tuple(data.train.images.shape[1:]),
             dataset=cell.dataset.plugin.name,
@@ -96,8 +99,12 @@ def run_cell(
             load_dataset=workspace.load_dataset,
             dataset_spec=cell.dataset.label,
         )
-        for metric in metrics:
-            metric.prepare(context)
+        if not isinstance(metrics, MetricSet):
+            metrics = MetricSet(metrics)
+        cell_metrics = metrics.for_cell(context)
+        # Seeded after the metrics: only the first cell of a dataset prepares them, and whatever random
+        # numbers that draws must not make its training differ from the next cell's with the same seed.
+        seed_everything(cell.seed)
         built = cell.composition.build(context)
         speed = Speed.from_config(cell.config)
         prepare_device(device)
@@ -127,11 +134,11 @@ def run_cell(
         if result.diverged:
             record.status, record.error = DIVERGED, result.diverged
         else:
-            values, _, seconds = timed_evaluate(model, data.test, metrics, context, result.final_size)
+            values, _, seconds = timed_evaluate(model, data.test, cell_metrics, context, result.final_size)
             record.metrics = values
             record.stats["eval_seconds"] += seconds
             record.samples = capture_samples(model, data.test, result.final_size)
-            details = {m.name: found for m in metrics if (found := m.details())}
+            details = {m.name: found for m in cell_metrics if (found := m.details())}
             if details:
                 record.stats["metric_details"] = details
             record.status = DONE

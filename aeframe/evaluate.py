@@ -25,6 +25,9 @@ def evaluate(
 ) -> tuple[dict[str, float], float]:
     """Metric values and the test MSE (the training curve's measure) of ``model`` on ``data``.
 
+    ``metrics`` are this cell's own (from :meth:`aeframe.metric_set.MetricSet.for_cell`, never the
+    registered ones): they are started here, so two cells evaluated at once must not share them.
+
     ``size`` evaluates on a resized view (a phase that trains at a smaller size is measured there).
     The model is put back in training mode afterwards.
     """

@@ -17,6 +17,7 @@ from aeframe.dataset import DatasetUnavailable
 from aeframe.data import on_device
 from aeframe.loading import Workspace
 from aeframe.metric import Metric
+from aeframe.metric_set import MetricSet
 from aeframe.plan import Cell
 from aeframe.progress import CellProgress
 from aeframe.record import SKIPPED, SKIPPED_DATASET, CellRecord
@@ -37,7 +38,8 @@ class LocalExecutor:
     def __init__(self, device: torch.device, workspace: Workspace, metrics: Sequence[Metric], say: Callable[[str], None]):
         self.device = device
         self.workspace = workspace
-        self.metrics = list(metrics)
+        # One set for the whole run: each metric is prepared once per dataset, not once per cell.
+        self.metrics = MetricSet(metrics)
         self.say = say
 
     def run(self, cells: Sequence[Cell]) -> Iterator[CellRecord]:

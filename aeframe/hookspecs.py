@@ -41,5 +41,6 @@ def register_metrics(register: Callable[..., None]) -> None:
 
     :param register: call ``register(metric)`` once per metric, where ``metric`` is an instance of
         :class:`aeframe.Metric`. Its ``name`` keys the stored value; its ``title`` heads the column.
+        The instance is a prototype: each cell is evaluated with a deep copy of it.
     :returns: nothing; the return value is ignored. Not ``firstresult``: every plugin is called.
     """

@@ -1,10 +1,16 @@
-"""The metric contract: a metric reduces (reconstruction, target, label) batches to one number."""
+"""The metric contract: a metric reduces (reconstruction, target, label) batches to one number.
+
+This module is imported when the plugin registry loads (``aeframe list``, ``aeframe plugins``,
+``aeframe report``), which must not pay for importing torch: torch is imported inside the methods
+that run during an evaluation.
+"""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 class Metric(ABC):
@@ -14,22 +20,34 @@ class Metric(ABC):
     ``"higher"`` (the report bolds the best value accordingly); ``format`` is a Python format spec
     for one value (e.g. ``".6f"``).
 
-    The evaluator calls :meth:`start` once per cell, :meth:`update` for every test batch and
-    :meth:`result` once at the end. Keep the running state on the batch's device and convert to a
-    Python float only in :meth:`result`: that keeps evaluation free of per-batch synchronisation.
+    The registered instance is a prototype: for every cell aeframe evaluates a fresh
+    ``copy.deepcopy`` of it, so cells never share running state. Before the first cell of a dataset
+    (per device) aeframe calls :meth:`prepare` once and gives its return value to every copy made
+    for that dataset as the attribute ``prepared``. Then, per cell, :meth:`start` once,
+    :meth:`update` for every test batch, :meth:`result` once at the end and :meth:`details`.
+    Keep the running state on the batch's device and convert to a Python float only in
+    :meth:`result`: that keeps evaluation free of per-batch synchronisation (:class:`MeanMetric`
+    and :class:`RunningMean` do this for means).
     """
 
     name: str = ""
     title: str = ""
     better: str = "lower"
     format: str = ".6f"
+    #: What :meth:`prepare` returned for this cell's dataset and device; shared by the copies, not copied.
+    prepared: Any = None
 
-    def prepare(self, context: Any) -> None:
-        """One-off work before the cell trains (e.g. train or load a reference model for this dataset).
+    def prepare(self, context: Any) -> Any:
+        """One-off work for a dataset before its first cell trains; return what the cells need.
 
-        Called once per cell with its :class:`aeframe.CellContext`; not counted in training or
-        evaluation time. Cache what is expensive: it is called for every cell.
+        Called once per dataset (as ``-d`` gave it) and device in a run, with the
+        :class:`aeframe.CellContext` of the first cell of that dataset; not counted in training or
+        evaluation time. The return value (e.g. a reference model trained on this dataset) becomes
+        ``self.prepared`` on every cell's copy and is shared, not copied, so the cells must only
+        read it. Returning None and storing on ``self`` instead is the legacy way: it still works,
+        but the stored state is then deep-copied for every cell.
         """
+        return None
 
     def details(self) -> dict[str, Any]:
         """Facts kept with the cell's value. The report understands two keys: ``reference``, the
@@ -39,8 +57,14 @@ class Metric(ABC):
         return {}
 
     def start(self, context: Any) -> None:
-        """Reset the running state; ``context`` is the cell's :class:`aeframe.CellContext`."""
-        self._sum = torch.zeros((), dtype=torch.float64)
+        """Reset the running state; ``context`` is the cell's :class:`aeframe.CellContext`.
+
+        The default zeroes a float64 ``self._sum`` on the cell's device and an int ``self._count``,
+        which the default :meth:`result` divides.
+        """
+        import torch
+
+        self._sum = torch.zeros((), dtype=torch.float64, device=getattr(context, "device", None))
         self._count = 0
 
     @abstractmethod
@@ -50,3 +74,55 @@ class Metric(ABC):
     def result(self) -> float:
         """The metric over every batch seen since :meth:`start`."""
         return float(self._sum) / max(self._count, 1)
+
+
+class RunningMean:
+    """The mean of every entry of every tensor given to :meth:`add`, kept on those tensors' device.
+
+    The sum is float64 and lives where the first values were (so adding never moves data or waits
+    for a GPU); the count is a Python int taken from the shapes. :meth:`read` is the one point that
+    synchronises.
+    """
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.count = 0
+
+    def add(self, values: torch.Tensor) -> None:
+        """Fold in every entry of ``values`` (any shape; booleans count as 0 and 1)."""
+        import torch
+
+        batch_sum = values.sum(dtype=torch.float64)
+        self.total = batch_sum if self.total is None else self.total + batch_sum
+        self.count += values.numel()
+
+    def read(self) -> float:
+        """The mean so far as a Python float; 0.0 before anything was added (as ``Metric.result``)."""
+        if self.total is None:
+            return 0.0
+        return float(self.total) / max(self.count, 1)
+
+
+class MeanMetric(Metric):
+    """A metric that is the mean of all entries of :meth:`values` over the test split.
+
+    Implement :meth:`values`; ``start``, ``update`` and ``result`` keep a :class:`RunningMean` in
+    ``self.running``. What one entry is decides the weighting: one per element weighs pixels
+    equally, one per image weighs images equally, whatever the batch sizes.
+    """
+
+    @abstractmethod
+    def values(self, recon: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """This batch's entries of the mean, on the batch's device (any shape)."""
+
+    def start(self, context: Any) -> None:
+        """Start an empty running mean."""
+        self.running = RunningMean()
+
+    def update(self, recon: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add this batch's :meth:`values` to the running mean."""
+        self.running.add(self.values(recon, target, labels))
+
+    def result(self) -> float:
+        """The mean of every entry seen since :meth:`start`."""
+        return self.running.read()

@@ -2,17 +2,19 @@
 
 Both are computed per image and then averaged over every test image (each image weighs the same,
 whatever the batch sizes were). The running sums stay on the batch's device; nothing is synchronised
-until :meth:`result`. See docs/metrics.md for the exact definitions.
+until ``result``. See docs/metrics.md for the exact definitions. Torch is imported by the functions
+that compute, so that listing plugins does not import it.
 """
 from __future__ import annotations
 
 import math
 from abc import abstractmethod
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+from aeframe import MeanMetric, hookimpl
 
-from aeframe import Metric, hookimpl
+if TYPE_CHECKING:
+    import torch
 
 #: PSNR of an image reconstructed exactly (MSE 0) or almost exactly (MSE below 1e-10): the cap in dB.
 PSNR_MAX_DB = 100.0
@@ -23,28 +25,25 @@ SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 
-# Work in float64: E[x^2] - E[x]^2 in float32 loses about 1e-7, which is not small next to C2 = 9e-4.
-_DTYPE = torch.float64
+# PSNR and SSIM work in float64: E[x^2] - E[x]^2 in float32 loses about 1e-7, which is not small next to C2 = 9e-4.
 # Images per chunk are chosen so that one chunk's five stacked maps hold at most this many elements.
 _CHUNK_ELEMENTS = 1 << 24
 
 
-class _PerImageMean(Metric):
-    """Mean over test images of a per-image value (``start``/``result`` are the base running sum / count)."""
+class _PerImageMean(MeanMetric):
+    """Mean over test images of a per-image value: one entry of the mean per image."""
 
     @abstractmethod
     def _per_image(self, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """One value per image, shape (N,), float64."""
 
-    def update(self, recon: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> None:
+    def values(self, recon: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if recon.shape != target.shape or recon.dim() != 4:
             raise ValueError(f"{self.name}: expected two (N, C, H, W) batches of one shape, "
                              f"got {tuple(recon.shape)} and {tuple(target.shape)}")
         if recon.shape[0] == 0:
-            return
-        values = self._per_image(recon, target)
-        self._sum = self._sum.to(values.device) + values.sum()
-        self._count += values.shape[0]
+            return recon.new_zeros(0)
+        return self._per_image(recon, target)
 
 
 class PSNR(_PerImageMean):
@@ -53,13 +52,16 @@ class PSNR(_PerImageMean):
     name, title, better, format = "psnr", "PSNR (dB)", "higher", ".2f"
 
     def _per_image(self, recon, target):
-        mse = (recon.to(_DTYPE) - target.to(_DTYPE)).square().flatten(1).mean(1)
+        mse = (recon.double() - target.double()).square().flatten(1).mean(1)
         # MSE 0 would be +inf dB: floor the MSE at 10^(-cap / 10) so the result is at most the cap.
-        return -10.0 * torch.log10(mse.clamp_min(10.0 ** (-PSNR_MAX_DB / 10.0)))
+        return -10.0 * mse.clamp_min(10.0 ** (-PSNR_MAX_DB / 10.0)).log10()
 
 
-def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA, *, dtype=_DTYPE, device=None) -> torch.Tensor:
-    """The normalised 1-D Gaussian of ``size`` taps (odd) centred on the middle tap."""
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA, *, dtype=None, device=None) -> torch.Tensor:
+    """The normalised 1-D Gaussian of ``size`` taps (odd) centred on the middle tap (float64 unless ``dtype``)."""
+    import torch
+
+    dtype = dtype or torch.float64
     centre = (size - 1) / 2
     taps = torch.tensor([math.exp(-((i - centre) ** 2) / (2 * sigma**2)) for i in range(size)], dtype=dtype)
     return (taps / taps.sum()).to(device)
@@ -73,18 +75,21 @@ def ssim_per_image(recon: torch.Tensor, target: torch.Tensor, *, window: int = S
     than the window use the largest odd window that fits (the same Gaussian, truncated and
     renormalised).
     """
+    import torch
+    import torch.nn.functional as F
+
     n, c, h, w = target.shape
     size = min(window, h, w)
     if size % 2 == 0:
         size -= 1
-    g = gaussian_window(size, sigma, dtype=_DTYPE, device=target.device)
+    g = gaussian_window(size, sigma, dtype=torch.float64, device=target.device)
     vertical = g.view(1, 1, size, 1).repeat(5 * c, 1, 1, 1)
     horizontal = g.view(1, 1, 1, size).repeat(5 * c, 1, 1, 1)
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     per_chunk = max(1, _CHUNK_ELEMENTS // (5 * c * h * w))
     out = []
     for x, y in zip(recon.split(per_chunk), target.split(per_chunk)):
-        x, y = x.to(_DTYPE), y.to(_DTYPE)
+        x, y = x.double(), y.double()
         # Local (Gaussian-weighted) moments of all five maps at once: one depthwise conv per axis.
         maps = torch.cat([x, y, x * x, y * y, x * y], dim=1)
         moments = F.conv2d(F.conv2d(maps, vertical, groups=5 * c), horizontal, groups=5 * c)

@@ -4,8 +4,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from aeframe import CellContext
-from aeframe_builtins import classifier_accuracy
+from aeframe import CellContext, Metric
+from aeframe.metric_set import MetricSet
+from aeframe_builtins import reference_classifier
 from aeframe_builtins.classifier_accuracy import ClassifierAccuracy
 from aeframe_builtins.shapes import generate
 
@@ -24,7 +25,13 @@ def context(data, cache_dir: Path) -> CellContext:
                        cache_dir=cache_dir, load_dataset=lambda text: data, dataset_spec="shapes[train=3000,test=500]")
 
 
-def score(metric: ClassifierAccuracy, images: torch.Tensor, labels: torch.Tensor) -> float:
+def prepared(data, cache_dir: Path) -> Metric:
+    """A cell's copy of the metric, prepared for ``data`` as a run prepares it."""
+    [metric] = MetricSet([ClassifierAccuracy()]).for_cell(context(data, cache_dir))
+    return metric
+
+
+def score(metric: Metric, images: torch.Tensor, labels: torch.Tensor) -> float:
     metric.start(None)
     for start in range(0, len(images), 128):
         batch = images[start : start + 128].float() / 255
@@ -33,8 +40,7 @@ def score(metric: ClassifierAccuracy, images: torch.Tensor, labels: torch.Tensor
 
 
 def test_the_reference_classifier_is_far_above_chance_and_an_identity_autoencoder_scores_it(shapes_data, tmp_path):
-    metric = ClassifierAccuracy()
-    metric.prepare(context(shapes_data, tmp_path))
+    metric = prepared(shapes_data, tmp_path)
     reference = metric.details()["reference"]
     assert reference > 0.6  # ten balanced classes: chance is 0.1
     # Reconstructions equal to the originals score exactly the Original Image accuracy.
@@ -45,24 +51,21 @@ def test_the_reference_classifier_is_far_above_chance_and_an_identity_autoencode
 
 
 def test_worse_reconstructions_score_lower(shapes_data, tmp_path):
-    metric = ClassifierAccuracy()
-    metric.prepare(context(shapes_data, tmp_path))
+    metric = prepared(shapes_data, tmp_path)
     blurred = torch.nn.functional.avg_pool2d(shapes_data.test.images.float(), 8, stride=1, padding=0)
     blurred = torch.nn.functional.interpolate(blurred, size=32).round().to(torch.uint8)
     assert score(metric, blurred, shapes_data.test.labels) < metric.details()["reference"] - 0.2
 
 
 def test_the_classifier_is_cached_and_reused(shapes_data, tmp_path, monkeypatch):
-    first = ClassifierAccuracy()
-    first.prepare(context(shapes_data, tmp_path))
+    first = prepared(shapes_data, tmp_path)
     assert len(list((tmp_path / "classifier").glob("*.pt"))) == 1
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached classifier should have been used")
 
-    monkeypatch.setattr(classifier_accuracy, "train_reference", no_training)
-    second = ClassifierAccuracy()
-    second.prepare(context(shapes_data, tmp_path))
+    monkeypatch.setattr(reference_classifier, "train_reference", no_training)
+    second = prepared(shapes_data, tmp_path)
     assert second.details()["reference"] == first.details()["reference"]
     assert score(second, shapes_data.test.images, shapes_data.test.labels) == first.details()["reference"]
 

@@ -7,7 +7,6 @@ import pytest
 
 from aeframe.plugins import Registry
 from aeframe.validate import FAIL, PASS, SKIP, Setting, checks_for, resolve_names
-from conftest import installed_plugin_env, run_cli
 
 # A third-party plugin with one defect per technique, each built on the Baseline.
 BROKEN = '''
@@ -195,14 +194,9 @@ def test_a_parameter_without_help_fails(setting):
     ]
 
 
-def _broken_site(tmp_path):
-    """The broken techniques as an installed third-party distribution, for real subprocess runs."""
-    return installed_plugin_env(tmp_path, "aeframe-broken", "fake_broken_techniques", textwrap.dedent(BROKEN))
-
-
-def test_cli_exits_1_on_a_broken_plugin_and_0_when_all_pass(tmp_path):
-    env = _broken_site(tmp_path)
-    broken = run_cli("validate", "dead-param", "no-help", cwd=tmp_path, env=env)
+def test_cli_exits_1_on_a_broken_plugin_and_0_when_all_pass(cli, setting, tmp_path):
+    # In process: what is checked and printed does not depend on how the plugin was found.
+    broken = cli("validate", "dead-param", "no-help", cwd=tmp_path, registry=setting.registry)
     assert broken.returncode == 1, broken.stderr
     lines = broken.stdout.splitlines()
     assert len(lines) == 14 and all(line.split(" ", 1)[0] in ("PASS", "FAIL") for line in lines)
@@ -212,7 +206,8 @@ def test_cli_exits_1_on_a_broken_plugin_and_0_when_all_pass(tmp_path):
     assert broken.stderr.endswith("aeframe: 12 passed, 2 failed, 0 skipped\n")
     assert "Traceback" not in broken.stderr
 
-    good = run_cli("validate", "baseline[latent=64]", "mse", "shapes[train=32,test=8]", cwd=tmp_path, env=env)
+    good = cli("validate", "baseline[latent=64]", "mse", "shapes[train=32,test=8]", cwd=tmp_path,
+               registry=setting.registry)
     assert good.returncode == 0, good.stdout
     assert good.stdout.count("PASS ") == 7 + 3 + 6 and "FAIL" not in good.stdout
 
@@ -223,8 +218,8 @@ def test_cli_exits_1_on_a_broken_plugin_and_0_when_all_pass(tmp_path):
     ("baseline[latnt=3]", "technique baseline: unknown parameter 'latnt'; did you mean latent?"),
     ("resnet+pretrained-resnet", "cannot combine resnet and pretrained-resnet: both provide the model"),
 ])
-def test_cli_unknown_names_exit_2_with_close_matches(tmp_path, name, message):
-    result = run_cli("validate", name, cwd=tmp_path)
+def test_cli_unknown_names_exit_2_with_close_matches(cli, tmp_path, name, message):
+    result = cli("validate", name, cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert result.stdout == ""

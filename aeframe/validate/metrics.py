@@ -11,6 +11,7 @@ import torch
 
 from aeframe.data import to_unit
 from aeframe.errors import describe
+from aeframe.metric_set import MetricSet
 from aeframe.validate.report import Check, verdict
 from aeframe.validate.setting import Setting
 
@@ -60,9 +61,12 @@ def _declaration_problems(metric) -> list[str]:
 
 
 def _scores(metric, setting: Setting) -> tuple[float, float]:
-    """The metric of the tiny test batch against itself, and against a noisy copy (seeded)."""
+    """The metric of the tiny test batch against itself, and against a noisy copy (seeded).
+
+    Each score is a cell of its own, as in a run: a fresh copy of the metric, prepared once for both.
+    """
     context = setting.loaded_context(setting.metric_data)
-    metric.prepare(context)
+    metrics = MetricSet([metric])
     test = setting.load(setting.metric_data).test
     target = to_unit(test.images[:BATCH])
     labels = test.labels[:BATCH]
@@ -70,7 +74,8 @@ def _scores(metric, setting: Setting) -> tuple[float, float]:
     noisy = (target + NOISE * noise).clamp(0, 1)
     values = []
     for recon in (target.clone(), noisy):
-        metric.start(context)
-        metric.update(recon, target, labels)
-        values.append(float(metric.result()))
+        [fresh] = metrics.for_cell(context)
+        fresh.start(context)
+        fresh.update(recon, target, labels)
+        values.append(float(fresh.result()))
     return values[0], values[1]
