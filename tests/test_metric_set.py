@@ -267,7 +267,7 @@ def test_old_style_third_party_metrics_work_through_bench(registry, cli, tmp_pat
     for record in records:
         assert record.metrics["legacy-mae"] == record.metrics["mae"] > 0  # the same sum, kept the old way
         assert record.metrics["worst-mse"] > 0
-        seeded = str(record.config["dataset"]["params"]["seed"]) == "1"
+        seeded = str(record.config.dataset.params["seed"]) == "1"
         spec = "shapes[train=256,test=64,seed=1]" if seeded else "shapes[train=256,test=64]"
         assert record.stats["metric_details"]["legacy-mae"]["about"] == f"prepared for {spec}"
 
