@@ -175,7 +175,7 @@ def build_registry(eps: Iterable[EntryPoint] | None = None, *, autoload: bool | 
 
 
 def _fail(registry: Registry, pm: pluggy.PluginManager, info: PluginInfo, exc: BaseException, stage: str) -> None:
-    info.error = describe(exc)
+    info.error = describe(exc) + _upgrade_hint(exc)
     plugin_id = f"{info.dist}:{info.name}"
     if pm.has_plugin(plugin_id):
         pm.unregister(name=plugin_id)
@@ -215,6 +215,15 @@ def _register_from(registry: Registry, pm: pluggy.PluginManager, info: PluginInf
             table[obj.name] = obj
             registry.origin[(kind, obj.name)] = info.name
             info.registered.setdefault(kind, []).append(obj.name)
+
+
+def _upgrade_hint(exc: BaseException) -> str:
+    """What to change when a plugin written for aeframe 0.1 imports a module that is no longer public."""
+    missing = getattr(exc, "name", None) or ""
+    if isinstance(exc, ImportError) and missing.startswith("aeframe.") and not missing.startswith("aeframe.testing"):
+        return ("; import what a plugin needs from aeframe itself (from aeframe import ...): docs/plugins.md, "
+                "'Plugins written for aeframe 0.1'")
+    return ""
 
 
 _registry: Registry | None = None

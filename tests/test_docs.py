@@ -1,25 +1,41 @@
-"""Meta-tests in the manner of datasette: every hook is documented with its exact signature and tested."""
+"""docs/plugins.md is the plugin API's reference: every hook and every exported name is documented
+there, and every example in it runs (so the docs cannot drift from the code again)."""
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
+import aeframe
 from aeframe import hookspecs
 
 ROOT = Path(__file__).resolve().parent.parent
+PLUGINS_DOC = ROOT / "docs" / "plugins.md"
 HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("register_"))
+KINDS = {"register_techniques": "technique", "register_datasets": "dataset", "register_metrics": "metric"}
+
+
+def _doc() -> str:
+    return PLUGINS_DOC.read_text()
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", _doc(), re.S)
 
 
 def _signature(name: str) -> str:
-    import inspect
-
     params = inspect.signature(getattr(hookspecs, name)).parameters
     return f"{name}({', '.join(params)})"
 
 
 @pytest.mark.parametrize("hook", HOOKS)
 def test_every_hook_is_documented_with_its_signature(hook):
-    docs = (ROOT / "docs" / "plugins.md").read_text()
-    assert f"### {_signature(hook)}" in docs
+    assert f"### {_signature(hook)}" in _doc()
 
 
 @pytest.mark.parametrize("hook", HOOKS)
@@ -30,40 +46,93 @@ def test_every_hook_has_a_test(hook):
 
 @pytest.mark.parametrize("hook", HOOKS)
 def test_every_hook_docstring_covers_its_arguments_and_result(hook):
-    import inspect
-
     doc = getattr(hookspecs, hook).__doc__
     for arg in inspect.signature(getattr(hookspecs, hook)).parameters:
         assert f":param {arg}:" in doc
     assert ":returns:" in doc and "firstresult" in doc
 
 
-def test_the_plugin_example_in_the_docs_runs(registry, workspace):
-    """The technique example in docs/plugins.md, executed as written, trains a cell."""
-    import re
+def test_every_exported_name_is_in_the_api_reference_and_resolves():
+    doc = _doc()
+    for name in aeframe.__all__:
+        assert f"| `{name}` |" in doc, f"{name} is exported but docs/plugins.md's API table lacks it"
+        assert getattr(aeframe, name) is not None
 
-    import torch
 
-    from aeframe.budget import Budget
-    from aeframe.cell import run_cell
-    from aeframe.environment import device_info, versions
-    from conftest import cell_data
-    from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
-    from aeframe.plugins import Registry
+def test_every_name_the_api_reference_lists_is_exported():
+    section = _doc().split("## The plugin API", 1)[1].split("\n## ", 1)[0]
+    assert set(re.findall(r"^\| `(\w+)` \|", section, re.M)) == set(aeframe.__all__)
 
-    docs = (ROOT / "docs" / "plugins.md").read_text()
-    source = re.search(r"### register_techniques\(register\).*?```python\n(.*?)```", docs, re.S).group(1)
-    namespace: dict = {}
-    exec(compile(source, "docs/plugins.md", "exec"), namespace)
-    found = []
-    namespace["register_techniques"](found.append)
-    toys = Registry(techniques={**registry.techniques, "denoising": found[0]}, datasets=registry.datasets,
-                    metrics=registry.metrics)
-    comp = resolve_technique("denoising[sigma=0.3]", toys)
-    assert comp.label == "Denoising [sigma=0.3]"
-    cpu = torch.device("cpu")
-    dataset = resolve_dataset("shapes[train=256,test=64]", toys)
-    cell = plan_cells([comp], [dataset], 1, Budget(epochs=1), device_info(cpu), versions(), toys)[0]
-    data = cell_data(dataset.label, toys)
-    record = run_cell(cell, data, list(toys.metrics.values()), cpu, workspace)
-    assert record.status == "done" and record.metrics["mse"] > 0
+
+def test_the_entry_point_shown_is_the_example_packages_and_registers_something():
+    shown = tomllib.loads(_blocks("toml")[0])["project"]["entry-points"]["aeframe"]
+    example = tomllib.loads((ROOT / "examples" / "denoising" / "pyproject.toml").read_text())
+    assert shown == example["project"]["entry-points"]["aeframe"]
+    sys.path.insert(0, str(ROOT / "examples" / "denoising"))
+    try:
+        module = __import__(shown["denoising"], fromlist=["_"])
+    finally:
+        sys.path.remove(str(ROOT / "examples" / "denoising"))
+    assert [name for name in HOOKS if hasattr(module, name)] == ["register_datasets", "register_techniques"]
+
+
+def _run_examples(tmp_path) -> list[tuple[str, object]]:
+    """Run every python example of docs/plugins.md as written; (kind, object) for all they register."""
+    registered = []
+    here = os.getcwd()
+    os.chdir(tmp_path)  # an example that writes files writes them here
+    try:
+        for number, source in enumerate(_blocks("python")):
+            namespace: dict = {"__name__": f"docs_example_{number}"}
+            exec(compile(source, f"docs/plugins.md example {number + 1}", "exec"), namespace)
+            for hook, kind in KINDS.items():
+                if hook in namespace:
+                    namespace[hook](lambda obj, kind=kind: registered.append((kind, obj)))
+    finally:
+        os.chdir(here)
+    return registered
+
+
+@pytest.fixture(scope="module")
+def doc_registry(registry, tmp_path_factory):
+    """The built-ins plus everything the examples register, each checked as registration checks it."""
+    from aeframe.plugins import Registry, _validate
+
+    objects = _run_examples(tmp_path_factory.mktemp("examples"))
+    combined = Registry(techniques=dict(registry.techniques), datasets=dict(registry.datasets),
+                        metrics=dict(registry.metrics))
+    for kind, obj in objects:
+        _validate(kind, obj)  # strict registration: no typos, nothing idle
+        combined.table(kind)[obj.name] = obj
+    combined.examples = objects
+    return combined
+
+
+def test_the_examples_register_what_the_docs_say(doc_registry):
+    assert [(kind, obj.name) for kind, obj in doc_registry.examples] == [
+        ("technique", "denoising"), ("dataset", "checkers"), ("metric", "relative-mse"), ("technique", "l1-loss"),
+        ("technique", "tiny-vae"), ("technique", "gentle")]
+
+
+@pytest.mark.parametrize("kind, name", [
+    ("technique", "denoising[sigma=0.3]"), ("technique", "l1-loss+pixel-shuffle"), ("technique", "tiny-vae"),
+    ("technique", "gentle"), ("dataset", "checkers[train=64,test=16]"), ("metric", "relative-mse"),
+])
+def test_every_example_keeps_its_contract(doc_registry, kind, name):
+    from aeframe.testing import assert_valid_dataset, assert_valid_metric, assert_valid_technique
+
+    check = {"technique": assert_valid_technique, "dataset": assert_valid_dataset, "metric": assert_valid_metric}[kind]
+    checks = check(name, doc_registry)
+    assert checks and all(c.status == "PASS" for c in checks), [c.line for c in checks]
+
+
+def test_the_composition_rules_the_examples_show(doc_registry):
+    from aeframe.errors import CompositionError
+    from aeframe.plan import resolve_technique
+
+    assert resolve_technique("denoising[sigma=0.3]+pixel-shuffle", doc_registry).label == (
+        "Denoising [sigma=0.3] + Pixel Shuffle")
+    with pytest.raises(CompositionError, match="cannot combine l1-loss and feature-loss: both provide the loss"):
+        resolve_technique("l1-loss+feature-loss", doc_registry)
+    with pytest.raises(CompositionError, match="cannot combine gentle and progressive-resizing: both set"):
+        resolve_technique("gentle+progressive-resizing", doc_registry)

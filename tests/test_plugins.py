@@ -161,3 +161,21 @@ def test_hook_register_datasets(registry):
 
 def test_hook_register_metrics(registry):
     assert registry.metrics["mse"].better == "lower" and registry.metrics["mae"].title == "MAE"
+
+
+OLD_IMPORTS = '''
+from aeframe import Technique, hookimpl
+from aeframe.batches import to_unit
+
+@hookimpl
+def register_techniques(register):
+    pass
+'''
+
+
+def test_a_plugin_written_for_0_1_that_imports_an_internal_module_is_told_what_to_change(tmp_path, monkeypatch):
+    install_fake(tmp_path, monkeypatch, "aeframe-old", "fake_old", OLD_IMPORTS, "old")
+    registry = build_registry(autoload=True)
+    old = next(p for p in registry.plugins if p.name == "old")
+    assert old.error == ("ModuleNotFoundError: No module named 'aeframe.batches'; import what a plugin needs from "
+                         "aeframe itself (from aeframe import ...): docs/plugins.md, 'Plugins written for aeframe 0.1'")
