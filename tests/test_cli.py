@@ -1,4 +1,9 @@
-"""The real ``aeframe`` command in subprocesses: outputs, files, exit codes, messages."""
+"""The ``aeframe`` command: outputs, files, exit codes, messages.
+
+Most runs are in-process (the ``cli`` fixture); a real subprocess where the process matters: the
+first bench (console script, fresh interpreter), a run killed with SIGKILL, a broken plugin found
+at start-up.
+"""
 from __future__ import annotations
 
 import json
@@ -11,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from aeframe.plugins import build_registry
+
 from conftest import TINY_SHAPES, run_cli
 
 
-def test_bench_prints_only_the_table_on_stdout_and_stores_the_cell(tmp_path):
+def test_bench_prints_only_the_table_on_stdout_and_stores_the_cell(tmp_path, cli):
     result = run_cli("bench", "-t", "baseline", "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -33,18 +40,18 @@ def test_bench_prints_only_the_table_on_stdout_and_stores_the_cell(tmp_path):
     with sqlite3.connect(tmp_path / "r.sqlite") as db:
         assert db.execute("select status, label from cells").fetchall() == [("done", "Baseline")]
 
-    again = run_cli("bench", "-t", "baseline", "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite", cwd=tmp_path)
+    again = cli("bench", "-t", "baseline", "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite", cwd=tmp_path)
     assert again.returncode == 0
     assert "1 of 1 cells already done" in again.stderr
     assert again.stdout == result.stdout
 
-    forced = run_cli("bench", "-t", "baseline", "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite", "--rerun",
-                     cwd=tmp_path)
+    forced = cli("bench", "-t", "baseline", "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite", "--rerun",
+                 cwd=tmp_path)
     assert forced.returncode == 0
     assert "already done" not in forced.stderr and "[1/1] Baseline" in forced.stderr
     # Same seed, same numbers (MAE and MSE); only the timing columns may differ.
     assert forced.stdout.splitlines()[5].split("|")[2:4] == result.stdout.splitlines()[5].split("|")[2:4]
-    report = run_cli("report", "--store", "r.sqlite", "--format", "json", cwd=tmp_path)
+    report = cli("report", "--store", "r.sqlite", "--format", "json", cwd=tmp_path)
     data = json.loads(report.stdout)
     row = data["datasets"][0]["tables"][0]["rows"][0]
     assert row["label"] == "Baseline" and row["metrics"]["mse"]["mean"] > 0
@@ -66,13 +73,13 @@ def test_bench_prints_only_the_table_on_stdout_and_stores_the_cell(tmp_path):
         ([], "nothing to run: give --all, or -t TECHNIQUE and/or -d DATASET"),
     ],
 )
-def test_usage_errors_exit_2_with_one_clear_line(tmp_path, args, message):
+def test_usage_errors_exit_2_with_one_clear_line(tmp_path, cli, args, message):
     if "cuda" in " ".join(args):
         import torch
 
         if torch.cuda.is_available():
             pytest.skip("this machine has a GPU")
-    result = run_cli("bench", *args, "--store", "r.sqlite", cwd=tmp_path)
+    result = cli("bench", *args, "--store", "r.sqlite", cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -80,8 +87,8 @@ def test_usage_errors_exit_2_with_one_clear_line(tmp_path, args, message):
     assert not (tmp_path / "r.sqlite").exists()
 
 
-def test_named_dataset_that_cannot_be_had_is_skipped_with_the_fix_and_exits_1(tmp_path):
-    result = run_cli("bench", "-t", "baseline", "-d", "cifar10", "--store", "r.sqlite",
+def test_named_dataset_that_cannot_be_had_is_skipped_with_the_fix_and_exits_1(tmp_path, cli):
+    result = cli("bench", "-t", "baseline", "-d", "cifar10", "--store", "r.sqlite",
                      "--data-dir", str(tmp_path / "data"), cwd=tmp_path)
     assert result.returncode == 1
     assert f"skipping cifar10: cifar10 is not in {tmp_path / 'data' / 'cifar-10-batches-py'}" in result.stderr
@@ -89,8 +96,8 @@ def test_named_dataset_that_cannot_be_had_is_skipped_with_the_fix_and_exits_1(tm
     assert "- cifar10: skipped" in result.stdout
 
 
-def test_list_techniques_and_datasets(tmp_path):
-    techniques = json.loads(run_cli("list", "techniques", "--json", cwd=tmp_path).stdout)
+def test_list_techniques_and_datasets(tmp_path, cli):
+    techniques = json.loads(cli("list", "techniques", "--json", cwd=tmp_path).stdout)
     assert [t["name"] for t in techniques] == [
         "baseline", "feature-loss", "pixel-shuffle", "pretrained-resnet", "progressive-resizing", "resnet"
     ]
@@ -101,17 +108,17 @@ def test_list_techniques_and_datasets(tmp_path):
     assert baseline["params"] == [
         {"name": "latent", "type": "int", "default": "1000", "help": "size of the bottleneck vector", "choices": None}
     ]
-    result = run_cli("list", "datasets", "--json", cwd=tmp_path, env={"AEFRAME_DATA": str(tmp_path / "empty")})
+    result = cli("list", "datasets", "--json", cwd=tmp_path, env={"AEFRAME_DATA": str(tmp_path / "empty")})
     datasets = {d["name"]: d for d in json.loads(result.stdout)}
     assert datasets["shapes"]["available"] and datasets["shapes"]["shape"] == [3, 32, 32]
     assert not datasets["mnist"]["available"]
     assert str(tmp_path / "empty" / "MNIST" / "raw") in datasets["mnist"]["unavailable_reason"]
-    text = run_cli("list", "datasets", cwd=tmp_path, env={"AEFRAME_DATA": str(tmp_path / "empty")}).stdout
+    text = cli("list", "datasets", cwd=tmp_path, env={"AEFRAME_DATA": str(tmp_path / "empty")}).stdout
     assert "shapes: Shapes:" in text and "[view=study] str:" in text
 
 
-def test_plugins_lists_each_entry_point(tmp_path):
-    rows = json.loads(run_cli("plugins", "--json", cwd=tmp_path).stdout)
+def test_plugins_lists_each_entry_point(tmp_path, cli):
+    rows = json.loads(cli("plugins", "--json", cwd=tmp_path).stdout)
     baseline = next(r for r in rows if r["name"] == "baseline")
     assert baseline["distribution"] == "aeframe" and baseline["builtin"]
     assert baseline["hooks"] == ["register_techniques"] and baseline["registered"] == {"technique": ["baseline"]}
@@ -135,7 +142,7 @@ def _done_cells(store: Path) -> int:
         return 0
 
 
-def test_a_killed_run_keeps_its_finished_cells_and_resumes(tmp_path):
+def test_a_killed_run_keeps_its_finished_cells_and_resumes(tmp_path, cli):
     exe = Path(sys.executable).with_name("aeframe")
     args = [str(exe), "bench", "-t", "baseline", "-d", TINY_SHAPES, "--seeds", "6", "--epochs", "2", "--store", "r.sqlite"]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -147,14 +154,14 @@ def test_a_killed_run_keeps_its_finished_cells_and_resumes(tmp_path):
     proc.wait()
     finished = _done_cells(store)
     assert 2 <= finished < 6
-    resumed = run_cli(*args[1:], cwd=tmp_path)
+    resumed = cli(*args[1:], cwd=tmp_path)
     assert resumed.returncode == 0
     assert f"{finished} of 6 cells already done" in resumed.stderr
     assert _done_cells(store) == 6
     assert "± " in resumed.stdout  # six seeds of one row: mean ± std
 
 
-def test_plugins_command_lists_a_broken_third_party_plugin_and_goes_on(tmp_path):
+def test_plugins_command_lists_a_broken_third_party_plugin_and_goes_on(tmp_path, cli, monkeypatch):
     info = tmp_path / "site" / "aeframe_broken-0.1.dist-info"
     info.mkdir(parents=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: aeframe-broken\nVersion: 0.1\n")
@@ -167,12 +174,15 @@ def test_plugins_command_lists_a_broken_third_party_plugin_and_goes_on(tmp_path)
     assert broken["distribution"] == "aeframe-broken" and broken["error"] == "RuntimeError: half-installed"
     assert "aeframe: warning: plugin 'broken' (aeframe-broken 0.1) failed to load: RuntimeError: half-installed; skipped" \
         in result.stderr
-    listing = run_cli("list", "techniques", cwd=tmp_path, env=env)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    registry = build_registry(autoload=True)
+    listing = cli("list", "techniques", cwd=tmp_path, registry=registry)
     assert listing.returncode == 0 and listing.stdout.startswith("baseline: Baseline:")
+    assert "failed to load: RuntimeError: half-installed; skipped" in listing.stderr
 
 
-def test_a_named_technique_that_cannot_run_is_skipped_with_the_reason_and_exits_1(tmp_path):
-    result = run_cli("bench", "-t", "pretrained-resnet[weights=/nowhere/resnet34.pth]", "-d", TINY_SHAPES,
+def test_a_named_technique_that_cannot_run_is_skipped_with_the_reason_and_exits_1(tmp_path, cli):
+    result = cli("bench", "-t", "pretrained-resnet[weights=/nowhere/resnet34.pth]", "-d", TINY_SHAPES,
                      "--epochs", "1", "--store", "r.sqlite", cwd=tmp_path)
     assert result.returncode == 1
     assert "no weights file at /nowhere/resnet34.pth" in result.stderr

@@ -1,15 +1,18 @@
-"""A third-party plugin whose techniques fail in every way a cell can, run through the real CLI:
+"""A third-party plugin whose techniques fail in every way a cell can, run through the CLI:
 the failures are stored and named, and the other cells' results are intact afterwards."""
 from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import TINY_SHAPES, installed_plugin_env, run_cli
+from aeframe.plugins import build_registry
+
+from conftest import TINY_SHAPES, installed_plugin_env
 
 FAULTY = '''
 import torch
@@ -61,8 +64,12 @@ def register_techniques(register):
 
 
 @pytest.fixture
-def faulty_env(tmp_path):
-    return installed_plugin_env(tmp_path, "aeframe-faulty", "faulty_techniques", FAULTY)
+def faulty(tmp_path, monkeypatch):
+    """The registry with the faulty plugin installed as pip would have left it."""
+    env = installed_plugin_env(tmp_path, "aeframe-faulty", "faulty_techniques", FAULTY)
+    monkeypatch.syspath_prepend(env["PYTHONPATH"])
+    yield build_registry(autoload=True)
+    sys.modules.pop("faulty_techniques", None)
 
 
 def _rows(store: Path) -> dict[str, tuple[str, str | None, dict]]:
@@ -71,11 +78,10 @@ def _rows(store: Path) -> dict[str, tuple[str, str | None, dict]]:
                 for label, status, error, metrics in db.execute("SELECT label, status, error, metrics FROM cells")}
 
 
-@pytest.mark.slow
-def test_failing_techniques_are_stored_named_and_summarised_and_the_other_cells_survive(tmp_path, faulty_env):
+def test_failing_techniques_are_stored_named_and_summarised_and_the_other_cells_survive(tmp_path, cli, faulty):
     args = ("bench", "-t", "baseline", "-t", "kaboom", "-t", "nan-loss", "-t", "halves", "-t", "pixel-shuffle",
             "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite")
-    result = run_cli(*args, cwd=tmp_path, env=faulty_env)
+    result = cli(*args, cwd=tmp_path, registry=faulty)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
 
@@ -103,7 +109,7 @@ def test_failing_techniques_are_stored_named_and_summarised_and_the_other_cells_
     assert "- NaN Loss: diverged (training loss became nan in epoch 1)" in result.stdout
 
     # A rerun takes the finished cells from the store and retries only the others.
-    again = run_cli(*args, cwd=tmp_path, env=faulty_env)
+    again = cli(*args, cwd=tmp_path, registry=faulty)
     assert again.returncode == 1
     assert "2 of 5 cells already done" in again.stderr
     assert _rows(tmp_path / "r.sqlite")["Baseline"] == rows["Baseline"]
@@ -119,16 +125,16 @@ def test_failing_techniques_are_stored_named_and_summarised_and_the_other_cells_
     ("-d=shapes[train=ten]", "bad value 'ten' for parameter 'train'"),
     ("--precision=fp8", "'fp8' is not one of"),
 ])
-def test_more_bad_cli_values_are_usage_errors(tmp_path, text, message):
+def test_more_bad_cli_values_are_usage_errors(tmp_path, cli, text, message):
     option, value = text.split("=", 1)
     extra = [] if option in ("-t", "-d") else ["-t", "baseline"]
-    result = run_cli("bench", *extra, option, value, "--store", "r.sqlite", cwd=tmp_path)
+    result = cli("bench", *extra, option, value, "--store", "r.sqlite", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "r.sqlite").exists()
 
 
-def test_weights_that_are_not_plain_tensors_are_refused_not_executed(tmp_path):
+def test_weights_that_are_not_plain_tensors_are_refused_not_executed(tmp_path, cli):
     """Checkpoints load with weights_only=True: a pickle that would run code is refused with a message."""
     marker = tmp_path / "ran"
 
@@ -137,8 +143,8 @@ def test_weights_that_are_not_plain_tensors_are_refused_not_executed(tmp_path):
             return (Path.touch, (marker,))
 
     torch.save({"conv.weight": Payload()}, tmp_path / "evil.pth")
-    result = run_cli("bench", "-t", f"pretrained-resnet[weights={tmp_path / 'evil.pth'}]", "-d", TINY_SHAPES,
-                     "--epochs", "1", "--store", "r.sqlite", cwd=tmp_path)
+    result = cli("bench", "-t", f"pretrained-resnet[weights={tmp_path / 'evil.pth'}]", "-d", TINY_SHAPES,
+                 "--epochs", "1", "--store", "r.sqlite", cwd=tmp_path)
     assert not marker.exists()
     assert result.returncode == 1
     assert "evil.pth" in result.stderr and "Traceback" not in result.stderr

@@ -16,7 +16,7 @@ from aeframe.record import CellConfig, SpeedSettings
 import aeframe.speed
 from aeframe.speed import Speed, resolve_speed
 
-from conftest import cell_data, run_cli
+from conftest import cell_data
 
 CPU = torch.device("cpu")
 TINY = "shapes[train=256,test=64]"
@@ -65,10 +65,10 @@ def test_compile_without_a_compiler_is_refused_with_what_is_missing(monkeypatch)
         (["--compile"], "--compile needs a C++ compiler"),
     ],
 )
-def test_bad_speed_options_exit_2_with_one_line(tmp_path, args, message):
+def test_bad_speed_options_exit_2_with_one_line(tmp_path, cli, args, message):
     # An empty PATH leaves no compiler to find; the first case fails before it matters.
-    result = run_cli("bench", "-t", "baseline", "-d", TINY, *args, "--store", "r.sqlite", cwd=tmp_path,
-                     env={"PATH": str(tmp_path), "CXX": ""})
+    result = cli("bench", "-t", "baseline", "-d", TINY, *args, "--store", "r.sqlite", cwd=tmp_path,
+                 env={"PATH": str(tmp_path), "CXX": ""})
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "r.sqlite").exists()
@@ -146,9 +146,9 @@ def test_compiled_cell_trains_as_the_eager_one_and_keeps_compile_time_off_the_cl
     assert [e["train_loss"] for e in compiled.curve] == [e["train_loss"] for e in eager.curve]
 
 
-def test_bf16_bench_shows_its_precision_in_the_report(tmp_path):
-    result = run_cli("bench", "-t", "baseline", "-d", TINY, "--epochs", "1", "--precision", "bf16",
-                     "--no-channels-last", "--store", "r.sqlite", cwd=tmp_path)
+def test_bf16_bench_shows_its_precision_in_the_report(tmp_path, cli):
+    result = cli("bench", "-t", "baseline", "-d", TINY, "--epochs", "1", "--precision", "bf16",
+                 "--no-channels-last", "--store", "r.sqlite", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     note = result.stdout.splitlines()[-1]
     assert note.startswith("Budget: 1 epoch per cell") and " · Precision: bf16 · " in note
