@@ -5,7 +5,6 @@ import random
 import traceback
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -15,7 +14,6 @@ from aeframe.dataset import DatasetUnavailable
 from aeframe.errors import AeframeError, CompositionError, describe
 from aeframe.evaluate import timed_evaluate
 from aeframe.loading import Workspace
-from aeframe.metric import Metric
 from aeframe.metric_set import MetricSet
 from aeframe.numerics import compiled, prepare_device, speed_model
 from aeframe.output import reconstruction, training_loss
@@ -73,15 +71,14 @@ def _schedule_summary(schedule) -> Protocol:
 def run_cell(
     cell: Cell,
     data: CellData,
-    metrics: MetricSet | Sequence[Metric],
+    metrics: MetricSet,
     device: torch.device,
     workspace: Workspace,
     progress: ProgressSink | None = None,
 ) -> CellRecord:
     """Train and evaluate one cell. Any exception becomes a failed record; Ctrl-C propagates.
 
-    ``metrics`` is the run's :class:`MetricSet` (metrics prepared once per dataset for all cells),
-    or registered metrics to be prepared for this cell alone.
+    ``metrics`` is the run's :class:`MetricSet`: each cell evaluates fresh copies, prepared once per dataset.
 
     A technique that cannot run here (:class:`TechniqueUnavailable`, or another dataset it needs
     being unavailable) gives a skipped record with the reason.
@@ -99,8 +96,6 @@ def run_cell(
             load_dataset=workspace.load_dataset,
             dataset_spec=cell.dataset.label,
         )
-        if not isinstance(metrics, MetricSet):
-            metrics = MetricSet(metrics)
         cell_metrics = metrics.for_cell(context)
         # Seeded after the metrics: only the first cell of a dataset prepares them, and whatever random
         # numbers that draws must not make its training differ from the next cell's with the same seed.

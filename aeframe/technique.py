@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 PARTS = ("model", "loss", "schedule")
 PART_METHODS = tuple(f"{verb}_{part}" for part in PARTS for verb in ("build", "wrap"))
 Loss = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
-Rate = "float | tuple[float, ...]"
 
 # The parameter the core adds to every technique that declares learning rates: the row's own rate.
 LR_PARAM = "lr"

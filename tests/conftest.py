@@ -57,6 +57,20 @@ def cell_data(text: str, registry, device=None):
     return on_device(choice.plugin.load(Path("."), choice.params), device or torch.device("cpu"))
 
 
+_metric_sets: dict[int, object] = {}
+
+
+def metric_set(registry):
+    """The registry's metrics as a run holds them, one set per session: each dataset's metrics are
+    prepared once (a reference classifier is loaded once), as in one ``aeframe bench``."""
+    from aeframe.metric_set import MetricSet
+
+    key = id(registry.metrics)
+    if key not in _metric_sets:
+        _metric_sets[key] = (registry.metrics, MetricSet(registry.metrics.values()))
+    return _metric_sets[key][1]
+
+
 @pytest.fixture(scope="session")
 def workspace(registry, tmp_path_factory):
     """A data directory with nothing in it and a private cache, loading datasets from ``registry``."""

@@ -9,7 +9,7 @@ from aeframe import CellContext
 from aeframe.budget import Budget
 from aeframe.cell import run_cell
 from aeframe.environment import device_info, versions
-from conftest import cell_data
+from conftest import cell_data, metric_set
 from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
 
 CPU = torch.device("cpu")
@@ -33,4 +33,4 @@ def train_cell(technique: str, registry, workspace, dataset="shapes[train=256,te
     choice = resolve_dataset(dataset, registry)
     cell = plan_cells([comp], [choice], 1, budget, device_info(CPU), versions(), registry, lr)[0]
     data = cell_data(choice.label, registry)
-    return run_cell(cell, data, list(registry.metrics.values()), CPU, workspace)
+    return run_cell(cell, data, metric_set(registry), CPU, workspace)

@@ -15,7 +15,7 @@ from aeframe.budget import Budget
 from aeframe.cell import run_cell
 from aeframe.environment import device_info, versions
 from aeframe.errors import SpecError
-from conftest import cell_data
+from conftest import cell_data, metric_set
 from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
 from aeframe_builtins import pretrained
 from aeframe_builtins.feature_loss import RELUS, VGGFeatureLoss, gram_matrix, vgg16_bn_features
@@ -227,7 +227,7 @@ def run_one_cell(registry, workspace, technique, dataset=SMALL_SHAPES, budget=Bu
     choice = resolve_dataset(dataset, registry)
     cell = plan_cells([comp], [choice], 1, budget, device_info(CPU), versions(), registry)[0]
     data = cell_data(choice.label, registry)
-    return run_cell(cell, data, list(registry.metrics.values()), CPU, workspace)
+    return run_cell(cell, data, metric_set(registry), CPU, workspace)
 
 
 def test_missing_imagenet_weights_skip_the_cell_with_the_way_out(registry, workspace, empty_hub):

@@ -16,7 +16,7 @@ from aeframe.record import CellConfig, SpeedSettings
 import aeframe.speed
 from aeframe.speed import Speed, resolve_speed
 
-from conftest import cell_data
+from conftest import cell_data, metric_set
 
 CPU = torch.device("cpu")
 TINY = "shapes[train=256,test=64]"
@@ -99,7 +99,7 @@ def test_speed_model_takes_fp32_gives_fp32_in_the_usual_layout(registry):
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_lower_precision_cells_train_to_finite_metrics(registry, tiny_data, workspace, precision):
-    record = run_cell(one_cell(registry, Speed(precision, True)), tiny_data, list(registry.metrics.values()), CPU,
+    record = run_cell(one_cell(registry, Speed(precision, True)), tiny_data, metric_set(registry), CPU,
                       workspace)
     assert record.status == "done", record.error
     assert record.config.speed == SpeedSettings(precision, channels_last=True)
@@ -134,7 +134,7 @@ def test_compiled_cell_trains_as_the_eager_one_and_keeps_compile_time_off_the_cl
     # Dynamo's graph capture with the eager backend: the compile path without minutes of C++ builds.
     monkeypatch.setattr(aeframe.numerics, "compiled", lambda model: torch.compile(model, backend="eager"))
     monkeypatch.setattr(aeframe.cell, "compiled", aeframe.numerics.compiled)
-    metrics = list(registry.metrics.values())
+    metrics = metric_set(registry)
     compiled = run_cell(one_cell(registry, Speed("fp32", False, True)), tiny_data, metrics, CPU, workspace)
     assert compiled.status == "done", compiled.error
     assert compiled.stats["compile_seconds"] == 1000.0

@@ -11,7 +11,7 @@ from aeframe.cell import run_cell
 from aeframe.environment import device_info, versions
 from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
 
-from conftest import TINY_SHAPES, cell_data
+from conftest import TINY_SHAPES, cell_data, metric_set
 
 CPU = torch.device("cpu")
 
@@ -27,23 +27,19 @@ def one_cell(registry, technique="baseline", budget=Budget(epochs=1), seed=0):
     return plan_cells([comp], [dataset], seed + 1, budget, device_info(CPU), versions(), registry)[seed]
 
 
-def metrics(registry):
-    return list(registry.metrics.values())
-
-
 def test_same_cell_and_seed_give_the_same_numbers(registry, shapes_data, workspace):
     cell = one_cell(registry, budget=Budget(epochs=2))
-    a = run_cell(cell, shapes_data, metrics(registry), CPU, workspace)
-    b = run_cell(cell, shapes_data, metrics(registry), CPU, workspace)
+    a = run_cell(cell, shapes_data, metric_set(registry), CPU, workspace)
+    b = run_cell(cell, shapes_data, metric_set(registry), CPU, workspace)
     assert a.status == b.status == "done"
     assert a.metrics == b.metrics
     assert [e["train_loss"] for e in a.curve] == [e["train_loss"] for e in b.curve]
-    other = run_cell(one_cell(registry, budget=Budget(epochs=2), seed=1), shapes_data, metrics(registry), CPU, workspace)
+    other = run_cell(one_cell(registry, budget=Budget(epochs=2), seed=1), shapes_data, metric_set(registry), CPU, workspace)
     assert other.metrics != a.metrics
 
 
 def test_epoch_budget_record(registry, shapes_data, workspace):
-    record = run_cell(one_cell(registry, budget=Budget(epochs=3)), shapes_data, metrics(registry), CPU, workspace)
+    record = run_cell(one_cell(registry, budget=Budget(epochs=3)), shapes_data, metric_set(registry), CPU, workspace)
     assert record.status == "done"
     assert record.stats["epochs"] == 3.0 and record.stats["steps"] == 3 * (512 // 128)
     assert record.stats["params"] == 3_080_629
@@ -57,7 +53,7 @@ def test_epoch_budget_record(registry, shapes_data, workspace):
 
 
 def test_a_few_epochs_reduce_the_loss(registry, shapes_data, workspace):
-    record = run_cell(one_cell(registry, budget=Budget(epochs=4)), shapes_data, metrics(registry), CPU, workspace)
+    record = run_cell(one_cell(registry, budget=Budget(epochs=4)), shapes_data, metric_set(registry), CPU, workspace)
     losses = [e["train_loss"] for e in record.curve]
     assert losses[-1] < 0.7 * losses[0]
 
@@ -65,7 +61,7 @@ def test_a_few_epochs_reduce_the_loss(registry, shapes_data, workspace):
 def test_time_budget_stops_mid_epoch(registry, workspace):
     data = cell_data("shapes[train=20000,test=128]", registry)
     cell = one_cell(registry, budget=Budget(epochs=15, seconds=1.0))
-    record = run_cell(cell, data, metrics(registry), CPU, workspace)
+    record = run_cell(cell, data, metric_set(registry), CPU, workspace)
     assert record.status == "done"
     steps, seconds = record.stats["steps"], record.stats["train_seconds"]
     assert 0 < record.stats["epochs"] < 1  # 156 steps per epoch; one second allows far fewer
@@ -108,21 +104,21 @@ def toy_registry(registry):
 
 
 def test_nan_loss_is_recorded_as_diverged(toy_registry, shapes_data, workspace):
-    record = run_cell(one_cell(toy_registry, "explodes"), shapes_data, metrics(toy_registry), CPU, workspace)
+    record = run_cell(one_cell(toy_registry, "explodes"), shapes_data, metric_set(toy_registry), CPU, workspace)
     assert record.status == "diverged"
     assert record.error == "training loss became nan in epoch 1"
     assert len(record.curve) == 1
 
 
 def test_exception_becomes_a_failed_record_with_traceback(toy_registry, shapes_data, workspace):
-    record = run_cell(one_cell(toy_registry, "raises"), shapes_data, metrics(toy_registry), CPU, workspace)
+    record = run_cell(one_cell(toy_registry, "raises"), shapes_data, metric_set(toy_registry), CPU, workspace)
     assert record.status == "failed"
     assert record.error.startswith("RuntimeError: boom\n")
     assert "Traceback" in record.error and "wrap_model" in record.error
 
 
 def test_wrong_output_shape_names_the_technique(toy_registry, shapes_data, workspace):
-    record = run_cell(one_cell(toy_registry, "wrong-shape"), shapes_data, metrics(toy_registry), CPU, workspace)
+    record = run_cell(one_cell(toy_registry, "wrong-shape"), shapes_data, metric_set(toy_registry), CPU, workspace)
     assert record.status == "failed"
     assert record.error.splitlines()[0] == (
         "AeframeError: technique 'Wrong Shape' built a model whose output has shape (3, 16, 16) for input "
