@@ -273,3 +273,16 @@ def test_every_builtin_keeps_the_strict_contract(registry):
 def test_phase_rates_are_data_a_plugin_can_read(toys):
     assert Slow().accepted_params()[-1].name == "lr"
     assert Phase(fraction=1.0, max_lr=(1e-4, 1e-3)).lrs() == [1e-4, 1e-3]
+
+
+def test_validate_names_a_loss_wrapper_that_drops_the_loss(registry):
+    from aeframe.testing import assert_valid_technique
+
+    class L1ByWrapping(DropsLoss):
+        name, base = "l1-by-wrapping", "baseline"
+
+    toys = Registry(techniques={**registry.techniques, "l1-by-wrapping": L1ByWrapping()}, datasets=registry.datasets,
+                    metrics=registry.metrics)
+    with pytest.raises(AssertionError, match="gradients reach every trainable parameter: l1-by-wrapping's wrap_loss "
+                                             "never calls the loss it wraps"):
+        assert_valid_technique("l1-by-wrapping", toys)

@@ -126,7 +126,8 @@ def _gradient_problems(composition: Composition, setting: Setting) -> list[str]:
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     missing = [n for n, p in trainable if p.grad is None or not p.grad.any()]
     broken = [n for n, p in trainable if p.grad is not None and not torch.isfinite(p.grad).all()]
-    problems = []
+    problems = [f"{name}'s wrap_loss never calls the loss it wraps (a technique that replaces the loss provides it "
+                "with build_loss)" for name in built.unused_losses()]
     if missing:
         problems.append(f"{len(missing)} of {len(trainable)} parameters got no gradient ({listed(missing)})")
     if broken:
