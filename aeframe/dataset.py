@@ -1,14 +1,19 @@
-"""The dataset contract: what a dataset plugin registers and what it hands to the runner."""
+"""The dataset contract: what a dataset plugin registers and what it hands to the runner.
+
+Imported whenever the plugin registry is built (``aeframe list``, ``aeframe plugins``), so it does
+not import torch: only a loaded :class:`Split` needs it.
+"""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from aeframe.params import Param
+
+if TYPE_CHECKING:
+    import torch
 
 
 class DatasetUnavailable(Exception):
@@ -23,6 +28,8 @@ class Split:
     labels: torch.Tensor
 
     def __post_init__(self) -> None:
+        import torch
+
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
         if self.labels.shape != (self.images.shape[0],):

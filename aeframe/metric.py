@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 class Metric(ABC):
@@ -40,6 +41,8 @@ class Metric(ABC):
 
     def start(self, context: Any) -> None:
         """Reset the running state; ``context`` is the cell's :class:`aeframe.CellContext`."""
+        import torch  # here, not at the top: building the plugin registry must not import torch
+
         self._sum = torch.zeros((), dtype=torch.float64)
         self._count = 0
 
