@@ -184,8 +184,8 @@ def test_the_rate_is_declared_not_set_by_a_schedule_wrapper(registry):
     technique = registry.techniques["feature-loss"]
     assert not technique.wraps("schedule") and not technique.provides("schedule")
     assert technique.learning_rates["run 2"].on("mnist") == 1e-4
-    assert resolve_technique("feature-loss[net=random,lr=3e-4]", registry).build(context("mnist")).schedule.phases[
-        1].max_lr == 3e-4
+    chosen = resolve_technique("feature-loss[net=random,lr=3e-4]", registry).build(context("mnist"))
+    assert chosen.schedule.phases[1].max_lr == 3e-4
 
 
 def test_native_grey_mnist_builds_and_trains_through_vgg(registry):
