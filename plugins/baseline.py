@@ -41,6 +41,6 @@ class Baseline(Technique):
 
 
 @hookimpl
-def register_techniques(register) -> None:
+def register_techniques(register: Callable[..., None]) -> None:
     """Register ``baseline``."""
     register(Baseline())

@@ -6,7 +6,7 @@ anything but what the real files hold) when the dataset is loaded.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from aeframe import DatasetPlugin, DatasetUnavailable, ImageData, ProgressFn, Split, hookimpl
 from aeframe_builtins.torchvision_download import fetch
@@ -75,6 +75,6 @@ class CIFAR10(DatasetPlugin):
 
 
 @hookimpl
-def register_datasets(register) -> None:
+def register_datasets(register: Callable[..., None]) -> None:
     """Register ``cifar10``."""
     register(CIFAR10())

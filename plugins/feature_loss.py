@@ -6,7 +6,7 @@ technique (1e-4 on the MNIST family, 1e-3 elsewhere), declared as data.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from aeframe import CellContext, Param, Technique, TechniqueUnavailable, hookimpl
 from aeframe_builtins.study_rates import declared_rates
@@ -78,6 +78,6 @@ class FeatureLoss(Technique):
 
 
 @hookimpl
-def register_techniques(register) -> None:
+def register_techniques(register: Callable[..., None]) -> None:
     """Register ``feature-loss``."""
     register(FeatureLoss())

@@ -7,7 +7,7 @@ files are read by :mod:`aeframe_builtins.mnist_files` when a dataset is loaded.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from aeframe import DatasetPlugin, DatasetUnavailable, ImageData, Param, ProgressFn, Split, hookimpl
 from aeframe_builtins.torchvision_download import fetch
@@ -147,7 +147,7 @@ class FashionMNIST(_IdxDataset):
 
 
 @hookimpl
-def register_datasets(register) -> None:
+def register_datasets(register: Callable[..., None]) -> None:
     """Register ``mnist`` and ``fashion-mnist``."""
     register(MNIST())
     register(FashionMNIST())

@@ -5,7 +5,7 @@ Baseline's, whose second-run rate (1e-3) is the one the study chose for Pixel Sh
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from aeframe import CellContext, Param, Technique, hookimpl
 
@@ -34,6 +34,6 @@ class PixelShuffle(Technique):
 
 
 @hookimpl
-def register_techniques(register) -> None:
+def register_techniques(register: Callable[..., None]) -> None:
     """Register ``pixel-shuffle``."""
     register(PixelShuffle())

@@ -100,6 +100,6 @@ class ProgressiveResizing(Technique):
 
 
 @hookimpl
-def register_techniques(register) -> None:
+def register_techniques(register: Callable[..., None]) -> None:
     """Register ``progressive-resizing``."""
     register(ProgressiveResizing())

@@ -15,7 +15,7 @@ classifier on another registered dataset here, cached for reuse (:mod:`aeframe_b
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from aeframe import CellContext, Param, Technique, TechniqueUnavailable, hookimpl
 from aeframe_builtins.study_rates import SECOND_RUN, declared_rates
@@ -129,7 +129,7 @@ class PretrainedResnet(Technique):
 
 
 @hookimpl
-def register_techniques(register) -> None:
+def register_techniques(register: Callable[..., None]) -> None:
     """Register ``resnet`` and ``pretrained-resnet``."""
     register(Resnet())
     register(PretrainedResnet())

@@ -5,7 +5,7 @@ The images are drawn by :mod:`aeframe_builtins.shapes_generator` when the datase
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from aeframe import DatasetPlugin, ImageData, Param, hookimpl
 
@@ -46,6 +46,6 @@ class Shapes(DatasetPlugin):
 
 
 @hookimpl
-def register_datasets(register) -> None:
+def register_datasets(register: Callable[..., None]) -> None:
     """Register ``shapes``."""
     register(Shapes())
