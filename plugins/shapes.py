@@ -45,6 +45,16 @@ class Shapes(DatasetPlugin):
         )
 
 
+def __getattr__(name: str) -> Any:
+    # The generator's public names stay importable from here, as before they moved out (they need
+    # torch); importing them is what loads the generator, not importing this module.
+    if name in ("generate", "CLASSES"):
+        from aeframe_builtins import shapes_generator
+
+        return getattr(shapes_generator, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 @hookimpl
 def register_datasets(register: Callable[..., None]) -> None:
     """Register ``shapes``."""
