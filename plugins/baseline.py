@@ -1,22 +1,20 @@
 """The study's Baseline autoencoder (seed-protocol.md section 2.2) trained with its protocol.
 
-For a 3x32x32 input: two conv stages that pool to 16x16 and 8x8, a 1000-d linear bottleneck, and a
-decoder of two nearest-neighbour upsample blocks, clamped to [0, 1]: 3,080,629 parameters. Other
-image sizes scale the pooled grids with the side (H/2, H/4), so the same design serves 1x28x28.
+The model is :func:`aeframe_builtins.layers.baseline_autoencoder`; the loss is MSE; the schedule is
+the study's two one-cycle runs, whose second-run rate (1e-3) is the one the study chose for the
+Baseline, so it declares no learning rate of its own.
 """
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING, Callable
 
 from aeframe import CellContext, Param, Technique, hookimpl
-from aeframe.protocol import study_schedule
-from aeframe.schedule import Schedule
-from aeframe_builtins.layers import Autoencoder, study_decoder, study_encoder
-from aeframe_builtins.study_rates import second_run_lr
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-def baseline_autoencoder(shape: tuple[int, int, int], latent: int = 1000) -> Autoencoder:
-    return Autoencoder(shape[0], study_encoder(shape, latent), study_decoder(shape, latent))
+    from aeframe import Schedule
 
 
 class Baseline(Technique):
@@ -27,15 +25,22 @@ class Baseline(Technique):
     reference = True  # every other row is compared with the Baseline, as in the study
 
     def build_model(self, ctx: CellContext) -> nn.Module:
+        from aeframe_builtins.layers import baseline_autoencoder
+
         return baseline_autoencoder(ctx.shape, latent=ctx.params["latent"])
 
-    def build_loss(self, ctx: CellContext):
-        return nn.functional.mse_loss
+    def build_loss(self, ctx: CellContext) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        from torch.nn.functional import mse_loss
+
+        return mse_loss
 
     def build_schedule(self, ctx: CellContext) -> Schedule:
-        return study_schedule(second_lr=second_run_lr(self.name, ctx.dataset))
+        from aeframe import study_schedule
+
+        return study_schedule()
 
 
 @hookimpl
-def register_techniques(register):
+def register_techniques(register: Callable[..., None]) -> None:
+    """Register ``baseline``."""
     register(Baseline())

@@ -1,14 +1,16 @@
-"""Building blocks of the study's models (its model_layers.py), shared by the built-in techniques.
+"""Building blocks of the study's models (its model_layers.py), shared by the built-in techniques,
+and the Baseline's model built from them.
 
 Every upsampling block here has an integer ``scale`` that may be changed between phases: it is
-how progressive resizing trains the same model at a smaller output size first.
+how progressive resizing trains the same model at a smaller output size first. Imported only when
+a model is built: it needs torch, which registering the techniques must not import.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from aeframe.protocol import ImageNetNormalize
+from aeframe import ImageNetNormalize
 
 
 def convblock(c_in: int, c_out: int) -> nn.Sequential:
@@ -131,6 +133,12 @@ class Autoencoder(nn.Module):
         return self.decoder(self.encoder(self.normalize(x)))
 
 
-def rescalable(model: nn.Module) -> list[nn.Module]:
-    """The model's upsampling blocks whose ``scale`` may change, in forward order."""
-    return [m for m in model.modules() if isinstance(getattr(m, "scale", None), int)]
+def baseline_autoencoder(shape: tuple[int, int, int], latent: int = 1000) -> Autoencoder:
+    """The study's Baseline for images of ``shape`` (C, H, W), with a ``latent``-d bottleneck.
+
+    For a 3x32x32 input: two conv stages that pool to 16x16 and 8x8, a 1000-d linear bottleneck,
+    and a decoder of two nearest-neighbour upsample blocks, clamped to [0, 1]: 3,080,629
+    parameters. Other image sizes scale the pooled grids with the side (H/2, H/4), so the same
+    design serves 1x28x28.
+    """
+    return Autoencoder(shape[0], study_encoder(shape, latent), study_decoder(shape, latent))

@@ -1,26 +1,16 @@
 """MNIST and Fashion-MNIST, read from IDX files laid out as torchvision lays them out.
 
 Files live in ``<data_dir>/MNIST/raw/`` and ``<data_dir>/FashionMNIST/raw/``, plain or gzipped.
-Fashion-MNIST is also taken from Debian's ``dataset-fashion-mnist`` package when installed.
+Fashion-MNIST is also taken from Debian's ``dataset-fashion-mnist`` package when installed. The
+files are read by :mod:`aeframe_builtins.mnist_files` when a dataset is loaded.
 """
 from __future__ import annotations
 
-import gzip
-import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import numpy as np
-import torch
-
-from aeframe import hookimpl
-from aeframe.data import resize_uint8
-from aeframe.dataset import DatasetPlugin, DatasetUnavailable, ImageData, ProgressFn, Split
-from aeframe.params import Param
+from aeframe import DatasetPlugin, DatasetUnavailable, ImageData, Param, ProgressFn, Split, hookimpl
 from aeframe_builtins.torchvision_download import fetch
-
-IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
-LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
 
 # (split, images file, labels file), in torchvision's names.
 SPLIT_FILES = (
@@ -28,47 +18,6 @@ SPLIT_FILES = (
     ("test", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 )
 FILE_NAMES = tuple(name for _, images, labels in SPLIT_FILES for name in (images, labels))
-
-
-def read_idx(path: Path, magic: int, refetch_hint: str = "") -> np.ndarray:
-    """The array stored in an IDX file of unsigned bytes (gzipped if the name ends in ``.gz``).
-
-    Raises :class:`DatasetUnavailable` naming ``path`` when the file is unreadable, truncated or
-    not the expected kind (``magic`` 2051 for images, 2049 for labels); ``refetch_hint`` is
-    appended to that message to say how to fetch the file again.
-    """
-    hint = f"; {refetch_hint}" if refetch_hint else ""
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DatasetUnavailable(f"cannot read {path} ({exc}){hint}") from exc
-
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DatasetUnavailable(f"{path} is truncated ({len(raw)} bytes, no complete IDX header){hint}")
-    found = int.from_bytes(raw[:4], "big")
-    if found != magic:
-        raise DatasetUnavailable(f"{path} is not an IDX file of the expected kind (magic {found}, expected {magic}){hint}")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(dims, dtype=np.int64))
-    if len(raw) != expected:
-        raise DatasetUnavailable(
-            f"{path} is truncated or corrupt ({len(raw)} bytes, its header {dims} needs {expected}){hint}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
-
-
-def to_study_view(images: torch.Tensor) -> torch.Tensor:
-    """(N, 1, 28, 28) uint8 → (N, 3, 32, 32) uint8: bilinear resize, grey replicated to RGB.
-
-    This is the study's convention, so that MNIST-family models share the 32x32 RGB shape of CIFAR-10.
-    """
-    return resize_uint8(images, 32).repeat(1, 3, 1, 1)
 
 
 class _IdxDataset(DatasetPlugin):
@@ -143,28 +92,16 @@ class _IdxDataset(DatasetPlugin):
         size = sum(p.stat().st_size for p in files.values())
         progress(self.name, size, size)
 
-    def _read_split(self, images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        hint = f"delete it and download it again from {self.home} (or run where the network is reachable)"
-        images = read_idx(images_path, IMAGES_MAGIC, hint)
-        labels = read_idx(labels_path, LABELS_MAGIC, hint)
-        if images.shape[1:] != (28, 28):
-            raise DatasetUnavailable(f"{images_path} holds {images.shape[1:]} images, expected 28x28; {hint}")
-        if labels.shape[0] != images.shape[0]:
-            raise DatasetUnavailable(
-                f"{labels_path} has {labels.shape[0]} labels but {images_path} has {images.shape[0]} images; {hint}"
-            )
-        if labels.size and int(labels.max()) >= len(self.classes):
-            raise DatasetUnavailable(f"{labels_path} holds labels above {len(self.classes) - 1}; {hint}")
-        # frombuffer views are read-only; copy so that callers own writable tensors.
-        return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
-
     def load(self, data_dir: Path, params: dict[str, Any]) -> ImageData:
         files = self._locate(data_dir)
         if files is None:
             raise DatasetUnavailable(self._not_found(data_dir))
+        from aeframe_builtins.mnist_files import read_split, to_study_view
+
+        hint = f"delete it and download it again from {self.home} (or run where the network is reachable)"
         splits = {}
         for split, images_name, labels_name in SPLIT_FILES:
-            images, labels = self._read_split(files[images_name], files[labels_name])
+            images, labels = read_split(files[images_name], files[labels_name], len(self.classes), hint)
             if params["view"] == "study":
                 images = to_study_view(images)
             splits[split] = Split(images, labels)
@@ -210,7 +147,7 @@ class FashionMNIST(_IdxDataset):
 
 
 @hookimpl
-def register_datasets(register) -> None:
+def register_datasets(register: Callable[..., None]) -> None:
     """Register ``mnist`` and ``fashion-mnist``."""
     register(MNIST())
     register(FashionMNIST())

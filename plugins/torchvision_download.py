@@ -6,7 +6,7 @@ import socket
 import sys
 from pathlib import Path
 
-from aeframe.dataset import DatasetUnavailable
+from aeframe import DatasetUnavailable
 
 # Unreachable hosts must fail in seconds, not after the OS's minutes-long connect timeout.
 DOWNLOAD_TIMEOUT_S = 15.0

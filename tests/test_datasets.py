@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from aeframe.dataset import DatasetPlugin, DatasetUnavailable, ImageData
 from aeframe.errors import SpecError
 from aeframe.params import Param
-from aeframe_builtins import cifar10, mnist_family, shapes, torchvision_download
-from aeframe_builtins.cifar10 import CIFAR10, RestrictedUnpickler, restricted_load
+from aeframe_builtins import cifar10, mnist_family, mnist_files, shapes, shapes_generator, torchvision_download
+from aeframe_builtins.cifar10 import CIFAR10
+from aeframe_builtins.cifar10_batches import RestrictedUnpickler, restricted_load
 from aeframe_builtins.mnist_family import MNIST, FashionMNIST
 from aeframe_builtins.shapes import Shapes
 from dataset_files import IDX_NAMES, fake_mnist, write_cifar, write_idx, write_mnist
@@ -121,11 +122,11 @@ def test_study_view_shape_and_resize(idx_dataset, tmp_path, rng):
 
 def test_study_view_resizes_in_chunks(monkeypatch):
     images = torch.randint(0, 256, (7, 1, 28, 28), dtype=torch.uint8)
-    whole = mnist_family.to_study_view(images)
+    whole = mnist_files.to_study_view(images)
     from aeframe import data
 
     monkeypatch.setattr(data, "_RESIZE_CHUNK", 3)
-    assert torch.equal(mnist_family.to_study_view(images), whole)
+    assert torch.equal(mnist_files.to_study_view(images), whole)
 
 
 def test_missing_names_directory_files_and_fixes(idx_dataset, tmp_path, rng):
@@ -444,9 +445,9 @@ def test_shapes_are_deterministic(tmp_path):
 
 
 def test_shapes_spans_chunks_deterministically(monkeypatch):
-    monkeypatch.setattr(shapes, "CHUNK", 64)
-    split = shapes.generate(150, 3, "train")
-    assert torch.equal(split.images, shapes.generate(150, 3, "train").images)
+    monkeypatch.setattr(shapes_generator, "CHUNK", 64)
+    split = shapes_generator.generate(150, 3, "train")
+    assert torch.equal(split.images, shapes_generator.generate(150, 3, "train").images)
 
 
 def test_shapes_labels_balanced(tmp_path):
@@ -479,11 +480,28 @@ def test_shapes_images_show_a_shape(tmp_path):
     assert distances[~torch.eye(len(data.classes), dtype=torch.bool)].min() > 0
 
 
-def test_shapes_empty_and_negative_counts(tmp_path):
+def test_shapes_empty_counts(tmp_path):
     data = Shapes().load(tmp_path, {"train": 0, "test": 1, "seed": 0})
     assert data.train.images.shape == (0, 3, 32, 32) and len(data.test) == 1
-    with pytest.raises(SpecError, match="train=-1"):
-        Shapes().load(tmp_path, {"train": -1, "test": 1, "seed": 0})
+
+
+@pytest.mark.parametrize("text, message", [
+    ("shapes[train=-1]", "dataset shapes: train=-1 is negative; give a number of images, 0 or more"),
+    ("shapes[test=-5]", "dataset shapes: test=-5 is negative; give a number of images, 0 or more"),
+])
+def test_negative_shapes_counts_are_usage_errors_before_anything_loads(registry, text, message):
+    from aeframe.plan import resolve_dataset
+
+    with pytest.raises(SpecError) as caught:
+        resolve_dataset(text, registry)
+    assert str(caught.value) == message
+
+
+def test_a_negative_count_stops_bench_with_a_usage_error(cli, tmp_path):
+    result = cli("bench", "-t", "baseline", "-d", "shapes[train=-1]", "--store", "r.sqlite", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "dataset shapes: train=-1 is negative" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "r.sqlite").exists()
 
 
 # --- Registration --------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ from aeframe.errors import SpecError
 from conftest import cell_data, metric_set
 from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
 from aeframe_builtins import pretrained
-from aeframe_builtins.feature_loss import RELUS, VGGFeatureLoss, gram_matrix, vgg16_bn_features
+from aeframe_builtins.feature_loss import RELUS
+from aeframe_builtins.vgg_loss import VGGFeatureLoss, gram_matrix, vgg16_bn_features
 
 CPU = torch.device("cpu")
 CHECKPOINT = "vgg16_bn-6c64b313.pth"
@@ -179,12 +180,12 @@ def test_second_run_uses_the_studys_rate(registry, dataset, rate):
     assert [p.max_lr for p in built.schedule.phases] == [3e-3, rate]
 
 
-def test_per_group_rates_are_left_alone(registry):
-    from aeframe.protocol import study_schedule
-
+def test_the_rate_is_declared_not_set_by_a_schedule_wrapper(registry):
     technique = registry.techniques["feature-loss"]
-    schedule = technique.wrap_schedule(study_schedule(second_lr=(1e-6, 1e-2)), context("mnist"))
-    assert schedule.phases[-1].max_lr == (1e-6, 1e-2)
+    assert not technique.wraps("schedule") and not technique.provides("schedule")
+    assert technique.learning_rates["run 2"].on("mnist") == 1e-4
+    chosen = resolve_technique("feature-loss[net=random,lr=3e-4]", registry).build(context("mnist"))
+    assert chosen.schedule.phases[1].max_lr == 3e-4
 
 
 def test_native_grey_mnist_builds_and_trains_through_vgg(registry):

@@ -1,6 +1,6 @@
 import torch
 
-from aeframe_builtins.pixel_shuffle import PixelShuffleICNR, icnr_
+from aeframe_builtins.pixel_shuffle_decoder import PixelShuffleICNR, icnr_
 
 from techniques import build, train_cell
 

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -5,7 +7,7 @@ from aeframe.errors import SpecError
 from aeframe.plan import resolve_technique
 from aeframe.train import _PhaseState
 
-from techniques import build, train_cell
+from techniques import build, context, train_cell
 
 
 def output_sizes(built, side=32):
@@ -41,6 +43,17 @@ def test_optimizer_is_kept_across_the_resize(registry):
 @pytest.mark.parametrize("dataset, rate", [("mnist", 1.74e-4), ("fashion-mnist", 1.74e-4), ("cifar10", 1e-3), ("shapes", 1e-3)])
 def test_second_run_rate_is_the_studys(registry, dataset, rate):
     assert build("progressive-resizing", registry, dataset=dataset).schedule.phases[1].lrs() == [rate]
+
+
+def test_the_rate_is_declared_and_wrap_schedule_leaves_rates_alone(registry):
+    from aeframe import study_schedule
+
+    technique = registry.techniques["progressive-resizing"]
+    assert technique.learning_rates["run 2"].on("mnist") == 1.74e-4
+    ctx = replace(context(dataset="mnist"), params={"sizes": (16, 32)})
+    schedule = technique.wrap_schedule(study_schedule(second_lr=5e-4), ctx)
+    assert [p.lrs() for p in schedule.phases] == [[3e-3], [5e-4]]
+    assert [p.image_size for p in schedule.phases] == [16, None]
 
 
 def test_other_sizes_and_native_mnist(registry):

@@ -8,7 +8,7 @@ from torch import nn
 from aeframe import protocol
 from aeframe.schedule import Phase, Schedule
 from aeframe.train import _PhaseState
-from aeframe_builtins.baseline import baseline_autoencoder as BaselineAE
+from aeframe_builtins.layers import baseline_autoencoder as BaselineAE
 
 
 def test_baseline_has_the_studys_parameter_count_and_shapes():

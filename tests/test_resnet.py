@@ -9,12 +9,14 @@ import pytest
 import torch
 from torchvision.models import resnet34
 
-import aeframe_builtins.resnet as rn
+import aeframe_builtins.resnet_model as rm
+import aeframe_builtins.resnet_weights as rw
 from aeframe import ImageData, TechniqueUnavailable
 from aeframe.errors import CompositionError, SpecError
 from aeframe.plan import resolve_technique
 from aeframe.train import _PhaseState
-from aeframe_builtins.shapes import CLASSES, generate
+from aeframe_builtins.resnet import STUDY_CHECKPOINT, WEIGHTS_URL, is_path
+from aeframe_builtins.shapes_generator import CLASSES, generate
 
 from techniques import context, train_cell
 
@@ -23,7 +25,7 @@ STUDY_RATES = (1e-6, 2.783e-6, 7.743e-6, 2.154e-5, 5.995e-5, 1.668e-4, 4.642e-4,
 
 
 def body_of(model) -> dict[str, torch.Tensor]:
-    return rn.find_body(model).state_dict()
+    return rm.find_body(model).state_dict()
 
 
 def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -66,8 +68,8 @@ def build(technique: str, registry, **ctx_fields):
 
 
 def test_model_has_the_studys_parameter_counts_and_shapes():
-    model = rn.resnet_autoencoder((3, 32, 32))
-    assert sum(p.numel() for p in rn.find_body(model).parameters()) == 21_284_672
+    model = rm.resnet_autoencoder((3, 32, 32))
+    assert sum(p.numel() for p in rm.find_body(model).parameters()) == 21_284_672
     assert sum(p.numel() for p in model.decoder.parameters()) == 1_577_433
     assert model.decoder[0].in_features == 1024
     x = torch.rand(4, 3, 32, 32)
@@ -77,8 +79,8 @@ def test_model_has_the_studys_parameter_counts_and_shapes():
 
 
 def test_native_grey_view_repeats_the_channel_for_the_body():
-    model = rn.resnet_autoencoder((1, 28, 28))
-    assert isinstance(model.encoder[0], rn.GreyToRGB)
+    model = rm.resnet_autoencoder((1, 28, 28))
+    assert isinstance(model.encoder[0], rm.GreyToRGB)
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 1, 28, 28)
 
 
@@ -88,20 +90,26 @@ def test_other_channel_counts_skip_the_cell(registry):
             build(technique, registry, shape=(2, 32, 32))
 
 
-def test_resnet_trains_everything_in_one_group_at_the_studys_rates(registry):
-    model, _, schedule = build("resnet", registry)
+@pytest.mark.parametrize("dataset, rate", [("mnist", 1e-4), ("fashion-mnist", 1e-4), ("shapes", 1e-3), ("cifar10", 1e-3)])
+def test_resnet_trains_everything_in_one_group_at_the_studys_rates(registry, dataset, rate):
+    model, _, schedule = build("resnet", registry, dataset=dataset)
     assert all(p.requires_grad for p in model.parameters())
-    assert [p.lrs() for p in schedule.phases] == [[3e-3], [1e-3]]
+    assert [p.lrs() for p in schedule.phases] == [[3e-3], [rate]]
     assert schedule.phases[1].param_groups is None and not schedule.phases[1].fresh_optimizer
-    technique = registry.techniques["resnet"]
-    for dataset, rate in (("mnist", 1e-4), ("fashion-mnist", 1e-4), ("shapes", 1e-3), ("cifar10", 1e-3)):
-        assert technique.build_schedule(replace(context(), dataset=dataset)).phases[1].lrs() == [rate]
+
+
+def test_resnet_declares_its_rate_and_takes_the_baselines_schedule(registry):
+    resnet = registry.techniques["resnet"]
+    assert resnet.provides("model") and not resnet.provides("schedule") and not resnet.wraps("schedule")
+    assert resnet.learning_rates["run 2"].on("mnist") == 1e-4
+    assert registry.techniques["pretrained-resnet"].learning_rates["run 2"].on("mnist") == pytest.approx(
+        STUDY_RATES, rel=1e-3)
 
 
 def test_pretrained_body_is_frozen_then_unfrozen_with_ten_groups(registry, hub):
     _, imagenet = hub
     model, _, schedule = build("pretrained-resnet", registry)
-    body = rn.find_body(model)
+    body = rm.find_body(model)
     assert same_weights(body.state_dict(), {k: v for k, v in imagenet.items() if not k.startswith("fc.")})
     assert not any(p.requires_grad for p in body.parameters())
     assert all(p.requires_grad for p in model.decoder.parameters())
@@ -116,7 +124,7 @@ def test_pretrained_body_is_frozen_then_unfrozen_with_ten_groups(registry, hub):
     assert state.optimizer is not first
     assert all(p.requires_grad for p in model.parameters())
     groups = state.optimizer.param_groups
-    expected = [list(getattr(body, name).parameters()) for name in rn.BODY_LAYERS]
+    expected = [list(getattr(body, name).parameters()) for name in rm.BODY_LAYERS]
     expected += [[], list(model.decoder.parameters())]
     assert [[id(p) for p in g["params"]] for g in groups] == [[id(p) for p in g] for g in expected]
     assert [len(g["params"]) for g in groups] == [1, 2, 0, 0, 18, 27, 39, 21, 0, 14]
@@ -126,7 +134,7 @@ def test_pretrained_body_is_frozen_then_unfrozen_with_ten_groups(registry, hub):
 
 def test_frozen_body_keeps_its_weights_but_batchnorm_statistics_follow_the_data(registry, hub):
     model, loss_fn, schedule = build("pretrained-resnet", registry)
-    body = rn.find_body(model)
+    body = rm.find_body(model)
     before = {k: v.clone() for k, v in body.state_dict().items()}
     decoder_before = model.decoder[0].weight.detach().clone()
     state = _PhaseState()
@@ -145,7 +153,7 @@ def test_frozen_body_keeps_its_weights_but_batchnorm_statistics_follow_the_data(
 
 
 def test_the_studys_older_imagenet_checkpoint_is_accepted(registry, monkeypatch, tmp_path, fake_imagenet):
-    (tmp_path / rn.STUDY_CHECKPOINT).symlink_to(fake_imagenet[0] / IMAGENET_FILE)
+    (tmp_path / STUDY_CHECKPOINT).symlink_to(fake_imagenet[0] / IMAGENET_FILE)
     monkeypatch.setattr("aeframe_builtins.pretrained.hub_checkpoints", lambda: tmp_path)
     model, _, _ = build("pretrained-resnet", registry)
     assert torch.equal(body_of(model)["conv1.weight"], fake_imagenet[1]["conv1.weight"])
@@ -176,15 +184,15 @@ def test_resnet_cell_reduces_the_training_loss(registry, workspace):
 
 def test_weights_from_a_file(registry, tmp_path):
     torch.manual_seed(7)
-    source = rn.resnet_autoencoder((3, 32, 32))
+    source = rm.resnet_autoencoder((3, 32, 32))
     body_file, whole_file = tmp_path / "body.pt", tmp_path / "autoencoder.pth"
-    torch.save(rn.find_body(source).state_dict(), body_file)
+    torch.save(rm.find_body(source).state_dict(), body_file)
     torch.save(source.state_dict(), whole_file)  # keys under encoder.body.
     for path in (body_file, whole_file):
         comp = resolve_technique(f"pretrained-resnet[weights={path}]", registry)
         assert comp.label == f"Pretraining [weights={path}]"
         model = comp.build(context()).model
-        assert same_weights(body_of(model), rn.find_body(source).state_dict())
+        assert same_weights(body_of(model), rm.find_body(source).state_dict())
 
 
 def test_missing_or_foreign_weights_file_is_named(registry, tmp_path):
@@ -195,7 +203,7 @@ def test_missing_or_foreign_weights_file_is_named(registry, tmp_path):
     with pytest.raises(TechniqueUnavailable, match=re.escape(f"{foreign} holds no ResNet34 weights")):
         build(f"pretrained-resnet[weights={foreign}]", registry)
     wrong = tmp_path / "resnet18.pt"
-    torch.save({k: v for k, v in rn.resnet34_body().state_dict().items() if not k.startswith("layer4.2.")}, wrong)
+    torch.save({k: v for k, v in rm.resnet34_body().state_dict().items() if not k.startswith("layer4.2.")}, wrong)
     with pytest.raises(TechniqueUnavailable, match=re.escape(f"{wrong} does not fit ResNet34") + ".*layer4.2"):
         build(f"pretrained-resnet[weights={wrong}]", registry)
 
@@ -218,12 +226,12 @@ def test_pretraining_on_a_dataset_is_cached_and_reused(registry, tmp_path, capsy
     assert "epoch 1/1 loss" in err and "train accuracy" in err and "test accuracy" in err
     [cached] = (tmp_path / "pretrained-resnet").iterdir()
     assert cached.name.startswith("resnet34-body-shapes-3x32x32-1ep-") and cached.suffix == ".pt"
-    assert not any(p.requires_grad for p in rn.find_body(first).parameters())
+    assert not any(p.requires_grad for p in rm.find_body(first).parameters())
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("pretrained again despite the cache")
 
-    monkeypatch.setattr(rn, "train_classifier_body", must_not_train)
+    monkeypatch.setattr(rw, "train_classifier_body", must_not_train)
     second, _, _ = build(spelled, registry, cache_dir=tmp_path, load_dataset=tiny_shapes(calls))
     assert f"using cached {cached}" in capsys.readouterr().err
     assert calls == ["shapes"]
@@ -231,16 +239,16 @@ def test_pretraining_on_a_dataset_is_cached_and_reused(registry, tmp_path, capsy
     # Pretraining ran on its own random stream: the cell's decoder init is the same either way.
     assert torch.equal(first.decoder[0].weight, second.decoder[0].weight)
     # Another length or cell shape is another cache entry.
-    assert rn.pretrain_cache_file(tmp_path, "shapes", (3, 32, 32), 2) != cached
-    assert rn.pretrain_cache_file(tmp_path, "shapes", (1, 28, 28), 1) != cached
+    assert rw.pretrain_cache_file(tmp_path, "shapes", (3, 32, 32), 2) != cached
+    assert rw.pretrain_cache_file(tmp_path, "shapes", (1, 28, 28), 1) != cached
 
 
 def test_pretraining_images_take_the_cells_shape():
     colour = generate(4, 0, "test").images
-    grey = rn._as_cell_images(colour, (1, 28, 28))
+    grey = rw._as_cell_images(colour, (1, 28, 28))
     assert grey.shape == (4, 1, 28, 28) and grey.dtype == torch.uint8
-    assert rn._as_cell_images(grey, (3, 32, 32)).shape == (4, 3, 32, 32)
-    assert torch.equal(rn._as_cell_images(colour, (3, 32, 32)), colour)
+    assert rw._as_cell_images(grey, (3, 32, 32)).shape == (4, 3, 32, 32)
+    assert torch.equal(rw._as_cell_images(colour, (3, 32, 32)), colour)
 
 
 def test_unknown_dataset_for_weights_is_explained(registry, workspace, tmp_path):
@@ -256,7 +264,7 @@ def test_parameters_are_checked_before_anything_runs(registry):
         resolve_technique("pretrained-resnet[weights=shapes,pretrain_epochs=0]", registry)
     with pytest.raises(SpecError, match="pretrain_epochs applies only to weights=DATASET"):
         resolve_technique("pretrained-resnet[pretrain_epochs=5]", registry)
-    assert rn.is_path("weights/r34.pth") and rn.is_path("r34.pt") and not rn.is_path("fashion-mnist")
+    assert is_path("weights/r34.pth") and is_path("r34.pt") and not is_path("fashion-mnist")
 
 
 def test_resnet_and_pretrained_resnet_both_provide_the_model(registry):
@@ -274,7 +282,5 @@ def test_both_techniques_are_registered_with_the_studys_row_names(registry):
 
 def test_weights_url_is_torchvisions_imagenet_checkpoint():
     from torchvision.models import ResNet34_Weights
-
-    from aeframe_builtins.resnet import WEIGHTS_URL
 
     assert WEIGHTS_URL == ResNet34_Weights.IMAGENET1K_V1.url
