@@ -294,18 +294,22 @@ def _doc_metrics(page: str, section: str) -> list[Metric]:
 
     text = (Path(__file__).resolve().parent.parent / "docs" / page).read_text()
     start = text.index(section)
-    end = text.find("\n## ", start + 1)
-    body = text[start:end if end != -1 else None]
+    level = len(section) - len(section.lstrip("#"))
+    # The section ends at the next heading of its level or higher.
+    after = re.search(rf"^#{{1,{level}}} ", text[start + len(section):], re.M)
+    body = text[start:start + len(section) + after.start()] if after else text[start:]
     found: list[Metric] = []
     for source in re.findall(r"```python\n(.*?)```", body, re.S):
         namespace: dict = {}
         exec(compile(source, f"docs/{page}", "exec"), namespace)
-        namespace["register_metrics"](found.append)
+        if "register_metrics" in namespace:
+            namespace["register_metrics"](found.append)
     return found
 
 
 def test_the_documented_metrics_work(registry, workspace):
-    documented = _doc_metrics("plugins.md", "## Metrics") + _doc_metrics("metrics.md", "## Adding a metric")
+    documented = (_doc_metrics("plugins.md", "### register_metrics(register)")
+                  + _doc_metrics("metrics.md", "## Adding a metric"))
     assert [m.name for m in documented] == ["relative-mse", "edge-mse", "worst-mse"]
     data = workspace.load_dataset(TINY_SHAPES)
     context = replace(bare_context(), shape=data.shape, load_dataset=workspace.load_dataset, dataset_spec=TINY_SHAPES)

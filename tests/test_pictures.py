@@ -97,7 +97,6 @@ def test_the_page_names_the_commands_versions_commit_device_and_protocol_and_lin
     assert all((page.parent / link).is_file() for link in links)
 
 
-@pytest.mark.slow
 def test_report_images_and_docs_from_a_real_bench(tmp_path, cli):
     # A real process: the page repeats the bench command as typed, which only a program run has.
     bench = ("bench", "-t", "baseline", "-t", "pixel-shuffle", "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite")
