@@ -295,8 +295,9 @@ def _doc_metrics(page: str, section: str) -> list[Metric]:
     text = (Path(__file__).resolve().parent.parent / "docs" / page).read_text()
     start = text.index(section)
     level = len(section) - len(section.lstrip("#"))
-    # The section ends at the next heading of its level or higher.
-    after = re.search(rf"^#{{1,{level}}} ", text[start + len(section):], re.M)
+    # The section ends at the next heading of its level or higher ("# " is left out: it also starts
+    # comment lines in the code blocks, and a page has only one such heading, its title).
+    after = re.search(rf"^#{{2,{level}}} ", text[start + len(section):], re.M)
     body = text[start:start + len(section) + after.start()] if after else text[start:]
     found: list[Metric] = []
     for source in re.findall(r"```python\n(.*?)```", body, re.S):
