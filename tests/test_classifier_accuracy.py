@@ -25,6 +25,14 @@ def context(data, cache_dir: Path) -> CellContext:
                        cache_dir=cache_dir, load_dataset=lambda text: data, dataset_spec="shapes[train=3000,test=500]")
 
 
+@pytest.fixture(scope="module")
+def trained(shapes_data, tmp_path_factory) -> Path:
+    """A cache directory holding the classifier trained on ``shapes_data`` (trained once for this module)."""
+    cache = tmp_path_factory.mktemp("classifier-cache")
+    prepared(shapes_data, cache)
+    return cache
+
+
 def prepared(data, cache_dir: Path) -> Metric:
     """A cell's copy of the metric, prepared for ``data`` as a run prepares it."""
     [metric] = MetricSet([ClassifierAccuracy()]).for_cell(context(data, cache_dir))
@@ -39,8 +47,8 @@ def score(metric: Metric, images: torch.Tensor, labels: torch.Tensor) -> float:
     return metric.result()
 
 
-def test_the_reference_classifier_is_far_above_chance_and_an_identity_autoencoder_scores_it(shapes_data, tmp_path):
-    metric = prepared(shapes_data, tmp_path)
+def test_the_reference_classifier_is_far_above_chance_and_an_identity_autoencoder_scores_it(shapes_data, trained):
+    metric = prepared(shapes_data, trained)
     reference = metric.details()["reference"]
     assert reference > 0.6  # ten balanced classes: chance is 0.1
     # Reconstructions equal to the originals score exactly the Original Image accuracy.
@@ -50,29 +58,32 @@ def test_the_reference_classifier_is_far_above_chance_and_an_identity_autoencode
     assert details["about"].startswith("top-1 against the true labels of a CNN") and "from scratch" in details["about"]
 
 
-def test_worse_reconstructions_score_lower(shapes_data, tmp_path):
-    metric = prepared(shapes_data, tmp_path)
+def test_worse_reconstructions_score_lower(shapes_data, trained):
+    metric = prepared(shapes_data, trained)
     blurred = torch.nn.functional.avg_pool2d(shapes_data.test.images.float(), 8, stride=1, padding=0)
     blurred = torch.nn.functional.interpolate(blurred, size=32).round().to(torch.uint8)
     assert score(metric, blurred, shapes_data.test.labels) < metric.details()["reference"] - 0.2
 
 
-def test_the_classifier_is_cached_and_reused(shapes_data, tmp_path, monkeypatch):
-    first = prepared(shapes_data, tmp_path)
-    assert len(list((tmp_path / "classifier").glob("*.pt"))) == 1
+def test_the_classifier_is_cached_and_reused(shapes_data, trained, monkeypatch):
+    first = prepared(shapes_data, trained)
+    assert len(list((trained / "classifier").glob("*.pt"))) == 1
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached classifier should have been used")
 
     monkeypatch.setattr(reference_classifier, "train_reference", no_training)
-    second = prepared(shapes_data, tmp_path)
+    second = prepared(shapes_data, trained)
     assert second.details()["reference"] == first.details()["reference"]
     assert score(second, shapes_data.test.images, shapes_data.test.labels) == first.details()["reference"]
 
 
-def test_training_leaves_the_cells_random_stream_alone(shapes_data, tmp_path):
+def test_training_leaves_the_cells_random_stream_alone(tmp_path):
+    from aeframe import ImageData
+
+    small = ImageData(train=generate(512, 0, "train"), test=generate(64, 0, "test"), classes=[str(i) for i in range(10)])
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    ClassifierAccuracy().prepare(context(shapes_data, tmp_path))
+    ClassifierAccuracy().prepare(context(small, tmp_path))  # trains: nothing is cached in tmp_path
     assert torch.equal(torch.rand(3), expected)

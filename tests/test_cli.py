@@ -144,7 +144,7 @@ def _done_cells(store: Path) -> int:
 
 def test_a_killed_run_keeps_its_finished_cells_and_resumes(tmp_path, cli):
     exe = Path(sys.executable).with_name("aeframe")
-    args = [str(exe), "bench", "-t", "baseline", "-d", TINY_SHAPES, "--seeds", "6", "--epochs", "2", "--store", "r.sqlite"]
+    args = [str(exe), "bench", "-t", "baseline", "-d", TINY_SHAPES, "--seeds", "6", "--epochs", "1", "--store", "r.sqlite"]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     store = tmp_path / "r.sqlite"
     deadline = time.monotonic() + 120
