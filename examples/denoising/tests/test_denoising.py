@@ -33,8 +33,7 @@ def test_stripes_passes_aeframes_dataset_checks(registry):
     assert all(c.status == "PASS" for c in checks) and len(checks) == 6
 
 
-def test_noise_reaches_training_inputs_only(registry, tiny_shapes):
-    from aeframe.plan import resolve_technique
+def test_noise_reaches_training_inputs_only(tiny_shapes):
     from aeframe_denoising.technique import NoisyInput
 
     model = NoisyInput(torch.nn.Identity(), noise=0.5)
@@ -43,7 +42,6 @@ def test_noise_reaches_training_inputs_only(registry, tiny_shapes):
     noisy = model(x)
     assert 0.1 < float((noisy - x).abs().mean()) < 0.5 and noisy.min() >= 0 and noisy.max() <= 1
     assert torch.equal(model.eval()(x), x)  # evaluation sees clean images
-    assert resolve_technique("denoising[noise=0.3]", registry).label == "Denoising [noise=0.3]"
 
 
 def _aeframe(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -53,11 +51,12 @@ def _aeframe(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_bench_trains_denoising_on_stripes(tmp_path, quick_budget):
-    result = _aeframe("bench", "-t", "denoising", "-d", "stripes[train=256,test=64]", "--epochs",
+    result = _aeframe("bench", "-t", "denoising[noise=0.3]", "-d", "stripes[train=256,test=64]", "--epochs",
                       str(quick_budget.epochs), "--store", "r.sqlite", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("## Stripes")
-    row = next(line for line in result.stdout.splitlines() if line.startswith("| Denoising "))
+    # The row is named after the technique and the parameters that differ from their defaults.
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| Denoising [noise=0.3] "))
     assert 0 < float(row.split("|")[3]) < 1  # the MSE column
 
 
