@@ -20,7 +20,6 @@ from aeframe.output import reconstruction, training_loss
 from aeframe.plan import Cell
 from aeframe.record import DIVERGED, DONE, FAILED, SKIPPED, SKIPPED_TECHNIQUE, CellRecord, PhaseSummary, Protocol
 from aeframe.samples import capture_samples
-from aeframe.speed import Speed
 from aeframe.technique import BuiltCell, CellContext, TechniqueUnavailable
 from aeframe.train import ProgressSink, train
 
@@ -101,7 +100,7 @@ def run_cell(
         # numbers that draws must not make its training differ from the next cell's with the same seed.
         seed_everything(cell.seed)
         built = cell.composition.build(context)
-        speed = Speed.from_config(cell.config)
+        speed = cell.config.speed
         prepare_device(device)
         model = speed_model(built.model, speed, device)
         loss_fn = built.loss

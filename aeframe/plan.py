@@ -17,7 +17,6 @@ from aeframe.record import (
     DatasetRef,
     DeviceRef,
     Provenance,
-    SpeedSettings,
     TechniqueRef,
 )
 from aeframe.spec import parse_combination, parse_component
@@ -116,7 +115,7 @@ def cell_key(config: CellConfig) -> str:
     # float sums (so the last bits), and under a time budget how many steps fit: all three decide
     # the numbers. Only values other than plain eager fp32 are hashed, so that cells stored before
     # these settings existed (all plain fp32) keep their keys.
-    plain = SpeedSettings().to_json()
+    plain = Speed().to_json()
     decisive.update({k: v for k, v in config.speed.to_json().items() if v != plain[k]})
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -157,7 +156,7 @@ def plan_cells(
                     seed=seed,
                     budget=BudgetLimits(budget.epochs, budget.seconds),
                     lr=lr,
-                    speed=speed.settings(),
+                    speed=speed,
                     device=DeviceRef(device.get("type"), device.get("name")),
                     versions=dict(versions),
                     provenance=provenance,

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from aeframe.speed import Speed
+
 if TYPE_CHECKING:
     from aeframe.samples import Samples
 
@@ -108,23 +110,6 @@ class DeviceRef:
 
 
 @dataclass(frozen=True)
-class SpeedSettings:
-    """How a cell computed (see :mod:`aeframe.speed`); cells stored before these existed were plain fp32."""
-
-    precision: str = "fp32"
-    channels_last: bool = False
-    compile: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"precision": self.precision, "channels_last": self.channels_last, "compile": self.compile}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> SpeedSettings:
-        return cls(str(data.get("precision") or "fp32"), bool(data.get("channels_last", False)),
-                   bool(data.get("compile", False)))
-
-
-@dataclass(frozen=True)
 class Provenance:
     """How a cell came to be run: the command as typed (None through the Python API) and aeframe's commit."""
 
@@ -210,7 +195,7 @@ class CellConfig:
     seed: int | None = None
     budget: BudgetLimits = field(default_factory=BudgetLimits)
     lr: str = "study"  # "study": each technique's own rates; "find": a range test per cell
-    speed: SpeedSettings = field(default_factory=SpeedSettings)
+    speed: Speed = field(default_factory=Speed)
     device: DeviceRef = field(default_factory=DeviceRef)
     versions: dict[str, str] = field(default_factory=dict)
     provenance: Provenance | None = None
@@ -268,7 +253,7 @@ class CellConfig:
             if isinstance(techniques, list) else [],
             seed=data.get("seed"),
             lr=str(data.get("lr") or "study"),
-            speed=SpeedSettings.from_json(data),
+            speed=Speed.from_json(data),
             versions=dict(_mapping(data.get("versions"))),
             plugins=dict(_mapping(data.get("plugins"))),
             extra=extra,

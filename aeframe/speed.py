@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 from aeframe.errors import UsageProblem
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import torch
-from aeframe.record import CellConfig, SpeedSettings
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 PRECISION_CHOICES = ("auto",) + PRECISIONS
@@ -54,21 +55,19 @@ class Speed:
     channels_last: bool = False
     compile: bool = False
 
-    def to_config(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
+        """As a cell's config records them."""
         return {"precision": self.precision, "channels_last": self.channels_last, "compile": self.compile}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Speed:
+        """The settings a cell's config records; configs stored before they existed were plain fp32."""
+        return cls(str(data.get("precision") or "fp32"), bool(data.get("channels_last", False)),
+                   bool(data.get("compile", False)))
 
     def describe(self) -> str:
         return (f"precision {self.precision}, channels_last {'on' if self.channels_last else 'off'}, "
                 f"compile {'on' if self.compile else 'off'}")
-
-    @classmethod
-    def from_config(cls, config: CellConfig) -> "Speed":
-        """The settings a cell's config records; configs stored before they existed were plain fp32."""
-        return cls(config.speed.precision, config.speed.channels_last, config.speed.compile)
-
-    def settings(self) -> SpeedSettings:
-        """As a cell's config records them."""
-        return SpeedSettings(self.precision, self.channels_last, self.compile)
 
     @property
     def dtype(self) -> torch.dtype:

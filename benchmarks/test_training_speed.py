@@ -68,6 +68,6 @@ def test_training_loops(benchmark, technique, registry, choice, workspace, bench
         "rounds": ROUNDS,
         "warmup_rounds": WARMUP_ROUNDS,
         "dataloader_workers": WORKERS,
-        **speed.to_config(),
+        **speed.to_json(),
         **comparison.extra_info(),
     })

@@ -19,9 +19,9 @@ from aeframe.record import (
     PhaseSummary,
     Protocol,
     Provenance,
-    SpeedSettings,
     TechniqueRef,
 )
+from aeframe.speed import Speed
 from aeframe.store import Store
 
 # A done cell's config exactly as aeframe 0.1.0 stored it (tests/data/store-0.1.0.sqlite).
@@ -50,7 +50,7 @@ def full_config(**changes) -> CellConfig:
         seed=2,
         budget=BudgetLimits(15, 60.0),
         lr="find",
-        speed=SpeedSettings("bf16", True, True),
+        speed=Speed("bf16", True, True),
         device=DeviceRef("cuda", "NVIDIA H200"),
         versions={"aeframe": "0.2.0", "torch": "2.5.0"},
         provenance=Provenance("aeframe bench -t pixel-shuffle", "0123abcd"),
@@ -76,7 +76,7 @@ def test_a_0_1_0_cell_reads_into_typed_parts():
     assert config.kind == CELL and config.reference and config.seed == 0
     assert config.techniques == [TechniqueRef("baseline", {"latent": "1000"}, "0.1.0")]
     assert config.dataset == DatasetRef("shapes", "Shapes", {"seed": "0", "test": "64", "train": "256"})
-    assert config.budget == BudgetLimits(1, None) and config.speed == SpeedSettings("bf16", True, False)
+    assert config.budget == BudgetLimits(1, None) and config.speed == Speed("bf16", True, False)
     assert config.device.describe() == "AMD EPYC (2 threads) (cpu)"
     assert config.protocol.batch_size == 128 and config.protocol.phases[1].max_lr == [0.001]
     assert config.provenance == Provenance("aeframe bench -t baseline -d shapes", "6b17315344cc")
@@ -119,7 +119,7 @@ def test_unknown_keys_are_kept_and_written_back():
 def test_missing_optional_keys_and_odd_values_do_not_fail():
     bare = CellConfig.from_json({}, "done")
     assert bare == CellConfig(kind=CELL)
-    assert (bare.lr, bare.speed, bare.protocol, bare.provenance) == ("study", SpeedSettings(), None, None)
+    assert (bare.lr, bare.speed, bare.protocol, bare.provenance) == ("study", Speed(), None, None)
     # Early records described the protocol as text: kept as it was, not read as something else.
     text = CellConfig.from_json({"label": "Baseline", "techniques": [], "protocol": "adam lr=1e-3"}, "done")
     assert text.protocol is None and text.to_json()["protocol"] == "adam lr=1e-3"

@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 
 from aeframe.metric import Metric
-from aeframe.record import SKIPPED_DATASET, CellConfig, CellRecord, Protocol, SpeedSettings
+from aeframe.record import SKIPPED_DATASET, CellConfig, CellRecord, Protocol
+from aeframe.speed import Speed
 from aeframe.report import render
 
 VERSIONS = {"aeframe": "0.1.0", "torch": "2.4.1", "torchvision": "0.19.1", "python": "3.11.7"}
@@ -266,7 +267,7 @@ def test_lr_find_cost_shows_in_its_own_column_and_the_conditions_line():
 
 def test_precision_separates_tables_and_shows_in_the_conditions_line():
     bf16 = done(label="Baseline", mse=0.002)
-    bf16.config = replace(bf16.config, speed=SpeedSettings("bf16", channels_last=True))
+    bf16.config = replace(bf16.config, speed=Speed("bf16", channels_last=True))
     bf16.key += "/bf16"
     md = render([done(label="Baseline"), bf16], METRICS)
     headings = [line for line in md.splitlines() if line.startswith("#")]
@@ -281,7 +282,7 @@ def test_precision_separates_tables_and_shows_in_the_conditions_line():
 
 def test_compile_time_shows_in_its_own_column():
     compiled = done()
-    compiled.config = replace(compiled.config, speed=SpeedSettings(compile=True))
+    compiled.config = replace(compiled.config, speed=Speed(compile=True))
     compiled.stats["compile_seconds"] = 12.5
     out = render([compiled], METRICS)
     [[header, row]] = tables(out)

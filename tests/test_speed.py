@@ -12,7 +12,7 @@ from aeframe.environment import device_info, versions
 from aeframe.errors import UsageProblem
 from aeframe.numerics import SpeedModel, speed_model
 from aeframe.plan import cell_key, plan_cells, resolve_dataset, resolve_technique
-from aeframe.record import CellConfig, SpeedSettings
+from aeframe.record import CellConfig
 import aeframe.speed
 from aeframe.speed import Speed, resolve_speed
 
@@ -102,7 +102,7 @@ def test_lower_precision_cells_train_to_finite_metrics(registry, tiny_data, work
     record = run_cell(one_cell(registry, Speed(precision, True)), tiny_data, metric_set(registry), CPU,
                       workspace)
     assert record.status == "done", record.error
-    assert record.config.speed == SpeedSettings(precision, channels_last=True)
+    assert record.config.speed == Speed(precision, channels_last=True)
     assert all(math.isfinite(v) for v in record.metrics.values())
     assert 0 < record.metrics["mse"] < 0.5
     assert record.samples.reconstructions.dtype == torch.uint8
