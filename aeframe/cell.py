@@ -53,10 +53,11 @@ def _check_parts(model: nn.Module, built: BuiltCell, data: CellData, label: str)
             f"technique {label!r} built a model whose output has shape {tuple(image.shape)[1:]} "
             f"for input {tuple(sample.shape)[1:]}; an autoencoder must return its input's shape"
         )
-    for name in built.unused_losses():
+    dropping = built.unused_losses()
+    if dropping:
         raise CompositionError(
-            f"technique {name}'s wrap_loss returned a loss that never calls the loss it wraps, so that loss would be "
-            "dropped; a technique that replaces the loss provides it (build_loss) instead"
+            f"technique {dropping[0]}'s wrap_loss returned a loss that never calls the loss it wraps, so that loss "
+            "would be dropped; a technique that replaces the loss provides it (build_loss) instead"
         )
 
 

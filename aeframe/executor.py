@@ -13,8 +13,8 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from aeframe.cell import now, run_cell
-from aeframe.dataset import DatasetUnavailable
 from aeframe.data import on_device
+from aeframe.dataset import DatasetUnavailable
 from aeframe.loading import Workspace
 from aeframe.metric import Metric
 from aeframe.metric_set import MetricSet

@@ -13,8 +13,8 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
-from aeframe.data import DeviceSplit, epoch_order, to_unit
 from aeframe.budget import Budget, BudgetTracker, Clock
+from aeframe.data import DeviceSplit, epoch_order, to_unit
 from aeframe.errors import AeframeError
 from aeframe.evaluate import EVAL_BATCH, timed_evaluate
 from aeframe.lr_find import range_test
