@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import torch
 from torch import nn
 
+from aeframe.composition import BuiltCell
 from aeframe.data import CellData, to_unit
 from aeframe.dataset import DatasetUnavailable
 from aeframe.errors import AeframeError, CompositionError, describe
@@ -20,7 +21,7 @@ from aeframe.output import reconstruction, training_loss
 from aeframe.plan import Cell
 from aeframe.record import DIVERGED, DONE, FAILED, SKIPPED, SKIPPED_TECHNIQUE, CellRecord, PhaseSummary, Protocol
 from aeframe.samples import capture_samples
-from aeframe.technique import BuiltCell, CellContext, TechniqueUnavailable
+from aeframe.technique import CellContext, TechniqueUnavailable
 from aeframe.train import ProgressSink, train
 
 

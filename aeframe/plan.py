@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from aeframe.budget import Budget
+from aeframe.composition import Composition, Member, parse_rate
 from aeframe.dataset import DatasetPlugin
-from aeframe.params import formatted, non_default, resolve_params
 from aeframe.errors import SpecError
+from aeframe.params import formatted, non_default, resolve_params
 from aeframe.plugins import Registry
 from aeframe.record import (
     BudgetLimits,
@@ -21,7 +22,7 @@ from aeframe.record import (
 )
 from aeframe.spec import parse_combination, parse_component
 from aeframe.speed import Speed
-from aeframe.technique import LR_PARAM, Composition, Member, parse_rate
+from aeframe.technique import LR_PARAM
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Cell:
 def resolve_technique(text: str, registry: Registry, lr: str = "study") -> Composition:
     """``a+b[k=v]`` -> a checked :class:`Composition` (unknown names, parameters, conflicts refused).
 
-    ``lr`` is the run's learning-rate policy, which settles some combinations (see :mod:`aeframe.technique`).
+    ``lr`` is the run's learning-rate policy, which settles some combinations (see :mod:`aeframe.composition`).
     """
     members = []
     for spec in parse_combination(text):

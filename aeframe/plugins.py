@@ -23,7 +23,8 @@ from aeframe.dataset import DatasetPlugin
 from aeframe.errors import SpecError, describe
 from aeframe.metric import Metric
 from aeframe.params import Param
-from aeframe.technique import PART_METHODS, PARTS, Technique, misspelt_members, technique_problems
+from aeframe.contract_checks import misspelt_members, technique_problems
+from aeframe.technique import PART_METHODS, PARTS, Technique
 
 GROUP = "aeframe"
 BUILTIN_DIST = "aeframe"

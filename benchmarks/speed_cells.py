@@ -12,14 +12,14 @@ import torch
 from torch import nn
 
 from aeframe.cell import seed_everything
-from aeframe.data import CellData
-from aeframe.loading import Workspace
+from aeframe.composition import Composition
+from aeframe.data import CellData, on_device
 from aeframe.dataset import ImageData
-from aeframe.data import on_device
+from aeframe.loading import Workspace
 from aeframe.plan import DatasetChoice
 from aeframe.schedule import Schedule
 from aeframe.speed import Speed
-from aeframe.technique import CellContext, Composition
+from aeframe.technique import CellContext
 
 from study_style import UInt8Images
 

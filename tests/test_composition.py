@@ -10,7 +10,7 @@ from aeframe.errors import CompositionError
 from aeframe.plan import resolve_technique
 from aeframe.plugins import Registry
 from aeframe.protocol import study_schedule
-from aeframe.technique import Composition, Member
+from aeframe.composition import Composition, Member
 
 CTX = CellContext(shape=(3, 8, 8), dataset="toy", num_classes=2, seed=0, device=torch.device("cpu"), data_dir=Path("."),
                   cache_dir=Path("."), load_dataset=lambda text: None)

@@ -9,12 +9,11 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from aeframe.data import to_unit
 from aeframe.budget import Budget
 from aeframe.cell import seed_everything
-from aeframe.data import on_device
+from aeframe.composition import Composition
+from aeframe.data import on_device, to_unit
 from aeframe.output import training_loss
-from aeframe.technique import Composition
 from aeframe.train import train
 from aeframe.validate.setting import Setting
 
