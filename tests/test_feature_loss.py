@@ -276,11 +276,11 @@ def test_missing_or_foreign_weights_file_is_a_clear_skip(registry, tmp_path, wor
 
 
 def test_a_few_steps_on_shapes_reduce_the_loss(registry, workspace):
-    record = run_one_cell(registry, workspace, "feature-loss[net=random]", budget=Budget(epochs=3))
+    record = run_one_cell(registry, workspace, "feature-loss[net=random]", budget=Budget(epochs=2))
     assert record.status == "done", record.error
     assert record.config.protocol.phases[1].max_lr == [1e-3]
     losses = [e["train_loss"] for e in record.curve]
-    assert len(losses) == 3 and losses[-1] < losses[0]
+    assert len(losses) == 2 and losses[-1] < losses[0]
 
 
 def test_gram_matrices_stay_fp32_under_autocast():
