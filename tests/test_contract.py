@@ -168,15 +168,21 @@ def test_a_model_wrapper_must_keep_the_model_it_wraps(toys):
         resolve_technique("replaces-model", toys).build(CTX)
 
 
+class L1ByWrapping(DropsLoss):
+    """The same mistake on the Baseline, to run it for real."""
+
+    name, base = "l1-by-wrapping", "baseline"
+
+
+def _with_l1_by_wrapping(registry) -> Registry:
+    return Registry(techniques={**registry.techniques, "l1-by-wrapping": L1ByWrapping()}, datasets=registry.datasets,
+                    metrics=registry.metrics)
+
+
 def test_a_dropped_loss_fails_the_cell_with_the_rule(registry, workspace):
     from techniques import train_cell
 
-    class L1ByWrapping(DropsLoss):
-        name, base = "l1-by-wrapping", "baseline"
-
-    toys = Registry(techniques={**registry.techniques, "l1-by-wrapping": L1ByWrapping()}, datasets=registry.datasets,
-                    metrics=registry.metrics)
-    record = train_cell("l1-by-wrapping", toys, workspace)
+    record = train_cell("l1-by-wrapping", _with_l1_by_wrapping(registry), workspace)
     assert record.status == "failed"
     assert record.error.splitlines()[0] == (
         "CompositionError: technique l1-by-wrapping's wrap_loss returned a loss that never calls the loss it wraps, "
@@ -278,11 +284,6 @@ def test_phase_rates_are_data_a_plugin_can_read(toys):
 def test_validate_names_a_loss_wrapper_that_drops_the_loss(registry):
     from aeframe.testing import assert_valid_technique
 
-    class L1ByWrapping(DropsLoss):
-        name, base = "l1-by-wrapping", "baseline"
-
-    toys = Registry(techniques={**registry.techniques, "l1-by-wrapping": L1ByWrapping()}, datasets=registry.datasets,
-                    metrics=registry.metrics)
     with pytest.raises(AssertionError, match="gradients reach every trainable parameter: l1-by-wrapping's wrap_loss "
                                              "never calls the loss it wraps"):
-        assert_valid_technique("l1-by-wrapping", toys)
+        assert_valid_technique("l1-by-wrapping", _with_l1_by_wrapping(registry))
