@@ -43,6 +43,8 @@ class BenchOutcome:
     metrics: list[Metric]
     named_datasets: set[str] = field(default_factory=set)
     named_techniques: bool = False
+    earlier: list[CellRecord] = field(default_factory=list)  # done attempts of the cells --rerun trained again
+    store_lost: bool = False  # the store file was deleted or replaced during the run
 
     def _asked_for(self, record: CellRecord) -> bool:
         """Whether the user named what was skipped (rather than --all finding it unavailable)."""
@@ -54,10 +56,11 @@ class BenchOutcome:
     def exit_code(self) -> int:
         failed = any(r.status == FAILED for r in self.records)
         missing = any(r.status == SKIPPED and self._asked_for(r) for r in self.records)
-        return 1 if failed or missing else 0
+        return 1 if failed or missing or self.store_lost else 0
 
     def render(self, fmt: str) -> str:
-        return render(self.records, self.metrics, fmt)
+        # As the report will show them: a rerun that failed leaves the earlier result in the table.
+        return render(self.earlier + self.records, self.metrics, fmt)
 
 
 def _whose(record: CellRecord) -> str:
@@ -83,11 +86,16 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
                        request.lr, provenance, speed)
 
     records: list[CellRecord] = []
+    earlier: list[CellRecord] = []
     with Store(request.store_path) as store:
         pending = []
         for cell in cells:
-            done = None if request.rerun else store.find_done(cell.key)
-            if done is not None:
+            done = store.find_done(cell.key)
+            if request.rerun:
+                # A rerun adds an attempt; the finished one stays in the store whatever happens.
+                earlier += [done] if done is not None else []
+                pending.append(cell)
+            elif done is not None:
                 records.append(done)
             else:
                 pending.append(cell)
@@ -106,6 +114,7 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
         except KeyboardInterrupt:
             say(f"interrupted: the {len(records)} finished cells are saved in {request.store_path}")
             raise
+    lost = store.replaced is not None
     failed = [r for r in records if r.status == FAILED]
     if failed:
         say(f"{len(failed)} of {len(records)} cells failed; the others are stored in {request.store_path}:")
@@ -113,4 +122,4 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
         say(f"failed: {r.config.label} on {r.config.dataset.name} (seed {r.config.seed}): "
             f"{first_line(r.error)}{_whose(r)}")
     named = set() if request.run_all or not request.datasets else {d.plugin.name for d in datasets}
-    return BenchOutcome(records, metrics, named, bool(request.techniques) and not request.run_all)
+    return BenchOutcome(records, metrics, named, bool(request.techniques) and not request.run_all, earlier, lost)

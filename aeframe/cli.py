@@ -89,7 +89,7 @@ def cli() -> None:
               default=DEFAULT_STORE, show_default=True, help="SQLite results file [env AEFRAME_STORE].")
 @click.option("--output", type=click.Path(dir_okay=False), help="Write the tables to this file instead of stdout.")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json", "csv"]), default="markdown", show_default=True)
-@click.option("--rerun", is_flag=True, help="Train cells again even if the store has them done.")
+@click.option("--rerun", is_flag=True, help="Train cells again even if the store has them done (their earlier results are kept).")
 def bench(all_, techniques, datasets, seeds, epochs, time_budget, lr, device, precision, channels_last, compile_,
           data_dir, store_path, output, fmt, rerun) -> None:
     """Train techniques on datasets under a budget, store every cell, print the comparison tables.

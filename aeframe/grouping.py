@@ -49,12 +49,29 @@ class Table:
         return [r for rs in self.rows.values() for r in rs]
 
 
+@dataclass(frozen=True)
+class Missing:
+    """A record that is not in its dataset's tables: the latest attempt of a cell that never got
+    done, or (``after_done``) an attempt that failed after the one the tables show."""
+
+    record: CellRecord
+    after_done: bool = False
+
+
 @dataclass
 class Section:
     name: str
     title: str
     tables: dict[str, Table] = field(default_factory=dict)  # condition key -> table, in order
-    not_done: list[CellRecord] = field(default_factory=list)
+    not_done: list[Missing] = field(default_factory=list)
+
+
+@dataclass
+class _Cell:
+    """The attempts at one cell that count: its latest done one, and the latest one if it came later."""
+
+    done: CellRecord | None = None
+    later: CellRecord | None = None
 
 
 def label_of(record: CellRecord) -> str:
@@ -74,38 +91,46 @@ def condition_of(record: CellRecord) -> Condition:
     )
 
 
-def _skip_of(record: CellRecord, done: CellRecord) -> bool:
+def _skip_of(record: CellRecord | None, done: CellRecord) -> bool:
     """Whether ``record`` says ``done``'s dataset could not be had (not that a technique could not run)."""
-    return record.config.kind == SKIPPED_DATASET and record.config.dataset.name == done.config.dataset.name
+    return record is not None and record.config.kind == SKIPPED_DATASET and record.config.dataset.name == done.config.dataset.name
 
 
 def group(records: Sequence[CellRecord]) -> list[Section]:
-    """Sections of tables from ``records`` (oldest first): the latest record of each cell counts."""
-    # A later record for the same (dataset, condition, label, seed) supersedes an earlier one,
-    # e.g. a rerun after an upgrade, or a failure that was retried: only the latest state counts.
-    # It takes the earlier one's place, so rows keep the order in which labels first appeared.
-    latest: dict[str, CellRecord] = {}
+    """Sections of tables from ``records`` (oldest first): each cell's latest done attempt counts.
+
+    A cell is a (dataset, condition, label, seed): its attempts are a rerun with ``--rerun``, a
+    failure that was retried, or a rerun after an upgrade changed its key. The tables show the
+    latest done attempt; an attempt that did not get done and came after it is listed below
+    them, never in its place. A cell that was never done is listed by its latest attempt.
+    """
+    cells: dict[str, _Cell] = {}  # in the order cells first appear, so rows keep the order of first runs
     for record in records:
         identity = json.dumps(
             [record.config.dataset.name, condition_of(record).to_json(), label_of(record), record.config.seed],
             sort_keys=True,
         )
-        latest[identity] = record
+        cell = cells.setdefault(identity, _Cell())
         if record.status == DONE:
+            cell.done, cell.later = record, None
             # A dataset that trains now was only missing before: forget that it was skipped.
-            latest = {k: r for k, r in latest.items() if not _skip_of(r, record)}
+            cells = {k: c for k, c in cells.items() if c.done is not None or not _skip_of(c.later, record)}
+        else:
+            cell.later = record
 
     sections: dict[str, Section] = {}
-    for record in latest.values():
-        dataset = record.config.dataset
+    for cell in cells.values():
+        first = cell.done or cell.later
+        dataset = first.config.dataset
         name = dataset.name or "unknown"
         section = sections.setdefault(name, Section(name, dataset.title or name))
-        if record.status != DONE:
-            section.not_done.append(record)
+        if cell.later is not None:
+            section.not_done.append(Missing(cell.later, after_done=cell.done is not None))
+        if cell.done is None:
             continue
-        condition = condition_of(record)
+        condition = condition_of(cell.done)
         table = section.tables.setdefault(condition.key, Table(condition))
-        table.rows.setdefault(label_of(record), []).append(record)
+        table.rows.setdefault(label_of(cell.done), []).append(cell.done)
     for section in sections.values():
         for table in section.tables.values():
             _reference_first(table)

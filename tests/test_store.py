@@ -1,8 +1,10 @@
 """The results store: a real SQLite file that survives kills and refuses files that are not ours."""
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -67,13 +69,22 @@ def test_schema_has_marker_version_and_queryable_columns(tmp_path):
     conn.close()
 
 
-def test_save_replaces_the_record_with_the_same_key(tmp_path):
+def test_save_appends_an_attempt_and_find_done_takes_the_latest_done_one(tmp_path):
     with Store(tmp_path / "r.sqlite") as store:
         store.save(make_record(status="failed", error="RuntimeError: boom", metrics={}))
         assert store.find_done("k1") is None
-        store.save(make_record(metrics={"mse": 0.5}))
-        assert [r.metrics for r in store.records()] == [{"mse": 0.5}]
-        assert store.find_done("k1").metrics == {"mse": 0.5}
+        store.save(make_record(metrics={"mse": 0.5}, finished_at="2024-05-01T11:00:00"))
+        store.save(make_record(metrics={"mse": 0.4}, finished_at="2024-05-01T12:00:00"))
+        store.save(make_record(status="failed", error="RuntimeError: again", metrics={},
+                               finished_at="2024-05-01T13:00:00"))
+        assert [(r.status, r.metrics) for r in store.records()] == [
+            ("failed", {}), ("done", {"mse": 0.5}), ("done", {"mse": 0.4}), ("failed", {})]
+        assert store.find_done("k1").metrics == {"mse": 0.4}
+    conn = sqlite3.connect(tmp_path / "r.sqlite")
+    # The `cells` view shows each key's attempt that counts: its latest done one.
+    assert conn.execute("SELECT key, status, json_extract(metrics, '$.mse') FROM cells").fetchall() == [
+        ("k1", "done", 0.4)]
+    conn.close()
 
 
 @pytest.mark.parametrize("status", ["failed", "diverged", "skipped"])
@@ -143,14 +154,14 @@ def test_a_newer_schema_is_refused(tmp_path):
     path = tmp_path / "results.sqlite"
     Store(path).close()
     conn = sqlite3.connect(path)
-    conn.execute("UPDATE meta SET value = '2' WHERE name = 'schema_version'")
+    conn.execute("UPDATE meta SET value = '3' WHERE name = 'schema_version'")
     conn.commit()
     conn.close()
     for write in (True, False):
         with pytest.raises(StoreError) as e:
             Store(path, write=write)
         assert str(e.value) == (
-            f"{path} was written by a newer aeframe (results schema 2, this aeframe reads up to 1); "
+            f"{path} was written by a newer aeframe (results schema 3, this aeframe reads up to 2); "
             "upgrade aeframe to use it")
 
 
@@ -158,11 +169,12 @@ def test_a_second_writer_is_refused_while_a_reader_is_welcome(tmp_path):
     path = tmp_path / "results.sqlite"
     with Store(path) as first:
         first.save(make_record())
-        assert (tmp_path / "results.sqlite.lock").read_text() == f"{os.getpid()}\n"
+        holder = json.loads((tmp_path / "results.sqlite.lock").read_text())
+        assert (holder["pid"], holder["host"]) == (os.getpid(), socket.gethostname())
         with pytest.raises(StoreError) as e:
             Store(path)
         assert str(e.value) == (
-            f"{path} is in use by another aeframe run (pid {os.getpid()}); "
+            f"{path} is in use by aeframe pid {os.getpid()} on host {socket.gethostname()} since {holder['since']}; "
             "wait for it or pass --store with another file")
         with Store(path, write=False) as reader:
             assert [r.key for r in reader.records()] == ["k1"]
@@ -205,7 +217,7 @@ def test_a_killed_run_keeps_what_it_committed(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline() == "saved\n"
-        with pytest.raises(StoreError, match=rf"in use by another aeframe run \(pid {child.pid}\)"):
+        with pytest.raises(StoreError, match=rf"in use by aeframe pid {child.pid} on host "):
             Store(path)
     finally:
         child.send_signal(signal.SIGKILL)

@@ -61,7 +61,9 @@ def analyse(
     columns = table_columns(metrics)
     titles = {m.name: m.title or m.name for m in metrics}
     links = _Links(figures or {}, link_base or Path("."))
-    datasets = [_dataset(section, columns, titles, links) for section in group(records)]
+    sections = group(records)
+    datasets = [_dataset(section, columns, titles, links) for section in sections]
+    shown = {id(r) for section in sections for table in section.tables.values() for r in table.records}
     first_protocols: dict[str, Protocol] = {}
     for dataset in datasets:
         for table in dataset.tables:
@@ -70,6 +72,7 @@ def analyse(
     return Report(
         datasets=datasets,
         cells=list(records),
+        in_table=[id(r) in shown for r in records],
         metric_names=[c.name for c in columns if c.is_metric],
         provenance=provenance(records),
         protocols=first_protocols,
@@ -98,8 +101,9 @@ def _dataset(section: Section, columns: list[Column], titles: dict[str, str], li
                    links.of(section, table))
             for table in tables
         ],
-        not_done=[NotDone(r.key, label_of(r), r.config.seed, r.status, r.error, condition_of(r))
-                  for r in section.not_done],
+        not_done=[NotDone(m.record.key, label_of(m.record), m.record.config.seed, m.record.status, m.record.error,
+                          condition_of(m.record), m.after_done)
+                  for m in section.not_done],
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aeframe.grouping import Condition
-from aeframe.record import DONE, CellRecord, Protocol
+from aeframe.record import CellRecord, Protocol
 from aeframe.report.columns import Column
 
 SIGNIFICANCE = 0.05  # a comparison with p below this is marked in the markdown
@@ -115,6 +115,7 @@ class NotDone:
     status: str
     error: str | None
     condition: Condition
+    after_done: bool = False  # an attempt that did not get done after the one the table shows
 
 
 @dataclass
@@ -131,10 +132,11 @@ class Report:
 
     datasets: list[DatasetReport]
     cells: list[CellRecord]  # every record as given (oldest first), for the CSV and the page's counts
+    in_table: list[bool]  # for each of ``cells``, whether a table shows it (the latest done attempt of its cell)
     metric_names: list[str]
     provenance: dict[str, Any]  # of every record
     protocols: dict[str, Protocol]  # row label -> its protocol, first seen, over every table
 
     @property
     def done_count(self) -> int:
-        return sum(1 for r in self.cells if r.status == DONE)
+        return sum(self.in_table)

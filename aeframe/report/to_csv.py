@@ -13,22 +13,23 @@ STAT_COLUMNS = ("train_seconds", "eval_seconds", "lr_find_seconds", "compile_sec
 
 
 def as_csv(report: Report) -> str:
-    """Every cell as stored (oldest first, seeds not folded), numbers at full precision, missing ones empty."""
+    """Every attempt as stored (oldest first, seeds not folded), numbers at full precision, missing ones empty;
+    ``in_table`` says which attempt of each cell the tables use."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
         ["key", "label", "dataset", "seed", "status"]
         + report.metric_names
         + list(STAT_COLUMNS)
-        + ["budget_epochs", "budget_seconds", "device", "precision", "error"]
+        + ["budget_epochs", "budget_seconds", "device", "precision", "error", "in_table"]
     )
-    for r in report.cells:
+    for r, shown in zip(report.cells, report.in_table):
         config = r.config
         writer.writerow(
             [r.key, label_of(r), config.dataset.name, config.seed, r.status]
             + [r.metrics.get(name) for name in report.metric_names]
             + [r.stats.get(name) for name in STAT_COLUMNS]
             + [config.budget.epochs, config.budget.seconds, config.device.describe(), config.speed.precision,
-               first_line(r.error)]
+               first_line(r.error), "true" if shown else "false"]
         )
     return out.getvalue()

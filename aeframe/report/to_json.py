@@ -80,7 +80,7 @@ def _table(table: ComparisonTable) -> dict[str, Any]:
 
 def _not_done(entry: NotDone) -> dict[str, Any]:
     return {"key": entry.key, "label": entry.label, "seed": entry.seed, "status": entry.status, "error": entry.error,
-            "condition": entry.condition.to_json()}
+            "condition": entry.condition.to_json(), "after_done": entry.after_done}
 
 
 def _dataset(dataset: DatasetReport) -> dict[str, Any]:

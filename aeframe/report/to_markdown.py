@@ -131,7 +131,8 @@ def _not_done_list(entries: Sequence[NotDone]) -> str:
     bullets: dict[tuple[str, str, str, str], list[Any]] = {}
     for entry in entries:
         where = difference(conditions, entry.condition) if several_conditions else ""
-        bullets.setdefault((entry.label, where, entry.status, first_line(entry.error)), []).append(entry.seed)
+        status = f"later attempt {entry.status}" if entry.after_done else entry.status
+        bullets.setdefault((entry.label, where, status, first_line(entry.error)), []).append(entry.seed)
     lines = ["Not in the table:", ""]
     for (label, where, status, reason), seeds in bullets.items():
         qualifiers = []
