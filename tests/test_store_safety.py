@@ -270,6 +270,16 @@ def test_a_report_reads_what_a_running_bench_has_saved(tmp_path, cli):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.sqlite", "r.sqlite.lock"]
 
 
+def test_a_reader_that_opened_an_idle_store_sees_what_a_bench_starting_later_saves(tmp_path):
+    path = tmp_path / "r.sqlite"
+    _store_with_records(path, n=1)
+    with Store(path, write=False) as reader:  # no writer: read as an immutable file
+        assert [r.key for r in reader.records()] == ["key-0"]
+        with Store(path) as writer:
+            writer.save(make_record("late", finished_at="2024-05-01T12:00:00"))
+            assert [r.key for r in reader.records()] == ["key-0", "late"]
+
+
 # -- a store deleted during a run (fault 11) --------------------------------------------------------
 
 
