@@ -1,19 +1,22 @@
-"""``aeframe bench`` end to end: resolve names, plan cells, skip finished ones, execute, store."""
+"""``aeframe bench`` end to end: resolve names, plan cells, load each dataset and key its cells by its
+fingerprint, skip finished ones, execute, store."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import groupby
 from pathlib import Path
 
 from aeframe.budget import Budget
 from aeframe.environment import device_info, resolve_device, source_revision, versions
 from aeframe.errors import SpecError, first_line
 from aeframe.executor import LocalExecutor
-from aeframe.loading import default_cache_dir, default_data_dir, make_workspace
+from aeframe.groups import DatasetGroup, load_group
+from aeframe.loading import Workspace, default_cache_dir, default_data_dir, make_workspace
 from aeframe.metric import Metric
-from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
+from aeframe.plan import Cell, plan_cells, resolve_dataset, resolve_technique
 from aeframe.plugins import Registry
 from aeframe.progress import say
-from aeframe.record import FAILED, SKIPPED, SKIPPED_DATASET, CellRecord, Provenance
+from aeframe.record import DONE, FAILED, SKIPPED, SKIPPED_DATASET, CellRecord, Provenance
 from aeframe.report import render
 from aeframe.speed import resolve_speed
 from aeframe.store import Store
@@ -69,6 +72,42 @@ def _whose(record: CellRecord) -> str:
     return "; " + ", ".join(f"technique {t!r} from {p}" for t, p in plugins.items()) if plugins else ""
 
 
+def _take_stock(cells: list[Cell], workspace: Workspace, registry: Registry, store: Store,
+                rerun: bool) -> tuple[dict[str, list[CellRecord]], list[DatasetGroup], list[CellRecord]]:
+    """Per dataset, in the planned order: load it once and key its cells by its data's fingerprint.
+
+    Returns each dataset's records so far (cells the store has done, and the records of cells that
+    cannot run, saved now), the groups of cells left to train, with their data, and (with ``rerun``)
+    the done records of the cells that train again.
+    """
+    by_dataset: dict[str, list[CellRecord]] = {}
+    groups = []
+    earlier: list[CellRecord] = []
+    for label, planned in groupby(cells, key=lambda c: c.dataset.label):
+        planned = list(planned)
+        records = by_dataset.setdefault(label, [])
+        loaded = load_group(planned[0].dataset, planned, workspace, registry, say)
+        if not isinstance(loaded, DatasetGroup):
+            for record in loaded:
+                store.save(record)
+            records += loaded
+            continue
+        pending = []
+        for cell in loaded.cells:
+            done = store.find_done(cell.key)
+            if rerun:
+                # A rerun adds an attempt; the finished one stays in the store whatever happens.
+                earlier += [done] if done is not None else []
+                pending.append(cell)
+            elif done is not None:
+                records.append(done)
+            else:
+                pending.append(cell)
+        if pending:
+            groups.append(replace(loaded, cells=pending))
+    return by_dataset, groups, earlier
+
+
 def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     """Run (or take from the store) every requested cell; each cell is saved as soon as it ends."""
     technique_texts = request.techniques or sorted(registry.techniques)
@@ -85,36 +124,29 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     cells = plan_cells(compositions, datasets, request.seeds, request.budget, device_info(device), versions(), registry,
                        request.lr, provenance, speed)
 
-    records: list[CellRecord] = []
-    earlier: list[CellRecord] = []
+    workspace = make_workspace(registry, data_dir, default_cache_dir(), say)
+    executor = LocalExecutor(device, workspace, metrics, say)
     with Store(request.store_path) as store:
-        pending = []
-        for cell in cells:
-            done = store.find_done(cell.key)
-            if request.rerun:
-                # A rerun adds an attempt; the finished one stays in the store whatever happens.
-                earlier += [done] if done is not None else []
-                pending.append(cell)
-            elif done is not None:
-                records.append(done)
-            else:
-                pending.append(cell)
-        if len(pending) < len(cells):
-            say(f"{len(cells) - len(pending)} of {len(cells)} cells already done in {request.store_path}; "
+        by_dataset, groups, earlier = _take_stock(cells, workspace, registry, store, request.rerun)
+        found = sum(r.status == DONE for rs in by_dataset.values() for r in rs)
+        if found:
+            say(f"{found} of {len(cells)} cells already done in {request.store_path}; "
                 "taking them from there (--rerun trains them again)")
-        workspace = make_workspace(registry, data_dir, default_cache_dir(), say)
-        executor = LocalExecutor(device, workspace, metrics, say)
+        pending = sum(len(g.cells) for g in groups)
         if pending:
-            say(f"training {len(pending)} cells on {device_info(device)['name']}, "
+            say(f"training {pending} cells on {device_info(device)['name']}, "
                 f"budget {request.budget.describe()} per cell, {speed.describe()}")
+        dataset_of = {cell.key: g.dataset.label for g in groups for cell in g.cells}
         try:
-            for record in executor.run(pending):
+            for record in executor.run(groups):
                 store.save(record)
-                records.append(record)
+                by_dataset[dataset_of[record.key]].append(record)
         except KeyboardInterrupt:
-            say(f"interrupted: the {len(records)} finished cells are saved in {request.store_path}")
+            saved = sum(len(rs) for rs in by_dataset.values())
+            say(f"interrupted: the {saved} finished cells are saved in {request.store_path}")
             raise
     lost = store.replaced is not None
+    records = [r for rs in by_dataset.values() for r in rs]
     failed = [r for r in records if r.status == FAILED]
     if failed:
         say(f"{len(failed)} of {len(records)} cells failed; the others are stored in {request.store_path}:")

@@ -1,35 +1,24 @@
-"""Executors take planned cells and hand back one record per cell as each one ends.
+"""Executors take datasets' pending cells with the data they train on, and hand back one record per cell
+as each one ends.
 
-``LocalExecutor`` runs them one after another in this process on one device, loading each dataset
-once for all of its cells. A dataset that cannot be had becomes one "skipped" record saying why.
+The driver (:mod:`aeframe.bench`) loads every dataset once, fingerprints it and gives its cells their
+final keys (:mod:`aeframe.groups`); an executor only trains. ``LocalExecutor`` runs the cells one
+after another in this process on one device.
 """
 from __future__ import annotations
 
-import hashlib
-from dataclasses import replace
-from itertools import groupby
 from typing import Callable, Iterator, Sequence
 
 import torch
 
-from aeframe.cell import now, run_cell
+from aeframe.cell import run_cell
 from aeframe.data import on_device
-from aeframe.dataset import DatasetUnavailable
+from aeframe.groups import DatasetGroup
 from aeframe.loading import Workspace
 from aeframe.metric import Metric
 from aeframe.metric_set import MetricSet
-from aeframe.plan import Cell
 from aeframe.progress import CellProgress
-from aeframe.record import SKIPPED, SKIPPED_DATASET, CellRecord
-
-
-def skipped_record(cell: Cell, reason: str) -> CellRecord:
-    """The record of a dataset that could not be loaded, standing for all of its cells."""
-    # It stands for no technique and no seed in particular.
-    config = replace(cell.config, kind=SKIPPED_DATASET, label=cell.dataset.label, techniques=[], seed=None,
-                     reference=False, plugins={}, protocol=None)
-    key = "skip-" + hashlib.sha256(cell.dataset.label.encode()).hexdigest()[:11]
-    return CellRecord(key=key, config=config, status=SKIPPED, error=reason, started_at=now(), finished_at=now())
+from aeframe.record import CellRecord
 
 
 class LocalExecutor:
@@ -42,24 +31,16 @@ class LocalExecutor:
         self.metrics = MetricSet(metrics)
         self.say = say
 
-    def run(self, cells: Sequence[Cell]) -> Iterator[CellRecord]:
-        total = len(cells)
+    def run(self, groups: Sequence[DatasetGroup]) -> Iterator[CellRecord]:
+        """Train every group's cells on that group's data, dataset after dataset."""
+        total = sum(len(group.cells) for group in groups)
         position = 0
-        for _, group in groupby(cells, key=lambda c: c.dataset.label):
-            group = list(group)
-            dataset = group[0].dataset
-            try:
-                # Through the workspace, so metrics and techniques that ask for this dataset get the
-                # same tensors instead of reading the files a second time.
-                data = on_device(self.workspace.load_dataset(dataset.label), self.device)
-            except DatasetUnavailable as exc:
-                position += len(group)
-                self.say(f"skipping {dataset.label}: {exc}")
-                yield skipped_record(group[0], str(exc))
-                continue
-            for cell in group:
+        for group in groups:
+            # The same tensors the workspace hands to metrics and techniques that ask for this dataset.
+            data = on_device(group.data, self.device)
+            for cell in group.cells:
                 position += 1
-                title = f"[{position}/{total}] {cell.composition.label} on {dataset.label} (seed {cell.seed})"
+                title = f"[{position}/{total}] {cell.composition.label} on {group.dataset.label} (seed {cell.seed})"
                 progress = CellProgress(title)
                 record = run_cell(cell, data, self.metrics, self.device, self.workspace, progress)
                 progress.finish(record)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from aeframe.dataset import DatasetUnavailable, ImageData
-from aeframe.errors import SpecError
+from aeframe.errors import SpecError, describe
 from aeframe.plan import DatasetChoice, resolve_dataset
 from aeframe.plugins import Registry
 
@@ -54,15 +54,44 @@ def make_workspace(registry: Registry, data_dir: Path, cache_dir: Path, say: Cal
             except SpecError as exc:  # to a plugin asking for it, an unknown dataset is one it cannot have
                 raise DatasetUnavailable(str(exc)) from None
             obtain(choice, data_dir, say)
-            loaded[text] = choice.plugin.load(data_dir, choice.params)
+            try:
+                loaded[text] = choice.plugin.load(data_dir, choice.params)
+            except OSError as exc:  # the data directory's fault, not the plugin's
+                raise DatasetUnavailable(f"{text}: {unreadable(exc, data_dir)}") from exc
+            except MemoryError as exc:
+                raise DatasetUnavailable(f"{text} does not fit in this machine's memory ({describe(exc)}); "
+                                         "choose smaller parameters or run where there is more memory") from exc
         return loaded[text]
 
     return Workspace(data_dir=data_dir, cache_dir=cache_dir, load_dataset=load_dataset)
 
 
+def unreadable(exc: OSError, data_dir: Path) -> str:
+    """What the user sees when the data directory (or a file in it) cannot be read or written."""
+    where = exc.filename or data_dir
+    return (f"cannot use {where} ({exc.strerror or describe(exc)}); check that the data directory {data_dir} "
+            "is a directory you can read and write, or pass --data-dir")
+
+
+def _missing(choice: DatasetChoice, data_dir: Path) -> str | None:
+    try:
+        return choice.plugin.missing(data_dir, choice.params)
+    except OSError as exc:  # e.g. a data directory without read permission
+        raise DatasetUnavailable(f"{choice.label}: {unreadable(exc, data_dir)}") from exc
+
+
 def availability(choice: DatasetChoice, data_dir: Path) -> str | None:
-    """``None`` when the files are here; else why not (downloadable datasets say so)."""
-    missing = choice.plugin.missing(data_dir, choice.params)
+    """``None`` when the files are here; else why not (downloadable datasets say so).
+
+    Never raises for what the plugin or the directory does: ``aeframe list datasets`` must list the
+    other datasets.
+    """
+    try:
+        missing = _missing(choice, data_dir)
+    except DatasetUnavailable as exc:
+        return str(exc)
+    except Exception as exc:  # a third-party plugin's bug
+        return f"checking its files failed: {describe(exc)}"
     if missing and choice.plugin.can_download():
         return f"{missing}; aeframe bench downloads it first where the network allows"
     return missing
@@ -70,19 +99,22 @@ def availability(choice: DatasetChoice, data_dir: Path) -> str | None:
 
 def obtain(choice: DatasetChoice, data_dir: Path, say: Callable[[str], None]) -> None:
     """Make the files present, downloading if needed; :class:`DatasetUnavailable` says what to do."""
-    missing = choice.plugin.missing(data_dir, choice.params)
+    missing = _missing(choice, data_dir)
     if missing is None:
         return
     if not choice.plugin.can_download():
         raise DatasetUnavailable(missing)
     say(f"downloading {choice.plugin.name} into {data_dir}")
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetUnavailable(f"{choice.label} cannot be downloaded: {unreadable(exc, data_dir)}") from exc
     try:
         choice.plugin.download(data_dir, lambda what, done, total: None)
     except DatasetUnavailable:
         raise
     except Exception as exc:  # network errors come in many types; the user needs the offline recipe
         raise DatasetUnavailable(f"{missing} (download failed: {type(exc).__name__})") from exc
-    still = choice.plugin.missing(data_dir, choice.params)
+    still = _missing(choice, data_dir)
     if still:
         raise DatasetUnavailable(still)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 from aeframe.budget import Budget
@@ -84,9 +84,9 @@ def resolve_dataset(text: str, registry: Registry) -> DatasetChoice:
     return DatasetChoice(plugin, params)
 
 
-def _origin(registry: Registry, technique: str) -> str:
-    """Which plugin registered ``technique``, as a failure message should name it."""
-    info = registry.plugin_of("technique", technique)
+def plugin_origin(registry: Registry, kind: str, name: str) -> str:
+    """Which plugin registered the ``kind`` (technique, dataset, metric) ``name``, as a failure message names it."""
+    info = registry.plugin_of(kind, name)
     if info is None:
         return "an unknown plugin"
     where = f"{info.dist} {info.version}" if info.dist else "no distribution"
@@ -101,11 +101,15 @@ def _plugin_version(registry: Registry, kind: str, name: str) -> str | None:
 def cell_key(config: CellConfig) -> str:
     """A hash of everything that decides a cell's numbers (not the device's name or the label).
 
-    It hashes the JSON that aeframe 0.1.0 hashed, so that cells stored by it are found again.
+    The data's fingerprint is part of it: a cell trained on other data (another ``--data-dir``,
+    changed files, another version of a generator) is another cell. Cells stored before
+    fingerprints existed (aeframe 0.1.0) were hashed without it, so no key matches them any more:
+    nothing proves they saw today's data.
     """
     decisive = {
         "techniques": [t.to_json() for t in config.techniques],
-        "dataset": {"name": config.dataset.name, "params": config.dataset.params},
+        "dataset": {"name": config.dataset.name, "params": config.dataset.params,
+                    "fingerprint": config.dataset.fingerprint},
         "seed": config.seed,
         "budget": config.budget.to_json(),
         "lr": config.lr,
@@ -119,6 +123,12 @@ def cell_key(config: CellConfig) -> str:
     plain = Speed().to_json()
     decisive.update({k: v for k, v in config.speed.to_json().items() if v != plain[k]})
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def with_fingerprint(cell: Cell, fingerprint: str) -> Cell:
+    """``cell`` with the fingerprint of the data it will train on in its config, and its final key."""
+    config = replace(cell.config, dataset=replace(cell.config.dataset, fingerprint=fingerprint))
+    return replace(cell, config=config, key=cell_key(config))
 
 
 def plan_cells(
@@ -140,6 +150,9 @@ def plan_cells(
     ask for it). ``provenance`` (the command and the source commit) is kept in each cell's config
     for the leaderboard, but is not part of the key: it does not change the numbers. ``speed``
     (precision, channels_last, compile; plain eager fp32 when None) is in the config and the key.
+
+    The keys are provisional: the data's fingerprint is known only once the dataset is loaded, and
+    :func:`with_fingerprint` then gives each cell its final key.
     """
     speed = speed or Speed()
     cells = []
@@ -163,7 +176,8 @@ def plan_cells(
                     provenance=provenance,
                     # Not part of the key: who registered a technique does not change its numbers,
                     # but a failure report must say whose code failed.
-                    plugins={m.technique.name: _origin(registry, m.technique.name) for m in composition.members},
+                    plugins={m.technique.name: plugin_origin(registry, "technique", m.technique.name)
+                             for m in composition.members},
                 )
                 cells.append(Cell(composition, dataset, seed, budget, config, cell_key(config)))
     return cells

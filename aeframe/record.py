@@ -39,20 +39,27 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 @dataclass(frozen=True)
 class DatasetRef:
-    """The dataset a cell trained on: its registered name, its title and its parameters (as text)."""
+    """The dataset a cell trained on: its registered name, its title, its parameters (as text) and the
+    fingerprint of the data it loaded (:meth:`aeframe.ImageData.fingerprint`; None until the data is
+    loaded, and in records stored before fingerprints existed)."""
 
     name: str = ""
     title: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "title": self.title, "params": dict(self.params), **self.extra}
+        data = {"name": self.name, "title": self.title, "params": dict(self.params)}
+        if self.fingerprint is not None:  # absent rather than null: older records read the same
+            data["fingerprint"] = self.fingerprint
+        return {**data, **self.extra}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DatasetRef:
+        fingerprint = data.get("fingerprint")
         return cls(str(data.get("name") or ""), str(data.get("title") or ""), dict(_mapping(data.get("params"))),
-                   _unknown(data, cls))
+                   fingerprint if isinstance(fingerprint, str) else None, _unknown(data, cls))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ the datasets must not import.
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 
 from aeframe import DatasetUnavailable, resize_uint8
+from aeframe_builtins.memory import beyond_memory
 
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
@@ -26,29 +28,39 @@ def read_idx(path: Path, magic: int, refetch_hint: str = "") -> np.ndarray:
     appended to that message to say how to fetch the file again.
     """
     hint = f"; {refetch_hint}" if refetch_hint else ""
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        else:
-            raw = path.read_bytes()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DatasetUnavailable(f"cannot read {path} ({exc}){hint}") from exc
-
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DatasetUnavailable(f"{path} is truncated ({len(raw)} bytes, no complete IDX header){hint}")
-    found = int.from_bytes(raw[:4], "big")
-    if found != magic:
-        raise DatasetUnavailable(f"{path} is not an IDX file of the expected kind (magic {found}, expected {magic}){hint}")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(dims, dtype=np.int64))
-    if len(raw) != expected:
-        raise DatasetUnavailable(
-            f"{path} is truncated or corrupt ({len(raw)} bytes, its header {dims} needs {expected}){hint}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as f:
+            head = f.read(header)
+            if len(head) < header:
+                raise DatasetUnavailable(f"{path} is truncated ({len(head)} bytes, no complete IDX header){hint}")
+            found = int.from_bytes(head[:4], "big")
+            if found != magic:
+                raise DatasetUnavailable(
+                    f"{path} is not an IDX file of the expected kind (magic {found}, expected {magic}){hint}"
+                )
+            dims = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+            # Python's integers: a product of 32-bit dimensions must not wrap around as int64 would.
+            declared = math.prod(dims)
+            if path.suffix != ".gz" and path.stat().st_size != header + declared:
+                raise DatasetUnavailable(_corrupt(path, path.stat().st_size, dims, header + declared, hint))
+            # Before reading: a header may announce far more than this machine holds (and a .gz file's
+            # real size is known only by inflating it).
+            too_large = beyond_memory(f"{path} (its header says {'x'.join(map(str, dims))})", declared)
+            if too_large:
+                raise DatasetUnavailable(f"{too_large}{hint}")
+            body = f.read(declared + 1)  # one byte more than announced tells a longer file
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DatasetUnavailable(f"cannot read {path} ({exc}){hint}") from exc
+    if len(body) != declared:
+        raise DatasetUnavailable(_corrupt(path, header + len(body), dims, header + declared, hint))
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def _corrupt(path: Path, size: int, dims: tuple[int, ...], expected: int, hint: str) -> str:
+    more = "+" if size > expected else ""
+    return f"{path} is truncated or corrupt ({size}{more} bytes, its header {dims} needs {expected}){hint}"
 
 
 def read_split(images_path: Path, labels_path: Path, classes: int, hint: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -108,8 +108,14 @@ def train_reference(data: ImageData, device: torch.device, name: str) -> tuple[n
     return model, {"reference_accuracy": test_accuracy, "train_seconds": seconds, "recipe": RECIPE}
 
 
-def cache_paths(cache_dir: Path, dataset_spec: str, shape: tuple[int, ...], classes: int) -> tuple[Path, Path]:
-    key = json.dumps({"dataset": dataset_spec, "shape": list(shape), "classes": classes, **RECIPE}, sort_keys=True)
+def cache_paths(cache_dir: Path, dataset_spec: str, data: ImageData) -> tuple[Path, Path]:
+    """The weights and facts files of the classifier of ``data`` (loaded from ``dataset_spec``).
+
+    The data's fingerprint is in the key: a classifier is reused only for the very images and labels
+    it was trained on, never for another data directory's files or another draw of a generator.
+    """
+    key = json.dumps({"dataset": dataset_spec, "shape": list(data.shape), "classes": len(data.classes),
+                      "data": data.fingerprint(), **RECIPE}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in dataset_spec)
     base = cache_dir / "classifier" / f"{stem}-{digest}"
@@ -128,7 +134,7 @@ def obtain(context: CellContext) -> tuple[nn.Module, dict[str, Any]]:
 
 def _load_or_train(context: CellContext) -> tuple[nn.Module, dict[str, Any]]:
     data: ImageData = context.load_dataset(context.dataset_spec)
-    weights, facts_file = cache_paths(context.cache_dir, context.dataset_spec, data.shape, len(data.classes))
+    weights, facts_file = cache_paths(context.cache_dir, context.dataset_spec, data)
     model = reference_classifier(data.shape[0], len(data.classes))
     if weights.is_file() and facts_file.is_file():
         try:

@@ -72,9 +72,12 @@ def load_body(body: nn.Module, state: dict[str, torch.Tensor], source: str) -> N
         raise TechniqueUnavailable(f"{PRETRAINED}: {source} does not fit ResNet34 ({detail[:300]})") from exc
 
 
-def pretrain_cache_file(cache_dir: Path, dataset: str, shape: tuple[int, int, int], epochs: int) -> Path:
-    """Where the body pretrained on ``dataset`` for this cell shape and length is kept."""
-    key = json.dumps({**PRETRAIN_RECIPE, "dataset": dataset, "shape": list(shape), "epochs": epochs}, sort_keys=True)
+def pretrain_cache_file(cache_dir: Path, dataset: str, fingerprint: str, shape: tuple[int, int, int],
+                        epochs: int) -> Path:
+    """Where the body pretrained on ``dataset`` (whose data has ``fingerprint``) for this cell shape and
+    length is kept: other data, even under the same name, is another file."""
+    key = json.dumps({**PRETRAIN_RECIPE, "dataset": dataset, "data": fingerprint, "shape": list(shape),
+                      "epochs": epochs}, sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     side = "x".join(str(s) for s in shape)
     return cache_dir / PRETRAINED / f"resnet34-body-{dataset}-{side}-{epochs}ep-{digest}.pt"
@@ -168,8 +171,19 @@ def train_classifier_body(data: ImageData, name: str, shape: tuple[int, int, int
 
 
 def pretrained_on_dataset(ctx: CellContext, name: str, epochs: int) -> tuple[dict[str, torch.Tensor], str]:
-    """The body's weights from classifying dataset ``name``: from the cache, else trained and cached."""
-    path = pretrain_cache_file(ctx.cache_dir, name, ctx.shape, epochs)
+    """The body's weights from classifying dataset ``name``: from the cache, else trained and cached.
+
+    The dataset is loaded first even when the cache holds a body (once per run: the workspace keeps
+    it), since its fingerprint is part of the cache key.
+    """
+    try:
+        data = ctx.load_dataset(name)
+    except DatasetUnavailable as exc:  # an unknown name, or a dataset whose files are not here
+        raise TechniqueUnavailable(
+            f"{PRETRAINED}[weights={name}] cannot pretrain on dataset {name}: {exc}; weights takes imagenet, "
+            "weights=PATH to a state-dict file (a path with '/' or ending in .pt/.pth), or weights=DATASET"
+        ) from exc
+    path = pretrain_cache_file(ctx.cache_dir, name, data.fingerprint(), ctx.shape, epochs)
     if path.is_file():
         try:
             state = load_weights_file(path, PRETRAINED)
@@ -178,13 +192,6 @@ def pretrained_on_dataset(ctx: CellContext, name: str, epochs: int) -> tuple[dic
         else:
             _say(f"using cached {path}")
             return state, str(path)
-    try:
-        data = ctx.load_dataset(name)
-    except DatasetUnavailable as exc:  # an unknown name, or a dataset whose files are not here
-        raise TechniqueUnavailable(
-            f"{PRETRAINED}[weights={name}] cannot pretrain on dataset {name}: {exc}; weights takes imagenet, "
-            "weights=PATH to a state-dict file (a path with '/' or ending in .pt/.pth), or weights=DATASET"
-        ) from exc
     _say(f"pretraining the ResNet34 body as a classifier of {name} ({len(data.train)} images, {epochs} epochs); "
          f"kept in {path} for later cells")
     state = train_classifier_body(data, name, ctx.shape, epochs, ctx.device)

@@ -8,8 +8,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from aeframe import DatasetPlugin, ImageData, Param, hookimpl
+from aeframe_builtins.memory import beyond_memory
 
 SIZE = 32
+# Generation keeps the images as uint8 and three int64 values per label while it shuffles them.
+BYTES_PER_IMAGE = 3 * SIZE * SIZE + 3 * 8
+# torch's random permutations and the workspace's counts stay far inside 32 bits.
+MAX_COUNT = 2**31 - 1
+SPLIT_NAMES = {"train": "training", "test": "test"}
 
 
 class Shapes(DatasetPlugin):
@@ -19,8 +25,8 @@ class Shapes(DatasetPlugin):
     title = "Shapes"
     description = "Generated 32x32 colour shapes in 10 classes on varied backgrounds (no download)"
     params = (
-        Param("train", int, 20000, "number of training images"),
-        Param("test", int, 2000, "number of test images"),
+        Param("train", int, 20000, "number of training images (1 or more)"),
+        Param("test", int, 2000, "number of test images (1 or more)"),
         Param("seed", int, 0, "which instance of the dataset to generate (train and test are disjoint draws)"),
     )
 
@@ -32,8 +38,20 @@ class Shapes(DatasetPlugin):
 
     def check_params(self, params: dict[str, Any]) -> None:
         for key in ("train", "test"):
-            if params[key] < 0:
-                raise ValueError(f"{key}={params[key]} is negative; give a number of images, 0 or more")
+            count = params[key]
+            if count < 0:
+                raise ValueError(f"{key}={count} is negative; give a number of images, 1 or more")
+            if count == 0:
+                # An empty test split scores every model as perfect (an MSE of 0); an empty training split
+                # scores an untrained one.
+                raise ValueError(f"{key}=0 leaves the {SPLIT_NAMES[key]} split empty, so nothing could be "
+                                 f"{'scored' if key == 'test' else 'trained'}; give 1 or more images")
+            if count > MAX_COUNT:
+                raise ValueError(f"{key}={count} is above the limit of {MAX_COUNT:,} images per split")
+        needed = (params["train"] + params["test"]) * BYTES_PER_IMAGE
+        too_large = beyond_memory(f"{params['train']:,} training and {params['test']:,} test images", needed)
+        if too_large:
+            raise ValueError(f"{too_large}; give smaller train and test counts")
 
     def load(self, data_dir: Path, params: dict[str, Any]) -> ImageData:
         from aeframe_builtins.shapes_generator import CLASSES, generate

@@ -486,8 +486,8 @@ def test_shapes_empty_counts(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("shapes[train=-1]", "dataset shapes: train=-1 is negative; give a number of images, 0 or more"),
-    ("shapes[test=-5]", "dataset shapes: test=-5 is negative; give a number of images, 0 or more"),
+    ("shapes[train=-1]", "dataset shapes: train=-1 is negative; give a number of images, 1 or more"),
+    ("shapes[test=-5]", "dataset shapes: test=-5 is negative; give a number of images, 1 or more"),
 ])
 def test_negative_shapes_counts_are_usage_errors_before_anything_loads(registry, text, message):
     from aeframe.plan import resolve_dataset

@@ -150,7 +150,7 @@ def test_the_store_writes_the_kind_and_reads_it_back(tmp_path):
 
 def test_a_dataset_that_cannot_be_had_is_one_record_of_its_kind(registry):
     from aeframe.budget import Budget
-    from aeframe.executor import skipped_record
+    from aeframe.groups import skipped_record
     from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
 
     cell = plan_cells([resolve_technique("baseline", registry)], [resolve_dataset("shapes[train=256]", registry)], 2,

@@ -234,13 +234,18 @@ def test_pretraining_on_a_dataset_is_cached_and_reused(registry, tmp_path, capsy
     monkeypatch.setattr(rw, "train_classifier_body", must_not_train)
     second, _, _ = build(spelled, registry, cache_dir=tmp_path, load_dataset=tiny_shapes(calls))
     assert f"using cached {cached}" in capsys.readouterr().err
-    assert calls == ["shapes"]
+    # Loaded again (a run loads it once, through its workspace): its fingerprint is part of the cache key.
+    assert calls == ["shapes", "shapes"]
     assert same_weights(body_of(first), body_of(second))
     # Pretraining ran on its own random stream: the cell's decoder init is the same either way.
     assert torch.equal(first.decoder[0].weight, second.decoder[0].weight)
-    # Another length or cell shape is another cache entry.
-    assert rw.pretrain_cache_file(tmp_path, "shapes", (3, 32, 32), 2) != cached
-    assert rw.pretrain_cache_file(tmp_path, "shapes", (1, 28, 28), 1) != cached
+    # Another length, cell shape or data (even under the same name) is another cache entry.
+    fingerprint = tiny_shapes([])("shapes").fingerprint()
+    assert rw.pretrain_cache_file(tmp_path, "shapes", fingerprint, (3, 32, 32), 1) == cached
+    assert rw.pretrain_cache_file(tmp_path, "shapes", fingerprint, (3, 32, 32), 2) != cached
+    assert rw.pretrain_cache_file(tmp_path, "shapes", fingerprint, (1, 28, 28), 1) != cached
+    other = ImageData(train=generate(256, 1, "train"), test=generate(64, 1, "test"), classes=list(CLASSES))
+    assert rw.pretrain_cache_file(tmp_path, "shapes", other.fingerprint(), (3, 32, 32), 1) != cached
 
 
 def test_pretraining_images_take_the_cells_shape():
