@@ -75,13 +75,13 @@ def load_group(dataset: DatasetChoice, cells: list[Cell], workspace: Workspace, 
         return [skipped_record(cells[0], str(exc))]
     except Exception as exc:  # a dataset plugin's bug must not take the other datasets down
         reason = f"{whose} failed to load: {describe(exc)}"
-        say(f"cannot run the {len(cells)} cells on {label}: {reason}")
+        say(f"cannot run {label}: {reason}")
         return failed_records(cells, f"{reason}\n{traceback.format_exc()}")
     if empty is not None:
         # Scored on no test images, every metric would read as perfect (an MSE of 0); trained on none,
         # a model would be scored untrained.
         reason = (f"{whose} loaded an empty {empty} split (0 images), so its cells would "
                   f"{'score nothing' if empty == 'test' else 'train on nothing'}; give the dataset images in both splits")
-        say(f"cannot run the {len(cells)} cells on {label}: {reason}")
+        say(f"cannot run {label}: {reason}")
         return failed_records(cells, reason)
     return DatasetGroup(dataset, data, [with_fingerprint(cell, fingerprint) for cell in cells])
