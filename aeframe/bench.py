@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aeframe.budget import Budget
 from aeframe.environment import device_info, resolve_device, source_revision, versions
-from aeframe.errors import SpecError, first_line
+from aeframe.errors import SpecError, first_line, is_environment_failure
 from aeframe.executor import LocalExecutor
 from aeframe.groups import DatasetGroup, load_group
 from aeframe.loading import Workspace, default_cache_dir, default_data_dir, make_workspace
@@ -67,7 +67,12 @@ class BenchOutcome:
 
 
 def _whose(record: CellRecord) -> str:
-    """Which plugins' techniques the failed cell ran, so the user knows whose code to look at."""
+    """Which plugins' techniques the failed cell ran, so the user knows whose code to look at.
+
+    Nobody's, when the cell failed on the environment (a directory it could not write).
+    """
+    if is_environment_failure(record.error):
+        return ""
     plugins = record.config.plugins
     return "; " + ", ".join(f"technique {t!r} from {p}" for t, p in plugins.items()) if plugins else ""
 

@@ -12,9 +12,10 @@ from torch import nn
 from aeframe.composition import BuiltCell
 from aeframe.data import CellData, to_unit
 from aeframe.dataset import DatasetUnavailable
+from aeframe.directories import environment_failure
 from aeframe.errors import AeframeError, CompositionError, describe
 from aeframe.evaluate import timed_evaluate
-from aeframe.loading import Workspace
+from aeframe.loading import CACHE_ENV, DATA_ENV, Workspace
 from aeframe.metric_set import MetricSet
 from aeframe.numerics import compiled, prepare_device, speed_model
 from aeframe.output import reconstruction, training_loss
@@ -145,6 +146,9 @@ def run_cell(
         record.config = replace(record.config, kind=SKIPPED_TECHNIQUE)
     except Exception as exc:  # a failing technique must not take the other cells down
         record.status = FAILED
-        record.error = f"{describe(exc)}\n{traceback.format_exc()}"
+        # A full disk or an unwritable cache is not the technique's bug: say which directory to fix.
+        roots = {CACHE_ENV: workspace.cache_dir, f"--data-dir or {DATA_ENV}": workspace.data_dir}
+        line = environment_failure(exc, roots) or describe(exc)
+        record.error = f"{line}\n{traceback.format_exc()}"
     record.finished_at = now()
     return record

@@ -2,26 +2,41 @@
 
 Only this module prints to stdout, and only results: tables, listings, JSON. Everything else
 (progress, warnings, skips) goes to stderr. Exit codes: 0 when every cell is done or skipped,
-1 when a cell failed (or an explicitly requested dataset could not be had), 2 for usage errors.
+1 when a cell failed (or an explicitly requested dataset could not be had), 2 for usage errors
+(and directories that cannot be used), 130 when interrupted (Ctrl-C), 143 when terminated (SIGTERM).
+Any other error that escapes a command is one ``Error:`` line with exit 1; ``--debug`` (or
+``AEFRAME_DEBUG=1``) shows its traceback instead.
 """
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
 import sys
+import threading
+import traceback
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import click
 
 from aeframe.durations import parse_duration
-from aeframe.errors import AeframeError, UsageProblem
+from aeframe.errors import AeframeError, EnvironmentProblem, UsageProblem, describe
 from aeframe.progress import say
 
 if TYPE_CHECKING:
     from aeframe.plugins import Registry
 
 DEFAULT_STORE = "aeframe.sqlite"
+DEBUG_ENV = "AEFRAME_DEBUG"
+# Far more than any study runs, small enough that planning them (cells x seeds) stays instant.
+MAX_SEEDS = 1000
+MAX_EPOCHS = 1_000_000
+# Shell conventions: 128 + the signal's number.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 def _registry() -> Registry:
@@ -43,6 +58,78 @@ def _duration(ctx, param, value):
         raise click.BadParameter(str(exc)) from None
 
 
+def _not_blank(ctx, param, value):
+    if value is not None and not str(value).strip():
+        raise click.BadParameter("is empty")
+    return value
+
+
+class _Path(click.Path):
+    """click's Path, refusing an empty value, which it would take for the current directory."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty; give a path", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is so that it stops the way Ctrl-C does: finished cells saved, locks freed."""
+
+
+@contextmanager
+def _terminate_like_ctrl_c() -> Iterator[None]:
+    def terminated(signum, frame):
+        raise _Terminated()
+
+    # Signal handlers belong to the main thread; elsewhere (e.g. a test runner's thread) keep the default.
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class _Unusable(click.ClickException):
+    """A directory the run needs cannot be used: like a bad option, nothing ran, so exit 2 (no usage text)."""
+
+    exit_code = 2
+
+
+def _where(exc: BaseException) -> str:
+    """The file and line that raised, as ``package/module.py:12, ``: it tells whose code to look at."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    path = Path(frames[-1].filename)
+    return f"{path.parent.name}/{path.name}:{frames[-1].lineno}, "
+
+
+class _Aeframe(click.Group):
+    """The top-level handler: whatever escapes a command ends as one line, an exit code, and no traceback."""
+
+    def invoke(self, ctx: click.Context):
+        with _terminate_like_ctrl_c():
+            try:
+                return super().invoke(ctx)
+            except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+                raise
+            except KeyboardInterrupt as exc:
+                # bench has said which cells are saved; the code tells scripts it was stopped, not that it failed.
+                ctx.exit(EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED)
+            except Exception as exc:
+                if ctx.params.get("debug"):
+                    raise
+                command = " ".join(["aeframe", *([ctx.invoked_subcommand] if ctx.invoked_subcommand else [])])
+                raise click.ClickException(
+                    f"unexpected {describe(exc)} ({_where(exc)}in {command}); rerun with --debug (or {DEBUG_ENV}=1) for the "
+                    "traceback, and report it if it is not explained by your files or settings"
+                ) from None
+
+
 def _emit(text: str, output: str | None) -> None:
     if output:
         try:
@@ -56,10 +143,28 @@ def _emit(text: str, output: str | None) -> None:
         click.echo(text.rstrip("\n"))
 
 
-@click.group()
+@click.group(cls=_Aeframe)
 @click.version_option(package_name="aeframe", prog_name="aeframe")
-def cli() -> None:
+@click.option("--debug", is_flag=True, envvar=DEBUG_ENV,
+              help=f"Show the traceback of an unexpected error instead of one line [env {DEBUG_ENV}=1].")
+def cli(debug: bool) -> None:
     """Benchmark autoencoder training techniques under one budget and compare them in tables."""
+
+
+def _directories(ctx: click.Context, data_dir: Path | None, cache: bool = True) -> Path:
+    """The data directory, checked (and the cache directory, created): a run that cannot use them stops
+    here, naming the option or variable that set them, before any cell runs."""
+    from aeframe.directories import check_cache_dir, check_data_dir
+    from aeframe.loading import CACHE_ENV, DATA_ENV, default_cache_dir, default_data_dir
+
+    origin = ctx.get_parameter_source("data_dir")
+    source = {click.core.ParameterSource.COMMANDLINE: "--data-dir",
+              click.core.ParameterSource.ENVIRONMENT: DATA_ENV}.get(origin)
+    path = data_dir or default_data_dir()
+    _guard(lambda: check_data_dir(path, source))
+    if cache:
+        _guard(lambda: check_cache_dir(default_cache_dir(), CACHE_ENV if os.environ.get(CACHE_ENV) else None))
+    return path
 
 
 @cli.command()
@@ -68,14 +173,14 @@ def cli() -> None:
               help="Technique or combination, e.g. baseline or pixel-shuffle+feature-loss. Repeatable.")
 @click.option("-d", "--dataset", "datasets", multiple=True, metavar="NAME[k=v]",
               help="Dataset, e.g. fashion-mnist or mnist[view=native]. Repeatable.")
-@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True, help="Seeds per cell (0..N-1).")
-@click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True, help="Epoch budget per cell.")
+@click.option("--seeds", type=click.IntRange(min=1, max=MAX_SEEDS), default=1, show_default=True, help="Seeds per cell (0..N-1).")
+@click.option("--epochs", type=click.IntRange(min=1, max=MAX_EPOCHS), default=15, show_default=True, help="Epoch budget per cell.")
 @click.option("--time-budget", callback=_duration, metavar="DURATION",
               help="Training-time budget per cell (45s, 10m, 1h); whichever of it and --epochs ends first.")
 @click.option("--lr", type=click.Choice(["study", "find"]), default="study", show_default=True,
               help="Learning rates: each technique's (the study's), or a range test per cell ('valley' rule), "
                    "whose time is reported apart from training time.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, callback=_not_blank, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="Numeric precision of the forward pass (autocast; the loss and metrics stay fp32). "
                    "auto: the device kind's measured default, see docs/speed.md.")
@@ -83,14 +188,16 @@ def cli() -> None:
               help="Keep images and conv weights in channels_last memory [default: per device kind].")
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile each model; compile time is reported apart from training time.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="AEFRAME_DATA",
+@click.option("--data-dir", type=_Path(file_okay=False, path_type=Path), envvar="AEFRAME_DATA",
               help="Where datasets live [env AEFRAME_DATA; default: the per-user cache].")
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), envvar="AEFRAME_STORE",
+@click.option("--store", "store_path", type=_Path(dir_okay=False, path_type=Path), envvar="AEFRAME_STORE",
               default=DEFAULT_STORE, show_default=True, help="SQLite results file [env AEFRAME_STORE].")
-@click.option("--output", type=click.Path(dir_okay=False), help="Write the tables to this file instead of stdout.")
+@click.option("--output", type=_Path(dir_okay=False),
+              help="Write the tables to this file instead of stdout.")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json", "csv"]), default="markdown", show_default=True)
 @click.option("--rerun", is_flag=True, help="Train cells again even if the store has them done (their earlier results are kept).")
-def bench(all_, techniques, datasets, seeds, epochs, time_budget, lr, device, precision, channels_last, compile_,
+@click.pass_context
+def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, device, precision, channels_last, compile_,
           data_dir, store_path, output, fmt, rerun) -> None:
     """Train techniques on datasets under a budget, store every cell, print the comparison tables.
 
@@ -102,6 +209,7 @@ def bench(all_, techniques, datasets, seeds, epochs, time_budget, lr, device, pr
 
     if not (all_ or techniques or datasets):
         raise click.UsageError("nothing to run: give --all, or -t TECHNIQUE and/or -d DATASET")
+    data_dir = _directories(ctx, data_dir)
     request = BenchRequest(
         techniques=list(techniques),
         datasets=list(datasets),
@@ -136,6 +244,8 @@ def _guard(action):
         return action()
     except UsageProblem as exc:
         raise click.UsageError(str(exc)) from None
+    except EnvironmentProblem as exc:
+        raise _Unusable(str(exc)) from None
     except AeframeError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -167,15 +277,16 @@ def list_techniques(as_json: bool) -> None:
 
 @list_.command("datasets")
 @click.option("--json", "as_json", is_flag=True, help="Output JSON.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="AEFRAME_DATA",
+@click.option("--data-dir", type=_Path(file_okay=False, path_type=Path), envvar="AEFRAME_DATA",
               help="Where datasets live [env AEFRAME_DATA].")
-def list_datasets(as_json: bool, data_dir: Path | None) -> None:
+@click.pass_context
+def list_datasets(ctx: click.Context, as_json: bool, data_dir: Path | None) -> None:
     """Each dataset: name, title, image shape, parameters, and whether it is available here (and if not, why)."""
-    from aeframe.loading import availability, default_data_dir
+    from aeframe.loading import availability
     from aeframe.plan import resolve_dataset
 
     registry = _registry()
-    data_dir = data_dir or default_data_dir()
+    data_dir = _directories(ctx, data_dir, cache=False)
     rows = []
     for name, plugin in sorted(registry.datasets.items()):
         choice = resolve_dataset(name, registry)
@@ -238,18 +349,20 @@ def plugins(as_json: bool) -> None:
 
 @cli.command()
 @click.argument("names", nargs=-1, metavar="[NAME]...")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="AEFRAME_DATA",
+@click.option("--data-dir", type=_Path(file_okay=False, path_type=Path), envvar="AEFRAME_DATA",
               help="Where datasets live [env AEFRAME_DATA; default: the per-user cache].")
-def validate(names: tuple[str, ...], data_dir: Path | None) -> None:
+@click.pass_context
+def validate(ctx: click.Context, names: tuple[str, ...], data_dir: Path | None) -> None:
     """Check that techniques, datasets and metrics keep their contracts: one PASS, FAIL or SKIP line per check.
 
     NAME is a technique as -t takes it (baseline[latent=64], a+b), a dataset or a metric; without
     NAME, everything registered is checked. Exits 1 when a check failed, 2 for an unknown name.
     """
-    from aeframe.loading import default_cache_dir, default_data_dir
+    from aeframe.loading import default_cache_dir
     from aeframe.validate import FAIL, PASS, SKIP, Setting, checks_for, resolve_names
 
-    setting = Setting(_registry(), data_dir or default_data_dir(), default_cache_dir(), say=say)
+    data_dir = _directories(ctx, data_dir)
+    setting = Setting(_registry(), data_dir, default_cache_dir(), say=say)
     targets = _guard(lambda: resolve_names(list(names), setting))
     counts: dict[str, int] = {}
     for check in checks_for(targets, setting):
@@ -260,14 +373,14 @@ def validate(names: tuple[str, ...], data_dir: Path | None) -> None:
 
 
 @cli.command()
-@click.option("--store", "store_path", type=click.Path(dir_okay=False, path_type=Path), envvar="AEFRAME_STORE",
+@click.option("--store", "store_path", type=_Path(dir_okay=False, path_type=Path), envvar="AEFRAME_STORE",
               default=DEFAULT_STORE, show_default=True, help="SQLite results file [env AEFRAME_STORE].")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json", "csv"]), default="markdown", show_default=True)
-@click.option("--output", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
-@click.option("--images", "images_dir", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--output", type=_Path(dir_okay=False), help="Write to this file instead of stdout.")
+@click.option("--images", "images_dir", type=_Path(file_okay=False, path_type=Path),
               help="Write each table's pictures (reconstruction grid, MSE-vs-time plot) as PNG files here "
                    "and link them from the markdown and the JSON.")
-@click.option("--docs", "page", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--docs", "page", type=_Path(dir_okay=False, path_type=Path),
               help="Write the leaderboard page here: tables, pictures, provenance and the commands that "
                    "reproduce it. Its pictures go to --images, by default a folder named after the page.")
 def report(store_path: Path, fmt: str, output: str | None, images_dir: Path | None, page: Path | None) -> None:
@@ -286,7 +399,8 @@ def report(store_path: Path, fmt: str, output: str | None, images_dir: Path | No
     if fmt == "csv" and images_dir is not None:
         raise click.UsageError("csv has one row per cell and no place for pictures; use --format markdown or json")
     if page is not None and images_dir is None:
-        images_dir = page.with_suffix("")
+        # A page named without a suffix would share its name with the folder.
+        images_dir = page.with_suffix("") if page.suffix else page.with_name(f"{page.name}-images")
     registry = _registry()
 
     def read():

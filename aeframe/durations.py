@@ -24,6 +24,8 @@ def parse_duration(text: str) -> float:
         seconds = sum(float(n) * _UNITS[u] for n, u in parts)
     if seconds <= 0:
         raise ValueError(f"duration {text!r} must be positive")
+    if not math.isfinite(seconds):  # hundreds of digits overflow a float
+        raise ValueError(f"duration {text!r} is too long to be a time budget")
     return seconds
 
 

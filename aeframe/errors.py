@@ -21,6 +21,21 @@ class CompositionError(UsageProblem):
     """Techniques that cannot be combined (two of them provide the same part, or none does)."""
 
 
+class EnvironmentProblem(AeframeError):
+    """A directory the run needs (cache, data) cannot be used; the message names the variable or option that
+    set it and the path. Nothing has run yet, so the CLI exits with status 2, as for a bad option."""
+
+
+# How the record of a cell that failed on the environment (a full disk, an unwritable cache) begins,
+# so that nobody blames the technique's plugin for it.
+ENVIRONMENT = "environment"
+
+
+def is_environment_failure(error: str | None) -> bool:
+    """Whether a failed cell's error is the environment's (see :func:`aeframe.directories.environment_failure`)."""
+    return (error or "").startswith(f"{ENVIRONMENT}: ")
+
+
 class StoreError(AeframeError):
     """The results store cannot be used (not an aeframe store, newer schema, locked)."""
 

@@ -84,6 +84,24 @@ def resolve_dataset(text: str, registry: Registry) -> DatasetChoice:
     return DatasetChoice(plugin, params)
 
 
+def check_shapes(compositions: Sequence[Composition], datasets: Sequence[DatasetChoice]) -> None:
+    """Refuse a technique whose parameters cannot work on a dataset's image shape (``Technique.check_shape``),
+    from the dataset's declared shape: at planning, so that no cell is stored as failed for it."""
+    for dataset in datasets:
+        shape = tuple(dataset.plugin.shape(dataset.params))
+        for composition in compositions:
+            for member in composition.members:
+                # Techniques written before check_shape existed may not inherit it.
+                check = getattr(member.technique, "check_shape", None)
+                if check is None:
+                    continue
+                try:
+                    check(member.params, shape)
+                except ValueError as exc:
+                    raise SpecError(f"technique {member.technique.name} on dataset {dataset.label} "
+                                    f"({'x'.join(map(str, shape))}): {exc}") from None
+
+
 def plugin_origin(registry: Registry, kind: str, name: str) -> str:
     """Which plugin registered the ``kind`` (technique, dataset, metric) ``name``, as a failure message names it."""
     info = registry.plugin_of(kind, name)
@@ -155,6 +173,7 @@ def plan_cells(
     :func:`with_fingerprint` then gives each cell its final key.
     """
     speed = speed or Speed()
+    check_shapes(compositions, datasets)
     cells = []
     for dataset in datasets:
         for composition in compositions:

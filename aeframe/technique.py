@@ -123,6 +123,12 @@ class Technique:
         """Raise ``ValueError`` for parameter values that are fine one by one but not together (e.g.
         two lists of different lengths); the user sees the message before anything runs."""
 
+    def check_shape(self, params: dict[str, Any], shape: tuple[int, int, int]) -> None:
+        """Raise ``ValueError`` when these parameters cannot work on images of ``shape`` (C, H, W), e.g. a
+        size larger than the images. Called at planning for each dataset of the run, from the dataset's
+        ``shape(params)`` (nothing is loaded); the user sees the message, naming the technique and the
+        dataset, before anything runs."""
+
     def provides(self, part: str) -> bool:
         """Whether this technique builds ``part`` ("model", "loss" or "schedule")."""
         return callable(getattr(self, f"build_{part}", None))

@@ -6,7 +6,7 @@ Baseline, so it declares no learning rate of its own.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from aeframe import CellContext, Param, Technique, hookimpl
 
@@ -23,6 +23,10 @@ class Baseline(Technique):
     description = "the study's conv autoencoder: 1000-d linear bottleneck, nearest-neighbour upsampling, MSE loss"
     params = (Param("latent", int, 1000, "size of the bottleneck vector"),)
     reference = True  # every other row is compared with the Baseline, as in the study
+
+    def check_params(self, params: dict[str, Any]) -> None:
+        if params["latent"] < 1:
+            raise ValueError(f"latent={params['latent']}: the bottleneck needs at least 1 unit")
 
     def build_model(self, ctx: CellContext) -> nn.Module:
         from aeframe_builtins.layers import baseline_autoencoder

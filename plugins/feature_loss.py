@@ -6,6 +6,7 @@ technique (1e-4 on the MNIST family, 1e-3 elsewhere), declared as data.
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Callable
 
 from aeframe import CellContext, Param, Technique, TechniqueUnavailable, hookimpl
@@ -57,6 +58,14 @@ class FeatureLoss(Technique):
                 f"layers {', '.join(map(str, wrong))} {'is' if len(wrong) == 1 else 'are'} not a ReLU of "
                 f"vgg16_bn.features; choose from {valid}"
             )
+        weights_given = {"layer_weights": params["layer_weights"], "gram": (params["gram"],),
+                         "pixel": (params["pixel"],)}
+        for key, values in weights_given.items():
+            if any(not math.isfinite(v) or v < 0 for v in values):
+                raise ValueError(f"{key}={','.join(f'{v:g}' for v in values)}: weights must be finite and 0 or more")
+        if not any(params["layer_weights"]) and params["pixel"] == 0:
+            raise ValueError("every weight is 0, so the loss would be 0 whatever the model does; give a positive "
+                             "layer_weights or pixel")
         if params["weights"] and params["net"] == "random":
             raise ValueError(
                 "weights=PATH gives trained VGG weights and net=random an untrained VGG; give one or the other"

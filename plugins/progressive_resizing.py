@@ -74,19 +74,29 @@ class ProgressiveResizing(Technique):
         if any(s <= 0 for s in sizes) or list(sizes) != sorted(sizes):
             raise ValueError(f"sizes={','.join(map(str, sizes))} must be positive and increasing")
 
-    def _sizes(self, ctx: CellContext) -> tuple[int, ...]:
-        side = ctx.shape[-1]
-        sizes = ctx.params["sizes"]
+    def check_shape(self, params: dict[str, Any], shape: tuple[int, int, int]) -> None:
+        """The sizes must end at the images' side and halve it a whole number of times, or the cell fails."""
+        self._sizes(params["sizes"], shape[-1])
+
+    def _sizes(self, sizes: tuple[int, ...], side: int) -> tuple[int, ...]:
         if sizes == STUDY_SIZES:
             return (side // 2, side)
+        shown = ",".join(map(str, sizes))
         if sizes[-1] != side:
-            raise ValueError(f"{NAME}: the last of sizes={','.join(map(str, sizes))} must be the dataset's side, {side}")
+            raise ValueError(f"the last of sizes={shown} must be the images' side, {side}")
+        for size in sizes:
+            factor = side // size
+            if size * factor != side or factor & (factor - 1):
+                raise ValueError(f"size {size} of sizes={shown} is not the side {side} halved a whole number of times")
         return sizes
 
     def wrap_schedule(self, schedule: Schedule, ctx: CellContext) -> Schedule:
         """Give each phase its image size, and shrink the model's output to it when the phase starts."""
-        sizes = self._sizes(ctx)
         side = ctx.shape[-1]
+        try:
+            sizes = self._sizes(ctx.params["sizes"], side)
+        except ValueError as exc:
+            raise ValueError(f"{NAME}: {exc}") from None
         if len(sizes) > len(schedule.phases):
             raise ValueError(f"{NAME}: {len(sizes)} sizes for a schedule of {len(schedule.phases)} phases")
         for i, phase in enumerate(schedule.phases):

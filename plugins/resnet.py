@@ -36,7 +36,12 @@ PRETRAIN_EPOCHS = 2
 
 def is_path(text: str) -> bool:
     """Whether ``weights=text`` names a file rather than a dataset."""
-    return "/" in text or text.endswith((".pt", ".pth")) or Path(text).expanduser().is_file()
+    if "/" in text or text.endswith((".pt", ".pth")):
+        return True
+    try:
+        return Path(text).expanduser().is_file()
+    except (OSError, ValueError):  # a name too long for a file (or with a NUL) names none
+        return False
 
 
 def _autoencoder(shape: tuple[int, int, int]) -> nn.Module:

@@ -67,7 +67,7 @@ def test_bench_prints_only_the_table_on_stdout_and_stores_the_cell(tmp_path, cli
         (["-t", "baseline[latent"], "unbalanced brackets"),
         (["-d", "shape"], "unknown dataset 'shape'; did you mean shapes?"),
         (["-t", "baseline", "--time-budget", "-5s"], "cannot read '-5s' as a duration"),
-        (["-t", "baseline", "--epochs", "0"], "0 is not in the range x>=1"),
+        (["-t", "baseline", "--epochs", "0"], "0 is not in the range 1<=x<=1000000"),
         (["-t", "baseline", "--device", "tpu"], "unknown device 'tpu'; use auto, cpu, cuda or cuda:N"),
         (["-t", "baseline", "--device", "cuda:0"], "this machine has no CUDA GPU"),
         ([], "nothing to run: give --all, or -t TECHNIQUE and/or -d DATASET"),

@@ -118,8 +118,8 @@ def test_failing_techniques_are_stored_named_and_summarised_and_the_other_cells_
 @pytest.mark.parametrize("text, message", [
     ("--time-budget=5 parsecs", "cannot read '5 parsecs' as a duration"),
     ("--time-budget=0s", "duration '0s' must be positive"),
-    ("--epochs=-3", "-3 is not in the range x>=1"),
-    ("--seeds=0", "0 is not in the range x>=1"),
+    ("--epochs=-3", "-3 is not in the range 1<=x<=1000000"),
+    ("--seeds=0", "0 is not in the range 1<=x<=1000"),
     ("-t=baseline[latent=", "unbalanced brackets"),
     ("-t=baseline[=3]", "baseline[=3]"),
     ("-d=shapes[train=ten]", "bad value 'ten' for parameter 'train'"),

@@ -77,11 +77,11 @@ def test_bad_sizes_are_refused_before_running(registry, sizes, message):
 
 
 def test_sizes_that_cannot_be_reached_fail_with_the_reason(registry):
-    with pytest.raises(ValueError, match="must be the dataset's side, 32"):
+    with pytest.raises(ValueError, match="progressive-resizing: the last of sizes=8,16 must be the images' side, 32"):
         build("progressive-resizing[sizes=8,16]", registry)
     with pytest.raises(ValueError, match="3 sizes for a schedule of 2 phases"):
         build("progressive-resizing[sizes=8,16,32]", registry)
-    with pytest.raises(ValueError, match="size 12 is not the side 32 halved"):
+    with pytest.raises(ValueError, match="size 12 of sizes=12,32 is not the side 32 halved"):
         build("progressive-resizing[sizes=12,32]", registry)
 
 

@@ -5,6 +5,8 @@ Evaluation runs in eval mode, where nothing is added: every metric sees clean in
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -34,6 +36,8 @@ class Denoising(Technique):
     base = "baseline"  # the model, loss and schedule come from the Baseline unless combined (-t denoising+resnet)
 
     def check_params(self, params: dict) -> None:
+        if not math.isfinite(params["noise"]):
+            raise ValueError(f"noise={params['noise']:g} is not a number; give a standard deviation of 0 or more")
         if params["noise"] < 0:
             raise ValueError(f"noise={params['noise']:g} is negative; give a standard deviation of 0 or more")
 

@@ -1,0 +1,174 @@
+"""Whatever goes wrong, the command ends with one line and a code that says what kind of end it was:
+the top-level handler and --debug, Ctrl-C and SIGTERM, directories that cannot be used, empty options."""
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aeframe.plugins import build_registry
+
+from conftest import TINY_SHAPES, installed_plugin_env
+
+BUGGY = '''
+from aeframe import Param, Technique, hookimpl
+
+
+class Buggy(Technique):
+    name, title, base = "buggy", "Buggy", "baseline"
+    description = "its parameter check has a bug beyond the default"
+    params = (Param("n", int, 1, "how many"),)
+
+    def check_params(self, params):
+        if params["n"] > 1:
+            return params["missing"]
+
+    def wrap_loss(self, loss, ctx):
+        return lambda out, target: ctx.params["n"] * loss(out, target)
+
+
+@hookimpl
+def register_techniques(register):
+    register(Buggy())
+'''
+
+
+@pytest.fixture
+def buggy(tmp_path, monkeypatch):
+    """The built-ins and a plugin whose check_params raises KeyError, installed as pip would leave it."""
+    env = installed_plugin_env(tmp_path, "aeframe-buggy", "buggy_technique", BUGGY)
+    monkeypatch.syspath_prepend(env["PYTHONPATH"])
+    yield build_registry(autoload=True)
+    sys.modules.pop("buggy_technique", None)
+
+
+def test_an_unexpected_error_is_one_line_naming_it_and_where_and_debug_shows_the_traceback(tmp_path, cli, buggy):
+    args = ["bench", "-t", "buggy[n=2]", "-d", TINY_SHAPES, "--store", "r.sqlite"]
+    result = cli(*args, cwd=tmp_path, registry=buggy)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("Error: unexpected KeyError: 'missing' (site/buggy_technique.py:")
+    assert "in aeframe bench); rerun with --debug (or AEFRAME_DEBUG=1) for the traceback" in lines[0]
+
+    for debug_args, env in ((["--debug"], None), ([], {"AEFRAME_DEBUG": "1"})):
+        shown = cli(*debug_args, *args, cwd=tmp_path, env=env, registry=buggy)
+        assert shown.returncode == 1
+        assert "Traceback" in shown.stderr and "KeyError: 'missing'" in shown.stderr
+
+
+def _done(store: Path) -> int:
+    try:
+        with sqlite3.connect(store) as db:
+            return db.execute("select count(*) from cells where status = 'done'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_bench_exits_128_plus_the_signal_with_its_finished_cells_saved(tmp_path, sig, code):
+    exe = Path(sys.executable).with_name("aeframe")
+    store = tmp_path / "r.sqlite"
+    args = [str(exe), "bench", "-t", "baseline", "-d", "shapes[train=256,test=64]", "--seeds", "3",
+            "--epochs", "1000", "--time-budget", "2s", "--store", str(store)]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while _done(store) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # into the second cell's training
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    finished = _done(store)
+    assert 1 <= finished < 3
+    assert f"interrupted: the {finished} finished cells are saved in {store}" in stderr
+    assert "Traceback" not in stderr and "Aborted" not in stderr
+
+
+def test_a_cache_directory_under_a_file_stops_the_run_before_any_cell(tmp_path, cli):
+    (tmp_path / "afile").write_text("not a directory")
+    result = cli("bench", "-t", "baseline", "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite", cwd=tmp_path,
+                 env={"AEFRAME_CACHE": str(tmp_path / "afile" / "cache")})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"Error: AEFRAME_CACHE {tmp_path / 'afile' / 'cache'} cannot be created: {tmp_path / 'afile'} is a file, "
+        "not a directory; point AEFRAME_CACHE at a writable directory"
+    )
+    assert not (tmp_path / "r.sqlite").exists()
+
+
+@pytest.mark.parametrize("how", ["option", "variable"])
+def test_a_data_directory_under_a_file_is_named_by_how_it_was_set(tmp_path, cli, how):
+    (tmp_path / "afile").write_text("not a directory")
+    data = tmp_path / "afile" / "data"
+    given = (["--data-dir", str(data)], None) if how == "option" else ([], {"AEFRAME_DATA": str(data)})
+    name = "--data-dir" if how == "option" else "AEFRAME_DATA"
+    for command in (["bench", "-t", "baseline", "-d", TINY_SHAPES, "--store", "r.sqlite"], ["list", "datasets"]):
+        result = cli(*command, *given[0], cwd=tmp_path, env=given[1])
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip() == (f"Error: {name} {data} cannot be used as the data directory: "
+                                         f"{tmp_path / 'afile'} is a file, not a directory; point {name} at a directory")
+    assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_a_cell_failing_on_the_cache_is_an_environment_error_not_the_plugins(tmp_path, cli):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "classifier").write_text("in the way of the reference classifier's cache")
+    result = cli("bench", "-t", "baseline", "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite", cwd=tmp_path,
+                 env={"AEFRAME_CACHE": str(cache)})
+    assert result.returncode == 1
+    summary = next(line for line in result.stderr.splitlines() if line.startswith("aeframe: failed: "))
+    assert summary.startswith(f"aeframe: failed: Baseline on shapes (seed 0): environment: cannot use {cache / 'classifier'}")
+    assert summary.endswith(f"check AEFRAME_CACHE ({cache})")
+    assert "from plugin" not in summary
+    with sqlite3.connect(tmp_path / "r.sqlite") as db:
+        status, error = db.execute("select status, error from cells").fetchone()
+    assert status == "failed" and error.startswith("environment: cannot use")
+
+
+@pytest.mark.parametrize("command", [
+    ["report", "--docs", ""],
+    ["report", "--output", ""],
+    ["report", "--images", " "],
+    ["report", "--store", ""],
+    # cifar10 is not in an empty folder: before empty values were refused, these ran nothing either.
+    ["bench", "-t", "baseline", "-d", "cifar10", "--store", ""],
+    ["bench", "-t", "baseline", "-d", "cifar10", "--data-dir", ""],
+    ["bench", "-t", "baseline", "-d", "cifar10", "--output", ""],
+    ["bench", "-t", "baseline", "-d", "cifar10", "--device", ""],
+    ["list", "datasets", "--data-dir", ""],
+    ["validate", "no-such-name", "--data-dir", ""],
+])
+def test_an_empty_option_is_a_usage_error_naming_it(tmp_path, cli, command):
+    result = cli(*command, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    option = next(a for a in command if a.startswith("--"))
+    assert result.stderr.strip().splitlines()[-1].startswith(f"Error: Invalid value for '{option}': is empty")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--seeds", "9223372036854775807", "is not in the range 1<=x<=1000"),
+    ("--epochs", "9223372036854775807", "is not in the range 1<=x<=1000000"),
+    ("--time-budget", "9" * 400, "is too long to be a time budget"),
+])
+def test_absurdly_large_values_are_usage_errors(tmp_path, cli, option, value, message):
+    result = cli("bench", "-t", "baseline", "-d", TINY_SHAPES, option, value, "--store", "r.sqlite", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_docs_page_named_without_a_suffix_gets_its_own_pictures_folder(tmp_path, cli):
+    made = cli("bench", "-t", "baseline", "-d", "cifar10", "--data-dir", str(tmp_path / "none"), "--store", "r.sqlite",
+               cwd=tmp_path)
+    assert made.returncode == 1  # cifar10 is not here: a store with one skipped record, made without training
+    result = cli("report", "--store", "r.sqlite", "--docs", "leaderboard", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "leaderboard").is_file() and (tmp_path / "leaderboard-images").is_dir()
