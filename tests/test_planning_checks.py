@@ -17,11 +17,12 @@ from conftest import TINY_SHAPES, installed_plugin_env
     ("pixel-shuffle+baseline[latent=0]", "technique baseline: latent=0"),
     ("progressive-resizing[sizes=16,32,64]", f"technique progressive-resizing on dataset {TINY_SHAPES} (3x32x32): "
                                              "the last of sizes=16,32,64 must be the images' side, 32"),
-    ("progressive-resizing[sizes=12,32]", "size 12 of sizes=12,32 is not the side 32 halved a whole number of times"),
+    ("progressive-resizing[sizes=12,32]", f"technique progressive-resizing on dataset {TINY_SHAPES} (3x32x32): "
+                                          "size 12 of sizes=12,32 is not the side 32 halved a whole number of times"),
     ("feature-loss[pixel=nan]", "technique feature-loss: pixel=nan: weights must be finite and 0 or more"),
     ("feature-loss[gram=-1]", "technique feature-loss: gram=-1: weights must be finite and 0 or more"),
-    ("feature-loss[layer_weights=1,inf,1]", "layer_weights=1,inf,1: weights must be finite"),
-    ("feature-loss[layer_weights=0,0,0,pixel=0]", "every weight is 0, so the loss would be 0"),
+    ("feature-loss[layer_weights=1,inf,1]", "technique feature-loss: layer_weights=1,inf,1: weights must be finite"),
+    ("feature-loss[layer_weights=0,0,0,pixel=0]", "technique feature-loss: every weight is 0, so the loss would be 0"),
 ])
 def test_parameters_that_can_never_work_are_refused_at_planning(tmp_path, cli, technique, message):
     result = cli("bench", "-t", technique, "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite", cwd=tmp_path)
