@@ -7,6 +7,7 @@ from itertools import groupby
 from pathlib import Path
 
 from aeframe.budget import Budget
+from aeframe.contention import BUSY_BELOW, is_busy
 from aeframe.environment import device_info, resolve_device, source_revision, versions
 from aeframe.errors import SpecError, first_line, is_environment_failure
 from aeframe.executor import LocalExecutor
@@ -16,7 +17,7 @@ from aeframe.metric import Metric
 from aeframe.plan import Cell, plan_cells, resolve_dataset, resolve_technique
 from aeframe.plugins import Registry
 from aeframe.progress import say
-from aeframe.record import DONE, FAILED, SKIPPED, SKIPPED_DATASET, CellRecord, Provenance
+from aeframe.record import DIVERGED, DONE, FAILED, SKIPPED, SKIPPED_DATASET, CellRecord, Provenance
 from aeframe.report import render
 from aeframe.speed import resolve_speed
 from aeframe.store import Store
@@ -57,7 +58,9 @@ class BenchOutcome:
 
     @property
     def exit_code(self) -> int:
-        failed = any(r.status == FAILED for r in self.records)
+        """0 when every cell is done (or skipped by --all); 1 when a cell failed or diverged, or
+        something named with -d or -t was skipped."""
+        failed = any(r.status in (FAILED, DIVERGED) for r in self.records)
         missing = any(r.status == SKIPPED and self._asked_for(r) for r in self.records)
         return 1 if failed or missing or self.store_lost else 0
 
@@ -113,6 +116,22 @@ def _take_stock(cells: list[Cell], workspace: Workspace, registry: Registry, sto
     return by_dataset, groups, earlier
 
 
+def _summarise_diverged_and_busy(records: list[CellRecord], store_path: Path) -> None:
+    """The end-of-run lines for cells whose numbers cannot be taken at face value."""
+    diverged = [r for r in records if r.status == DIVERGED]
+    if diverged:
+        say(f"{len(diverged)} of {len(records)} cells diverged (their loss became NaN or infinite; "
+            f"they are stored in {store_path} and listed under the tables):")
+    for r in diverged:
+        say(f"diverged: {r.config.label} on {r.config.dataset.name} (seed {r.config.seed}): "
+            f"{first_line(r.error)}{_whose(r)}")
+    busy = [r for r in records if r.status == DONE and is_busy(r.stats)]
+    if busy:
+        say(f"{len(busy)} of {len(records)} cells trained on a busy machine (less than {BUSY_BELOW:.0%} of the CPU, "
+            "or another process on the GPU): their times and images/s are marked ‡ in the table and are not "
+            "comparable; run them again (--rerun) on an idle machine")
+
+
 def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     """Run (or take from the store) every requested cell; each cell is saved as soon as it ends."""
     technique_texts = request.techniques or sorted(registry.techniques)
@@ -158,5 +177,6 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     for r in failed:
         say(f"failed: {r.config.label} on {r.config.dataset.name} (seed {r.config.seed}): "
             f"{first_line(r.error)}{_whose(r)}")
+    _summarise_diverged_and_busy(records, request.store_path)
     named = set() if request.run_all or not request.datasets else {d.plugin.name for d in datasets}
     return BenchOutcome(records, metrics, named, bool(request.techniques) and not request.run_all, earlier, lost)

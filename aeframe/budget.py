@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from aeframe.contention import CpuShareMeter
 from aeframe.durations import describe_budget
 
 if TYPE_CHECKING:
@@ -37,25 +38,32 @@ class Budget:
 
 
 class Clock:
-    """A stopwatch of training time that waits for the device before every reading."""
+    """A stopwatch of training time that waits for the device before every reading.
+
+    While it runs it also measures how much of the CPU the process got (``cpu``, see
+    :mod:`aeframe.contention`): only the training clock's time counts, not evaluation or range tests.
+    """
 
     def __init__(self, device: torch.device):
-        if device.type == "cuda":
-            import torch
+        import torch
 
+        if device.type == "cuda":
             self._sync = lambda: torch.cuda.synchronize(device)
         else:
             self._sync = lambda: None
         self._spent = 0.0
         self._since: float | None = None
+        self.cpu = CpuShareMeter(torch.get_num_threads())
 
     def start(self) -> None:
         self._sync()
+        self.cpu.start()
         self._since = time.perf_counter()
 
     def stop(self) -> None:
         self._spent = self.read()
         self._since = None
+        self.cpu.stop()
 
     def read(self) -> float:
         if self._since is None:
@@ -65,7 +73,13 @@ class Clock:
 
 
 class BudgetTracker:
-    """Answers "how far along are we?" and "must we stop?" after each step."""
+    """Answers "how far along are we?" and "must we stop?" after each step.
+
+    It reads the clock after every step on a CPU, and on a GPU about every ``GPU_READ_INTERVAL``
+    seconds (more often near a time limit), whatever the budget: those reads are the moments the
+    device is synchronised anyway, so the training loop checks its loss for NaN/inf there
+    (``synchronised``) without a synchronisation of its own.
+    """
 
     # On a GPU, read the clock about this often (seconds) while far from the limit.
     GPU_READ_INTERVAL = 0.25
@@ -79,6 +93,7 @@ class BudgetTracker:
         self._read_seconds = 0.0
         self._step_seconds = 0.0
         self.out_of_time = False
+        self.synchronised = False  # whether the last exhausted() read the clock
 
     def _estimated_seconds(self, step: int) -> float:
         return self._read_seconds + (step - self._read_at_step) * self._step_seconds
@@ -100,26 +115,27 @@ class BudgetTracker:
 
     def exhausted(self, step: int) -> bool:
         """Called after each step: True when no further step may start."""
+        self.synchronised = False
         if self.total_steps is not None and step >= self.total_steps:
             return True
-        if self.budget.seconds is None:
-            return False
         if self.every_step or self._due(step):
             self._read(step)
         return self.out_of_time
 
     def _due(self, step: int) -> bool:
-        left = self.budget.seconds - self._estimated_seconds(step)
-        if self._step_seconds == 0.0 or left < 2 * self._step_seconds:
+        if self._step_seconds == 0.0:
+            return True
+        if self.budget.seconds is not None and self.budget.seconds - self._estimated_seconds(step) < 2 * self._step_seconds:
             return True
         return self._estimated_seconds(step) - self._read_seconds >= self.GPU_READ_INTERVAL
 
     def _read(self, step: int) -> None:
         seconds = self.clock.read()
+        self.synchronised = True
         if step > self._read_at_step:
             self._step_seconds = (seconds - self._read_seconds) / (step - self._read_at_step)
         self._read_at_step, self._read_seconds = step, seconds
-        self.out_of_time = seconds >= self.budget.seconds
+        self.out_of_time = self.budget.seconds is not None and seconds >= self.budget.seconds
 
     def pause(self, step: int) -> None:
         """Re-anchor the estimate after the clock was stopped (evaluation between epochs)."""

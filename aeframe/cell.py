@@ -125,6 +125,12 @@ def run_cell(
         }
         if result.compile_seconds is not None:
             record.stats["compile_seconds"] = result.compile_seconds
+        # How much of the machine the training clock had (aeframe.contention); the report marks shared clocks.
+        if result.cpu_share is not None:
+            record.stats["cpu_share"] = result.cpu_share
+            record.stats["cpu_share_measure"] = result.cpu_share_measure
+        if result.gpu_other_processes is not None:
+            record.stats["gpu_other_processes"] = result.gpu_other_processes
         if result.lr_tests:
             record.stats["lr_find_seconds"] = sum(t["seconds"] for t in result.lr_tests)
             record.stats["lr_found"] = [t["suggestion"] for t in result.lr_tests]

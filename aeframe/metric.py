@@ -50,9 +50,11 @@ class Metric(ABC):
         return None
 
     def details(self) -> dict[str, Any]:
-        """Facts kept with the cell's value. The report understands two keys: ``reference``, the
-        metric's value on the original images (shown as the "Original Image" row), and ``about``,
-        one line saying how the metric was obtained (shown under the table).
+        """Facts kept with the cell's value. The report understands three keys: ``reference``, the
+        metric's value on the original images (shown as the "Original Image" row), ``about``,
+        one line saying how the metric was obtained (shown under the table), and ``not_scored``,
+        why the metric has no value for this cell (shown as ``n/a: WHY`` in its column; let
+        :meth:`result` return NaN then).
         """
         return {}
 

@@ -2,7 +2,9 @@
 
 Per step there is no host synchronisation on a GPU: the loss is summed on the device and read at
 the end of each epoch (or when the progress display is due), and the clock is read by the budget
-tracker only as often as it needs to stop within one step of a time limit.
+tracker only as often as it needs to stop within one step of a time limit (and about four times a
+second otherwise). At those reads, when the device has just been synchronised anyway, the summed loss
+is checked: a NaN or infinite loss stops the cell within a few steps (on a CPU, at the very step).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import torch
 from torch import nn
 
 from aeframe.budget import Budget, BudgetTracker, Clock
+from aeframe.contention import other_gpu_processes
 from aeframe.data import DeviceSplit, epoch_order, to_unit
 from aeframe.errors import AeframeError
 from aeframe.evaluate import EVAL_BATCH, timed_evaluate
@@ -42,6 +45,9 @@ class TrainResult:
     final_size: int | None = None
     lr_tests: list[dict] = field(default_factory=list)
     compile_seconds: float | None = None
+    cpu_share: float | None = None  # see aeframe.contention
+    cpu_share_measure: str | None = None
+    gpu_other_processes: int | None = None
 
 
 class _PhaseState:
@@ -125,6 +131,7 @@ def train(
     result = TrainResult()
     scaler = grad_scaler(speed, device)
     step, epoch = 0, 0
+    others = [other_gpu_processes(device)] if device.type == "cuda" else []
     model.train()
     clock.start()
     while True:
@@ -172,6 +179,9 @@ def train(
             step += 1
             steps_this_epoch += 1
             stop = tracker.exhausted(step)
+            # Only where the device waited for the clock anyway: a check of its own would stall the GPU.
+            if tracker.synchronised and not bool(torch.isfinite(loss_sum)):
+                stop = True
             if progress is not None and (stop or progress.due()):
                 progress.update(
                     epoch=epoch + 1,
@@ -200,7 +210,7 @@ def train(
             }
         )
         if not math.isfinite(mean_loss):
-            result.diverged = f"training loss became {mean_loss} in epoch {epoch}"
+            result.diverged = f"training loss became {mean_loss} by step {step} (epoch {epoch})"
             break
         if stop or tracker.exhausted(step):
             break
@@ -210,6 +220,11 @@ def train(
     result.epochs = step / steps_per_epoch
     result.train_seconds = clock.read()
     result.final_size = state.size
+    result.cpu_share, result.cpu_share_measure = clock.cpu.share(), clock.cpu.method
+    if device.type == "cuda":
+        others.append(other_gpu_processes(device))
+        seen = [n for n in others if n is not None]
+        result.gpu_other_processes = max(seen) if seen else None
     return result
 
 

@@ -4,9 +4,14 @@ A cell's "Classifier Accuracy" is the top-1 accuracy, against the true labels, o
 reference classifier (:mod:`aeframe_builtins.reference_classifier`) on the cell's reconstructions of
 the test split. The classifier is obtained once per dataset by ``prepare`` and shared by that
 dataset's cells; each cell counts its correct predictions in its own copy of the metric.
+
+A reference classifier that is not clearly above chance on the original test images would score
+every reconstruction near chance too, whatever its quality: then nothing is scored (the value is
+NaN) and the details say why (``not_scored``), which the table shows instead of a number.
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from aeframe import MeanMetric, hookimpl
@@ -34,6 +39,16 @@ class ClassifierAccuracy(MeanMetric):
 
         return obtain(context)
 
+    def _at_chance(self) -> bool:
+        return self.prepared is not None and bool(self.prepared[1].get("at_chance"))
+
+    def update(self, recon: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> None:
+        if not self._at_chance():
+            super().update(recon, target, labels)
+
+    def result(self) -> float:
+        return math.nan if self._at_chance() else super().result()
+
     def values(self, recon: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         import torch
 
@@ -48,10 +63,15 @@ class ClassifierAccuracy(MeanMetric):
     def details(self) -> dict[str, Any]:
         if self.prepared is None:
             return {}
+        from aeframe_builtins.reference_classifier import at_chance_text, describe_training
+
         facts = self.prepared[1]
         about = (f"top-1 against the true labels of a CNN ({facts['recipe']['model']}) trained from scratch for "
-                 f"{facts['recipe']['epochs']} epochs on the original training split in {facts['train_seconds']:.0f} s")
-        return {"reference": facts["reference_accuracy"], "about": about, **facts}
+                 f"{describe_training(facts)} on the original training split in {facts['train_seconds']:.0f} s")
+        found = {"reference": facts["reference_accuracy"], "about": about, **facts}
+        if facts.get("at_chance"):
+            found["not_scored"] = at_chance_text(facts)
+        return found
 
 
 @hookimpl

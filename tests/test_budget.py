@@ -36,7 +36,9 @@ def test_epoch_budget_stops_at_exactly_its_steps_and_progress_is_linear():
     tracker = BudgetTracker(Budget(epochs=3), steps_per_epoch=10, clock=clock, every_step=True)
     assert tracker.progress(0) == 0 and tracker.progress(15) == 0.5
     assert run(tracker, clock) == 30
-    assert clock.reads == 0  # no time limit: the clock is never read
+    # No time limit, but on a CPU the clock is still read after each step but the epoch's last:
+    # those reads are where the loop checks the loss for NaN.
+    assert clock.reads == 29 and not tracker.out_of_time
 
 
 def test_time_budget_stops_within_one_step_mid_epoch():
@@ -55,6 +57,25 @@ def test_gpu_mode_reads_the_clock_rarely_but_still_stops_within_one_step():
     assert 5 <= clock.now < 5 + 0.001 + 1e-9
     assert steps == 5000 or steps == 5001
     assert clock.reads < steps / 10
+
+
+def test_gpu_mode_under_an_epoch_budget_still_synchronises_a_few_times_a_second():
+    # Where the loop checks for NaN without a synchronisation of its own.
+    clock = FakeClock(0.001)
+    tracker = BudgetTracker(Budget(epochs=1), steps_per_epoch=2000, clock=clock, every_step=False)
+    synchronised = []
+    step = 0
+    while True:
+        clock.now += clock.step
+        step += 1
+        stop = tracker.exhausted(step)
+        if tracker.synchronised:
+            synchronised.append(step)
+        if stop:
+            break
+    assert step == 2000
+    # The first step, to learn how long steps take, then every 0.25 s (250 steps): not every step.
+    assert synchronised[:3] == [1, 251, 501] and len(synchronised) == 8
 
 
 def test_whichever_ends_first():

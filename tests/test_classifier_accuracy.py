@@ -1,4 +1,5 @@
 """The reference classifier behind "Classifier Accuracy" and its "Original Image" value."""
+import json
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ from aeframe import CellContext, Metric
 from aeframe.metric_set import MetricSet
 from aeframe_builtins import reference_classifier
 from aeframe_builtins.classifier_accuracy import ClassifierAccuracy
-from aeframe_builtins.shapes import generate
+from aeframe_builtins.shapes import Shapes, generate
 
 CPU = torch.device("cpu")
 
@@ -54,7 +55,8 @@ def test_the_reference_classifier_is_far_above_chance_and_an_identity_autoencode
     # Reconstructions equal to the originals score exactly the Original Image accuracy.
     assert score(metric, shapes_data.test.images, shapes_data.test.labels) == reference
     details = metric.details()
-    assert details["recipe"]["epochs"] == 6 and details["train_seconds"] > 0
+    # 3,000 images: 6 epochs would be 66 steps; the recipe's minimum applies.
+    assert details["steps"] == details["recipe"]["min_steps"] and details["train_seconds"] > 0
     assert details["about"].startswith("top-1 against the true labels of a CNN") and "from scratch" in details["about"]
 
 
@@ -87,3 +89,61 @@ def test_training_leaves_the_cells_random_stream_alone(tmp_path):
     torch.manual_seed(123)
     ClassifierAccuracy().prepare(context(small, tmp_path))  # trains: nothing is cached in tmp_path
     assert torch.equal(torch.rand(3), expected)
+
+
+# -- the reference classifier on small datasets, and one that is at chance --------------------------------
+
+
+def _bench_json(cli, tmp_path, dataset: str, registry=None) -> tuple[dict, str]:
+    """``aeframe bench -t baseline -d DATASET --epochs 1 --format json``: its only table, and stderr."""
+    result = cli("bench", "-t", "baseline", "-d", dataset, "--epochs", "1", "--format", "json", "--store", "r.sqlite",
+                 cwd=tmp_path, registry=registry)
+    assert result.returncode == 0, result.stderr
+    [table] = json.loads(result.stdout)["datasets"][0]["tables"]
+    return table, result.stderr
+
+
+def test_a_small_dataset_gets_a_reference_classifier_clearly_above_chance(tmp_path, cli):
+    # 1,438 training images: 6 epochs were 30 steps, and the classifier predicted one class (0.10).
+    table, stderr = _bench_json(cli, tmp_path, "shapes[train=1438,test=359]")
+    reference = table["reference"]["classifier_accuracy"]
+    assert reference["reference"] > 0.5  # ten balanced classes: chance is 0.1
+    assert reference["at_chance"] is False and reference["steps"] >= reference["recipe"]["min_steps"]
+    assert "not_scored" not in table["rows"][0]
+    assert table["rows"][0]["metrics"]["classifier_accuracy"]["mean"] > 0.1
+    assert "at chance" not in stderr
+
+
+class NoiseLabels(Shapes):
+    """Shapes whose labels are drawn at random: no classifier can beat chance on its test split."""
+
+    name, title = "noise-labels", "Noise Labels"
+
+    def load(self, data_dir, params):
+        data = super().load(data_dir, params)
+        gen = torch.Generator().manual_seed(0)
+        for split in (data.train, data.test):
+            split.labels = torch.randint(0, 10, (len(split),), generator=gen)
+        return data
+
+
+def test_a_reference_classifier_at_chance_is_reported_instead_of_scoring_reconstructions(tmp_path, cli, registry):
+    from aeframe.plugins import Registry
+
+    noisy = Registry(techniques=registry.techniques, datasets={**registry.datasets, "noise-labels": NoiseLabels()},
+                     metrics=registry.metrics, plugins=registry.plugins, origin=registry.origin)
+    table, stderr = _bench_json(cli, tmp_path, "noise-labels[train=256,test=400]", noisy)
+    reference = table["reference"]["classifier_accuracy"]
+    assert reference["at_chance"] is True and reference["reference"] < 0.2
+    mark = f"reference classifier at chance ({reference['reference']:.2f})"
+    [row] = table["rows"]
+    assert row["not_scored"] == {"classifier_accuracy": mark}
+    assert row["metrics"]["classifier_accuracy"] is None  # no number from a classifier that cannot classify
+    assert row["metrics"]["mse"]["mean"] > 0  # the other metrics are scored as ever
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning: the reference classifier")]
+    assert len(warnings) == 1 and "noise-labels[train=256,test=400] is at chance" in warnings[0]
+
+    # The markdown says so in the column, where the number would be.
+    report = cli("report", "--store", "r.sqlite", cwd=tmp_path, registry=noisy)
+    baseline_row = next(line for line in report.stdout.splitlines() if line.startswith("| Baseline"))
+    assert f"n/a: {mark}" in baseline_row

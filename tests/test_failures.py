@@ -93,7 +93,7 @@ def test_failing_techniques_are_stored_named_and_summarised_and_the_other_cells_
     kaboom_error = rows["Kaboom"][1]
     assert kaboom_error.startswith("RuntimeError: kaboom in training step 4\nTraceback (most recent call last):")
     assert "faulty_techniques.py" in kaboom_error  # the traceback reaches into the plugin's own file
-    assert rows["NaN Loss"][1] == "training loss became nan in epoch 1"
+    assert rows["NaN Loss"][1] == "training loss became nan by step 1 (epoch 1)"
     assert rows["Halves"][1].splitlines()[0] == (
         "AeframeError: technique 'Halves' built a model whose output has shape (3, 16, 16) for input (3, 32, 32); "
         "an autoencoder must return its input's shape")
@@ -106,7 +106,7 @@ def test_failing_techniques_are_stored_named_and_summarised_and_the_other_cells_
     # The table has the cells that trained, and lists the rest with their reasons.
     assert "| Baseline " in result.stdout and "| Pixel Shuffle " in result.stdout
     assert "- Kaboom: failed (RuntimeError: kaboom in training step 4)" in result.stdout
-    assert "- NaN Loss: diverged (training loss became nan in epoch 1)" in result.stdout
+    assert "- NaN Loss: diverged (training loss became nan by step 1 (epoch 1))" in result.stdout
 
     # A rerun takes the finished cells from the store and retries only the others.
     again = cli(*args, cwd=tmp_path, registry=faulty)

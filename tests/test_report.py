@@ -227,11 +227,12 @@ def test_csv_has_one_line_per_record():
     rows = list(csv.reader(io.StringIO(render(records, METRICS, "csv"))))
     assert rows[0] == ["key", "label", "dataset", "seed", "status", "mse", "psnr", "train_seconds",
                        "eval_seconds", "lr_find_seconds", "compile_seconds", "epochs", "steps", "images_per_second",
-                       "params", "budget_epochs", "budget_seconds", "device", "precision", "error", "in_table"]
+                       "params", "budget_epochs", "budget_seconds", "device", "precision", "error", "in_table",
+                       "cpu_share", "gpu_other_processes", "busy"]
     assert len(rows) == 3
     assert rows[1][1:] == ["Baseline", "mnist", "0", "done", "0.25", "30.0", "100.0", "1.5", "", "", "15.0", "300",
-                           "1000.0", "5000", "15", "", "Test CPU (cpu)", "fp32", "", "true"]
-    assert rows[2][4] == "failed" and rows[2][5] == "" and rows[2][-2:] == ["RuntimeError: boom", "false"]
+                           "1000.0", "5000", "15", "", "Test CPU (cpu)", "fp32", "", "true", "", "", "false"]
+    assert rows[2][4] == "failed" and rows[2][5] == "" and rows[2][-5:-3] == ["RuntimeError: boom", "false"]
 
 
 def test_empty_input():

@@ -106,7 +106,7 @@ def toy_registry(registry):
 def test_nan_loss_is_recorded_as_diverged(toy_registry, shapes_data, workspace):
     record = run_cell(one_cell(toy_registry, "explodes"), shapes_data, metric_set(toy_registry), CPU, workspace)
     assert record.status == "diverged"
-    assert record.error == "training loss became nan in epoch 1"
+    assert record.error == "training loss became nan by step 1 (epoch 1)"
     assert len(record.curve) == 1
 
 

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aeframe.contention import is_busy
 from aeframe.grouping import Section, Table, condition_of, group, label_of
 from aeframe.provenance import distinct, protocols, provenance
 from aeframe.record import CellRecord, Protocol, full_size_points
 from aeframe.report.columns import METRICS, STATS, SUMMARISED_STATS, Column, table_columns
 from aeframe.report.conditions import conditions_line, difference
 from aeframe.report.structure import (
+    BusySeed,
     Comparison,
     ComparisonTable,
     DatasetReport,
@@ -156,17 +158,41 @@ def _summarise(values: list[float]) -> Summary | None:
     return Summary(values, mean, std, confidence_interval(values, 0.95))
 
 
+def _not_scored(record: CellRecord, name: str) -> str | None:
+    """Why ``record`` has no value for metric ``name``, as the metric's details say (``not_scored``)."""
+    details = record.stats.get("metric_details")
+    found = details.get(name) if isinstance(details, Mapping) else None
+    reason = found.get("not_scored") if isinstance(found, Mapping) else None
+    return reason if isinstance(reason, str) and reason else None
+
+
 def _row(label: str, records: list[CellRecord], columns: list[Column]) -> Row:
+    not_scored = {}
+    metrics = {}
+    for column in (c for c in columns if c.is_metric):
+        reasons = [reason for r in records if (reason := _not_scored(r, column.name))]
+        if reasons:
+            not_scored[column.name] = reasons[0]
+        scored = [r for r in records if not _not_scored(r, column.name)]
+        metrics[column.name] = _summarise(_numbers(scored, METRICS, column.name))
     return Row(
         label=label,
         seeds=[r.config.seed for r in records],
         keys=[r.key for r in records],
-        metrics={c.name: _summarise(_numbers(records, METRICS, c.name)) for c in columns if c.is_metric},
+        metrics=metrics,
         stats={name: _summarise(_numbers(records, STATS, name)) for name in SUMMARISED_STATS},
         # A technique's size does not depend on the seed; more than one value flags that it did.
         params=distinct(_numbers(records, STATS, "params")),
         comparisons=None,
+        busy=[BusySeed(r.config.seed, _number_or_none(r.stats.get("cpu_share")),
+                       _number_or_none(r.stats.get("gpu_other_processes")))
+              for r in records if is_busy(r.stats)],
+        not_scored=not_scored,
     )
+
+
+def _number_or_none(value: Any) -> Any:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _best(means: Sequence[float | None], better: str | None, text: Callable[[float], str]) -> set[int]:

@@ -44,7 +44,9 @@ class Column:
 # The run statistics a row summarises, in the order the JSON lists them; params last (the JSON
 # writes it apart, as one number).
 SUMMARISED_STATS = ("train_seconds", "eval_seconds", "lr_find_seconds", "compile_seconds", "epochs",
-                    "images_per_second", "params")
+                    "images_per_second", "cpu_share", "params")
+# The columns that depend on how much of the machine the training clock had (aeframe.contention).
+CLOCK_STATS = ("train_seconds", "epochs", "images_per_second")
 
 _STAT_COLUMNS = (
     Column(STATS, "train_seconds", "Training Time", format_duration, "lower"),

@@ -37,6 +37,15 @@ class Comparison:
         return self.p is not None and self.p < SIGNIFICANCE
 
 
+@dataclass(frozen=True)
+class BusySeed:
+    """A seed of a row that trained on a busy machine."""
+
+    seed: Any
+    cpu_share: float | None  # share of the CPU its threads got while training
+    gpu_other_processes: int | None  # other processes seen on its GPU
+
+
 @dataclass
 class Row:
     """One technique label of a table: every seed folded together."""
@@ -49,6 +58,10 @@ class Row:
     params: list[float]  # the distinct parameter counts of its seeds (one, unless they disagree)
     comparisons: dict[str, Comparison] | None  # metric name -> comparison; None on the reference row
     best: set[str] = field(default_factory=set)  # ids of the columns whose best mean this row has
+    # Seeds whose training clock was shared (aeframe.contention.is_busy): seed -> what it got.
+    busy: list[BusySeed] = field(default_factory=list)
+    # Metric name -> why the row has no value for it (a metric's ``not_scored`` detail).
+    not_scored: dict[str, str] = field(default_factory=dict)
 
     def summary(self, column: Column) -> Summary | None:
         return (self.metrics if column.is_metric else self.stats).get(column.name)

@@ -4,12 +4,15 @@ from __future__ import annotations
 import csv
 import io
 
+from aeframe.contention import is_busy
 from aeframe.errors import first_line
 from aeframe.grouping import label_of
 from aeframe.report.structure import Report
 
 STAT_COLUMNS = ("train_seconds", "eval_seconds", "lr_find_seconds", "compile_seconds", "epochs", "steps",
                 "images_per_second", "params")
+# Added later, so at the end: scripts that read the columns by position keep working.
+CONTENTION_COLUMNS = ("cpu_share", "gpu_other_processes")
 
 
 def as_csv(report: Report) -> str:
@@ -22,6 +25,7 @@ def as_csv(report: Report) -> str:
         + report.metric_names
         + list(STAT_COLUMNS)
         + ["budget_epochs", "budget_seconds", "device", "precision", "error", "in_table"]
+        + list(CONTENTION_COLUMNS) + ["busy"]
     )
     for r, shown in zip(report.cells, report.in_table):
         config = r.config
@@ -31,5 +35,7 @@ def as_csv(report: Report) -> str:
             + [r.stats.get(name) for name in STAT_COLUMNS]
             + [config.budget.epochs, config.budget.seconds, config.device.describe(), config.speed.precision,
                first_line(r.error), "true" if shown else "false"]
+            + [r.stats.get(name) for name in CONTENTION_COLUMNS]
+            + ["true" if is_busy(r.stats) else "false"]
         )
     return out.getvalue()

@@ -5,6 +5,7 @@ import json
 import math
 from typing import Any
 
+from aeframe.contention import BUSY_BELOW, CPU_SHARE_MEANING
 from aeframe.report.columns import SUMMARISED_STATS
 from aeframe.report.structure import Comparison, ComparisonTable, DatasetReport, NotDone, Report, Row, Summary
 
@@ -41,28 +42,37 @@ def _comparison(comparison: Comparison) -> dict[str, Any]:
 
 def _row(row: Row) -> dict[str, Any]:
     params = [int(p) for p in row.params]
-    return {
+    # Cells stored before aeframe measured contention have no cpu_share: their rows read as before.
+    stats = tuple(name for name in _STATS if name != "cpu_share" or row.stats[name] is not None)
+    found = {
         "label": row.label,
         "seeds": row.seeds,
         "keys": row.keys,
         "metrics": {name: _summary(s) for name, s in row.metrics.items()},
-        **{name: _summary(row.stats[name]) for name in _STATS},
+        **{name: _summary(row.stats[name]) for name in stats},
         # A technique's size does not depend on the seed; a list flags if it did.
         "params": params[0] if len(params) == 1 else params or None,
         # 95 % Student-t intervals for the means, laid out like the summaries above.
         "ci95": {
             "metrics": {name: _ci95(s) for name, s in row.metrics.items()},
-            **{name: _ci95(row.stats[name]) for name in _STATS},
+            **{name: _ci95(row.stats[name]) for name in stats},
         },
         "vs_baseline": (
             {name: _comparison(c) for name, c in row.comparisons.items()} if row.comparisons is not None else None
         ),
     }
+    if row.stats["cpu_share"] is not None:
+        # Seeds trained on a busy machine (cpu_share below contention.busy_below, or another GPU process).
+        found["busy"] = [{"seed": b.seed, "cpu_share": b.cpu_share, "gpu_other_processes": b.gpu_other_processes}
+                         for b in row.busy]
+    if row.not_scored:
+        found["not_scored"] = row.not_scored
+    return found
 
 
 def _table(table: ComparisonTable) -> dict[str, Any]:
     quality = table.time_to_quality
-    return {
+    found = {
         "condition": table.condition.to_json(),
         "rows": [_row(row) for row in table.rows],
         "note": table.note,
@@ -76,6 +86,9 @@ def _table(table: ComparisonTable) -> dict[str, Any]:
         "protocols": {label: protocol.to_json() for label, protocol in table.protocols.items()},
         "figures": [{"kind": f.kind, "path": f.path, "caption": f.caption} for f in table.figures],
     }
+    if any(row.stats["cpu_share"] is not None or row.busy for row in table.rows):
+        found["contention"] = {"busy_below": BUSY_BELOW, "measured": CPU_SHARE_MEANING}
+    return found
 
 
 def _not_done(entry: NotDone) -> dict[str, Any]:

@@ -9,12 +9,14 @@ from tabulate import tabulate
 
 from aeframe.durations import format_duration
 from aeframe.errors import first_line
-from aeframe.report.columns import Column
+from aeframe.contention import BUSY_BELOW
+from aeframe.report.columns import CLOCK_STATS, Column
 from aeframe.report.conditions import difference
 from aeframe.report.structure import SIGNIFICANCE, ComparisonTable, NotDone, Report, Summary, TimeToQuality
 
 MISSING = "–"
 MARKER = "†"  # follows a metric value that differs from the reference row's at p < SIGNIFICANCE
+BUSY_MARKER = "‡"  # follows the time columns of a row whose training clock was shared (aeframe.contention)
 REFERENCE_ROW = "Original Image"  # the metrics' values on the original images
 
 
@@ -39,6 +41,8 @@ def table_parts(table: ComparisonTable) -> list[str]:
     parts.append(_comparison_table(table))
     if table.marked_pairs:
         parts.append(_marker_line(table))
+    if any(row.busy for row in table.rows):
+        parts.append(_busy_line(table))
     if table.about:
         parts.append("\n".join(table.about))
     parts.append(table.note)
@@ -67,12 +71,17 @@ def _comparison_table(table: ComparisonTable) -> str:
     for row in table.rows:
         cells = [_label(row.label)]
         for column in columns:
-            text = _cell(row.summary(column), column)
+            summary = row.summary(column)
+            text = _cell(summary, column)
+            if summary is None and column.is_metric and column.name in row.not_scored:
+                text = f"n/a: {row.not_scored[column.name]}"
             if column.id in row.best:
                 text = f"**{text}**"
             comparison = (row.comparisons or {}).get(column.name) if column.is_metric else None
             if comparison is not None and comparison.significant:
                 text += MARKER
+            if row.busy and not column.is_metric and column.name in CLOCK_STATS:
+                text += BUSY_MARKER
             cells.append(text)
         body.append(cells)
     headers = ["Method"] + [c.title for c in columns]
@@ -104,6 +113,26 @@ def _marker_line(table: ComparisonTable) -> str:
     counts = str(pairs[0]) if len(pairs) == 1 else f"{pairs[0]}–{pairs[-1]}"
     return (f"{MARKER} differs from the {table.reference_label} at p < {SIGNIFICANCE:g}, "
             f"paired t-test over {counts} shared seeds")
+
+
+def _busy_line(table: ComparisonTable) -> str:
+    """The line that explains the busy marker: who got how much, and the threshold."""
+    several_seeds = table.several_seeds
+    who = []
+    for row in table.rows:
+        for seed in row.busy:
+            got = []
+            if seed.cpu_share is not None and seed.cpu_share < BUSY_BELOW:
+                got.append(f"{seed.cpu_share:.0%} of the CPU")
+            if seed.gpu_other_processes:
+                got.append(f"{seed.gpu_other_processes} other process{'es' if seed.gpu_other_processes > 1 else ''} "
+                           "on its GPU")
+            which = f" (seed {seed.seed})" if several_seeds else ""
+            who.append(f"{_label(row.label)}{which}: {', '.join(got)}")
+    return (f"{BUSY_MARKER} trained on a busy machine, so its time, epochs and images/s are not comparable with the "
+            f"other rows': {'; '.join(who)}. Measured over the training clock: the share of the CPU time the "
+            f"process's threads asked for that they got (from the kernel's run-queue statistics; an idle machine gives "
+            f"about 95 % or more), marked below {BUSY_BELOW:.0%}; on a GPU also other processes using it")
 
 
 def _quality_table(quality: TimeToQuality) -> str:
