@@ -7,9 +7,9 @@ from typing import Any
 
 from tabulate import tabulate
 
+from aeframe.contention import BUSY_BELOW
 from aeframe.durations import format_duration
 from aeframe.errors import first_line
-from aeframe.contention import BUSY_BELOW
 from aeframe.report.columns import CLOCK_STATS, Column
 from aeframe.report.conditions import difference
 from aeframe.report.structure import SIGNIFICANCE, ComparisonTable, NotDone, Report, Summary, TimeToQuality
