@@ -132,7 +132,7 @@ def _busy_line(table: ComparisonTable) -> str:
     return (f"{BUSY_MARKER} trained on a busy machine, so its time, epochs and images/s are not comparable with the "
             f"other rows': {'; '.join(who)}. Measured over the training clock: the share of the CPU time the "
             f"process's threads asked for that they got (from the kernel's run-queue statistics; an idle machine gives "
-            f"about 95 % or more), marked below {BUSY_BELOW:.0%}; on a GPU also other processes using it")
+            f"about 95% or more), marked below {BUSY_BELOW:.0%}; on a GPU also other processes using it")
 
 
 def _quality_table(quality: TimeToQuality) -> str:
