@@ -125,9 +125,10 @@ def _summarise_diverged_and_busy(records: list[CellRecord], store_path: Path) ->
     for r in diverged:
         say(f"diverged: {r.config.label} on {r.config.dataset.name} (seed {r.config.seed}): "
             f"{first_line(r.error)}{_whose(r)}")
-    busy = [r for r in records if r.status == DONE and is_busy(r.stats)]
+    finished = [r for r in records if r.status == DONE]  # skipped cells trained nothing, so were never timed
+    busy = [r for r in finished if is_busy(r.stats)]
     if busy:
-        say(f"{len(busy)} of {len(records)} cells trained on a busy machine (less than {BUSY_BELOW:.0%} of the CPU, "
+        say(f"{len(busy)} of {len(finished)} finished cells trained on a busy machine (less than {BUSY_BELOW:.0%} of the CPU, "
             "or another process on the GPU): their times and images/s are marked ‡ in the table and are not "
             "comparable; run them again (--rerun) on an idle machine")
 

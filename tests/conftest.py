@@ -46,6 +46,17 @@ def installed_plugin_env(tmp_path: Path, dist: str, module: str, source: str) ->
     return {"PYTHONPATH": str(site), "AEFRAME_DISABLE_PLUGIN_AUTOLOAD": ""}
 
 
+def installed_registry(tmp_path: Path, monkeypatch, dist: str, module: str, source: str):
+    """For a fixture: the built-ins and ``source``, installed as pip would leave a plugin (see
+    :func:`installed_plugin_env`) and found through its entry point in this process."""
+    from aeframe.plugins import build_registry
+
+    env = installed_plugin_env(tmp_path, dist, module, source)
+    monkeypatch.syspath_prepend(env["PYTHONPATH"])
+    yield build_registry(autoload=True)
+    sys.modules.pop(module, None)
+
+
 def cell_data(text: str, registry, device=None):
     """The dataset ``text`` (as ``-d`` takes it) loaded and on ``device`` (the CPU by default), as cells get it."""
     import torch

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Ran, installed_plugin_env
+from conftest import Ran, installed_registry
 
 # A technique that fails while AEFRAME_TEST_FAIL is set, and deletes the file AEFRAME_TEST_DELETE
 # names when it is built (once: it takes the variable away).
@@ -40,12 +40,7 @@ def register_techniques(register):
 
 def flaky_registry(tmp_path, monkeypatch):
     """For a fixture: the registry with the flaky plugin installed as pip would have left it."""
-    from aeframe.plugins import build_registry
-
-    env = installed_plugin_env(tmp_path / "plugin", "aeframe-flaky", "flaky_technique", FLAKY)
-    monkeypatch.syspath_prepend(env["PYTHONPATH"])
-    yield build_registry(autoload=True)
-    sys.modules.pop("flaky_technique", None)
+    yield from installed_registry(tmp_path / "plugin", monkeypatch, "aeframe-flaky", "flaky_technique", FLAKY)
 
 
 _PR_CAPBSET_DROP = 24

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from aeframe.plugins import build_registry
 
-from conftest import TINY_SHAPES, installed_plugin_env
+from conftest import TINY_SHAPES, installed_registry
 
 BUGGY = '''
 from aeframe import Param, Technique, hookimpl
@@ -41,10 +40,7 @@ def register_techniques(register):
 @pytest.fixture
 def buggy(tmp_path, monkeypatch):
     """The built-ins and a plugin whose check_params raises KeyError, installed as pip would leave it."""
-    env = installed_plugin_env(tmp_path, "aeframe-buggy", "buggy_technique", BUGGY)
-    monkeypatch.syspath_prepend(env["PYTHONPATH"])
-    yield build_registry(autoload=True)
-    sys.modules.pop("buggy_technique", None)
+    yield from installed_registry(tmp_path, monkeypatch, "aeframe-buggy", "buggy_technique", BUGGY)
 
 
 def test_an_unexpected_error_is_one_line_naming_it_and_where_and_debug_shows_the_traceback(tmp_path, cli, buggy):

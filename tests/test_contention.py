@@ -55,7 +55,7 @@ def test_a_cell_trained_beside_busy_processes_is_marked(tmp_path, cli, registry)
     assert row.count("‡") == 3  # Training Time, Epochs, Images/s
     line = next(line for line in result.stdout.splitlines() if line.startswith("‡ trained on a busy machine"))
     assert f"Baseline: {stats['cpu_share']:.0%} of the CPU" in line and f"below {BUSY_BELOW:.0%}" in line
-    assert "1 of 1 cells trained on a busy machine" in result.stderr
+    assert "1 of 1 finished cells trained on a busy machine" in result.stderr
 
     # JSON and CSV carry the number.
     as_json = cli("report", "--store", "busy.sqlite", "--format", "json", cwd=tmp_path)

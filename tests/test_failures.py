@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from aeframe.plugins import build_registry
-
-from conftest import TINY_SHAPES, installed_plugin_env
+from conftest import TINY_SHAPES, installed_registry
 
 FAULTY = '''
 import torch
@@ -66,10 +63,7 @@ def register_techniques(register):
 @pytest.fixture
 def faulty(tmp_path, monkeypatch):
     """The registry with the faulty plugin installed as pip would have left it."""
-    env = installed_plugin_env(tmp_path, "aeframe-faulty", "faulty_techniques", FAULTY)
-    monkeypatch.syspath_prepend(env["PYTHONPATH"])
-    yield build_registry(autoload=True)
-    sys.modules.pop("faulty_techniques", None)
+    yield from installed_registry(tmp_path, monkeypatch, "aeframe-faulty", "faulty_techniques", FAULTY)
 
 
 def _rows(store: Path) -> dict[str, tuple[str, str | None, dict]]:

@@ -2,13 +2,9 @@
 parameter), before a store is opened or a cell is stored as failed; some only on a dataset's image shape."""
 from __future__ import annotations
 
-import sys
-
 import pytest
 
-from aeframe.plugins import build_registry
-
-from conftest import TINY_SHAPES, installed_plugin_env
+from conftest import TINY_SHAPES, installed_registry
 
 
 @pytest.mark.parametrize("technique, message", [
@@ -80,10 +76,7 @@ def register_techniques(register):
 
 @pytest.fixture
 def shape_plugins(tmp_path, monkeypatch):
-    env = installed_plugin_env(tmp_path, "aeframe-shapes-test", "shape_techniques", OLD_PLUGIN)
-    monkeypatch.syspath_prepend(env["PYTHONPATH"])
-    yield build_registry(autoload=True)
-    sys.modules.pop("shape_techniques", None)
+    yield from installed_registry(tmp_path, monkeypatch, "aeframe-shapes-test", "shape_techniques", OLD_PLUGIN)
 
 
 def test_a_third_party_check_shape_is_called_and_plugins_without_one_still_plan(tmp_path, cli, shape_plugins):
