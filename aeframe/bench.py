@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aeframe.budget import Budget
 from aeframe.contention import BUSY_BELOW, is_busy
@@ -16,11 +17,16 @@ from aeframe.loading import Workspace, default_cache_dir, default_data_dir, make
 from aeframe.metric import Metric
 from aeframe.plan import Cell, plan_cells, resolve_dataset, resolve_technique
 from aeframe.plugins import Registry
+from aeframe.precision_probe import choose_precision
 from aeframe.progress import say
 from aeframe.record import DIVERGED, DONE, FAILED, SKIPPED, SKIPPED_DATASET, CellRecord, Provenance
 from aeframe.report import render
-from aeframe.speed import resolve_speed
+from aeframe.speed import check_speed, resolve_speed
+from aeframe.speed_cache import SpeedCache
 from aeframe.store import Store
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -133,6 +139,13 @@ def _summarise_diverged_and_busy(records: list[CellRecord], store_path: Path) ->
             "comparable; run them again (--rerun) on an idle machine")
 
 
+def _measured_precision(device: torch.device, cache_dir: Path) -> str:
+    """``--precision auto``: measured once per device and torch version, then read from the cache."""
+    choice = choose_precision(device, device_info(device)["name"], SpeedCache(cache_dir), say)
+    say(f"--precision auto: {choice.describe()}")
+    return choice.precision
+
+
 def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     """Run (or take from the store) every requested cell; each cell is saved as soon as it ends."""
     technique_texts = request.techniques or sorted(registry.techniques)
@@ -142,14 +155,16 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     compositions = [resolve_technique(text, registry, request.lr) for text in technique_texts]
     datasets = [resolve_dataset(text, registry) for text in dataset_texts]
     device = resolve_device(request.device)
-    speed = resolve_speed(request.precision, request.channels_last, request.compile, device)
     data_dir = request.data_dir or default_data_dir()
+    check_speed(request.precision, request.compile, device)
+    workspace = make_workspace(registry, data_dir, default_cache_dir(), say)
+    speed = resolve_speed(request.precision, request.channels_last, request.compile, device,
+                          lambda device: _measured_precision(device, workspace.cache_dir))
     metrics = list(registry.metrics.values())
     provenance = Provenance(request.command, source_revision())
     cells = plan_cells(compositions, datasets, request.seeds, request.budget, device_info(device), versions(), registry,
                        request.lr, provenance, speed)
 
-    workspace = make_workspace(registry, data_dir, default_cache_dir(), say)
     executor = LocalExecutor(device, workspace, metrics, say)
     with Store(request.store_path) as store:
         by_dataset, groups, earlier = _take_stock(cells, workspace, registry, store, request.rerun)

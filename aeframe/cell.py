@@ -9,12 +9,14 @@ from datetime import datetime, timezone
 import torch
 from torch import nn
 
+from aeframe.cell_preparation import prepare_cell
 from aeframe.composition import BuiltCell
 from aeframe.data import CellData, to_unit
 from aeframe.dataset import DatasetUnavailable
 from aeframe.directories import environment_failure
 from aeframe.errors import AeframeError, CompositionError, describe
 from aeframe.evaluate import timed_evaluate
+from aeframe.layout_tuning import layout_key
 from aeframe.loading import CACHE_ENV, DATA_ENV, Workspace
 from aeframe.metric_set import MetricSet
 from aeframe.numerics import compiled, prepare_device, speed_model
@@ -22,6 +24,8 @@ from aeframe.output import reconstruction, training_loss
 from aeframe.plan import Cell
 from aeframe.record import DIVERGED, DONE, FAILED, SKIPPED, SKIPPED_TECHNIQUE, CellRecord, PhaseSummary, Protocol
 from aeframe.samples import capture_samples
+from aeframe.schedule import Schedule
+from aeframe.speed_cache import SpeedCache
 from aeframe.technique import CellContext, TechniqueUnavailable
 from aeframe.train import ProgressSink, train
 
@@ -61,6 +65,13 @@ def _check_parts(model: nn.Module, built: BuiltCell, data: CellData, label: str)
             f"technique {dropping[0]}'s wrap_loss returned a loss that never calls the loss it wraps, so that loss "
             "would be dropped; a technique that replaces the loss provides it (build_loss) instead"
         )
+
+
+def _layout_key(cell: Cell, shape: tuple[int, ...], schedule: Schedule) -> str:
+    """The cache key of this cell's layout choice (see :func:`aeframe.layout_tuning.layout_key`)."""
+    config = cell.config
+    return layout_key(config.device.name or config.device.type or "", config.versions.get("torch", ""),
+                      [t.to_json() for t in config.techniques], shape, schedule.batch_size, config.speed.precision)
 
 
 def _schedule_summary(schedule) -> Protocol:
@@ -103,12 +114,15 @@ def run_cell(
         # numbers that draws must not make its training differ from the next cell's with the same seed.
         seed_everything(cell.seed)
         built = cell.composition.build(context)
-        speed = cell.config.speed
         prepare_device(device)
-        model = speed_model(built.model, speed, device)
         loss_fn = built.loss
         record.config = replace(record.config, protocol=_schedule_summary(built.schedule))
-        _check_parts(model, built, data, cell.composition.label)
+        _check_parts(built.model, built, data, cell.composition.label)
+        # Off the clock and the same for every cell: resized copies, the layout, kernel set-up.
+        prepared = prepare_cell(built.model, loss_fn, built.schedule, cell.config.speed, data, device,
+                                SpeedCache(workspace.cache_dir), _layout_key(cell, context.shape, built.schedule))
+        speed = prepared.speed
+        model = speed_model(built.model, speed, device)
         if speed.compile:
             model = compiled(model)
         generator = torch.Generator(device=device).manual_seed(cell.seed)
@@ -122,6 +136,8 @@ def run_cell(
             "steps": result.steps,
             "images_per_second": result.steps * built.schedule.batch_size / max(result.train_seconds, 1e-9),
             "params": sum(p.numel() for p in model.parameters()),
+            "prepare_seconds": prepared.seconds,
+            **prepared.layout.stats(),
         }
         if result.compile_seconds is not None:
             record.stats["compile_seconds"] = result.compile_seconds

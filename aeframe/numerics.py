@@ -53,7 +53,8 @@ def grad_scaler(speed: Speed, device: torch.device) -> torch.amp.GradScaler | No
 
 def prepare_device(device: torch.device) -> None:
     """Device-wide switches for training. On CUDA, cuDNN benchmarks its convolution algorithms for
-    each new input shape and keeps the fastest; that happens in the first steps, on the clock."""
+    each new input shape and keeps the fastest; the cell's preparation (:mod:`aeframe.cell_preparation`)
+    meets every shape first, so that happens off the clock."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 

@@ -138,8 +138,8 @@ def cell_key(config: CellConfig) -> str:
     # float sums (so the last bits), and under a time budget how many steps fit: all three decide
     # the numbers. Only values other than plain eager fp32 are hashed, so that cells stored before
     # these settings existed (all plain fp32) keep their keys.
-    plain = Speed().to_json()
-    decisive.update({k: v for k, v in config.speed.to_json().items() if v != plain[k]})
+    plain = Speed().decisive()
+    decisive.update({k: v for k, v in config.speed.decisive().items() if v != plain[k]})
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 
 

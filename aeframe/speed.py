@@ -1,8 +1,10 @@
-"""How a run computes: numeric precision, memory format and compilation, and their defaults per device kind.
+"""How a run computes: numeric precision, memory format and compilation.
 
 These settings change how fast a cell trains, and (through rounding, and through how many steps fit
-in a time budget) its numbers, so they are resolved once per run, kept in every cell's config and
-are part of its key. docs/speed.md gives the measurements behind the ``auto`` defaults.
+in a time budget) its numbers, so they are kept in every cell's config and are part of its key.
+What ``auto`` means is not a table of CPU features but a measurement on the machine at hand: the
+precision by :mod:`aeframe.precision_probe` once per device, the memory layout by
+:mod:`aeframe.layout_tuning` per technique and input shape. docs/speed.md explains both.
 """
 from __future__ import annotations
 
@@ -21,53 +23,54 @@ if TYPE_CHECKING:
 PRECISIONS = ("fp32", "bf16", "fp16")
 PRECISION_CHOICES = ("auto",) + PRECISIONS
 
-# What `auto` resolves to, per device kind (docs/speed.md has the measurements). CPU: bf16 where the
-# CPU has native bf16 arithmetic (AVX512-BF16 or AMX), which on the project's 2-core EPYC trained the
-# Baseline and Pixel Shuffle 1.6-1.8x faster at the same metrics; elsewhere bf16 is emulated and
-# slower than fp32. CUDA: bf16, the standard choice on Ampere and later GPUs (not measured here).
-# channels_last: faster on that CPU in fp32 and bf16; on a GPU it is the layout that cuDNN's
-# tensor-core convolutions use.
-AUTO_CHANNELS_LAST = {"cpu": True, "cuda": True}
-
-
-def auto_precision(device: torch.device) -> str:
-    """The precision ``--precision auto`` means on ``device``."""
-    if device.type == "cuda":
-        return "bf16" if _cuda_has_bf16() else "fp32"
-    if device.type == "cpu" and cpu_has_bf16():
-        return "bf16"
-    return "fp32"
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX)."""
-    import torch
-
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+# How a cell's precision was decided (Speed.precision_from).
+ASKED = "asked"
+MEASURED = "measured"
 
 
 @dataclass(frozen=True)
 class Speed:
-    """The resolved settings of a run. The defaults are plain eager fp32, as before these existed."""
+    """The settings of a run. The defaults are plain eager fp32 in the usual layout, as before these existed.
+
+    ``channels_last`` is None when each cell's layout is measured (:mod:`aeframe.layout_tuning`); the
+    layout a cell trained in is then in its stats (``memory_format``). ``precision_from`` says whether
+    the precision was asked for or measured (``--precision auto``); it is not part of a cell's key,
+    since it does not change the numbers: the precision does.
+    """
 
     precision: str = "fp32"
-    channels_last: bool = False
+    channels_last: bool | None = False
     compile: bool = False
+    precision_from: str = ASKED
 
     def to_json(self) -> dict[str, Any]:
         """As a cell's config records them."""
+        data: dict[str, Any] = {"precision": self.precision, "channels_last": self.channels_last, "compile": self.compile}
+        if self.precision_from != ASKED:
+            data["precision_from"] = self.precision_from
+        return data
+
+    def decisive(self) -> dict[str, Any]:
+        """The settings that decide a cell's numbers (see :func:`aeframe.plan.cell_key`)."""
         return {"precision": self.precision, "channels_last": self.channels_last, "compile": self.compile}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Speed:
         """The settings a cell's config records; configs stored before they existed were plain fp32."""
-        return cls(str(data.get("precision") or "fp32"), bool(data.get("channels_last", False)),
-                   bool(data.get("compile", False)))
+        layout = data.get("channels_last", False)
+        return cls(str(data.get("precision") or "fp32"), None if layout is None else bool(layout),
+                   bool(data.get("compile", False)), str(data.get("precision_from") or ASKED))
+
+    @property
+    def tuned_layout(self) -> bool:
+        return self.channels_last is None
 
     def describe(self) -> str:
-        return (f"precision {self.precision}, channels_last {'on' if self.channels_last else 'off'}, "
-                f"compile {'on' if self.compile else 'off'}")
+        precision = f"precision {self.precision}" + (" (measured: the fastest within tolerance)"
+                                                     if self.precision_from == MEASURED else "")
+        layout = ("memory layout measured per technique" if self.tuned_layout
+                  else f"channels_last {'on' if self.channels_last else 'off'}")
+        return f"{precision}, {layout}, compile {'on' if self.compile else 'off'}"
 
     @property
     def dtype(self) -> torch.dtype:
@@ -76,28 +79,35 @@ class Speed:
         return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
 
-def resolve_speed(precision: str, channels_last: bool | None, compile: bool, device: torch.device) -> Speed:
-    """``auto`` and unset choices -> this device kind's defaults; settings that cannot work here are refused."""
-    kind = device.type
-    if precision == "auto":
-        precision = auto_precision(device)
-    if precision not in PRECISIONS:
+def check_speed(precision: str, compile: bool, device: torch.device) -> None:
+    """Refuse settings that cannot work on ``device``, before anything is measured or trained."""
+    if precision not in PRECISION_CHOICES:
         raise UsageProblem(f"unknown precision {precision!r}; use {', '.join(PRECISION_CHOICES)}")
-    if precision == "bf16" and kind == "cuda" and not _cuda_has_bf16():
+    if precision == "bf16" and device.type == "cuda" and not cuda_has_bf16():
         import torch
 
         raise UsageProblem(f"--precision bf16 asked for, but {torch.cuda.get_device_name(device)} has no bf16 "
                            "support; use --precision fp16 or fp32")
-    if channels_last is None:
-        channels_last = AUTO_CHANNELS_LAST.get(kind, False)
     if compile:
         missing = compile_requirement(device)
         if missing:
             raise UsageProblem(f"--compile needs {missing}; install it or leave out --compile")
-    return Speed(precision, channels_last, compile)
 
 
-def _cuda_has_bf16() -> bool:
+def resolve_speed(precision: str, channels_last: bool | None, compile: bool, device: torch.device,
+                  choose_precision: Any = None) -> Speed:
+    """The run's settings. ``precision="auto"`` asks ``choose_precision(device)`` (a measurement, see
+    :func:`aeframe.precision_probe.choose_precision`) for the precision; ``channels_last=None`` leaves
+    the layout to be measured per cell. Settings that cannot work here are refused first."""
+    check_speed(precision, compile, device)
+    if precision != "auto":
+        return Speed(precision, channels_last, compile)
+    if choose_precision is None:
+        raise ValueError("precision 'auto' needs a measurement: pass choose_precision")
+    return Speed(choose_precision(device), channels_last, compile, MEASURED)
+
+
+def cuda_has_bf16() -> bool:
     import torch
 
     return torch.cuda.is_bf16_supported()

@@ -15,7 +15,9 @@ from aeframe.loading import default_cache_dir, default_data_dir, make_workspace 
 from aeframe.plan import resolve_dataset  # noqa: E402
 from aeframe.plugins import build_registry  # noqa: E402
 from aeframe.protocol import STUDY_BATCH_SIZE  # noqa: E402
+from aeframe.precision_probe import choose_precision  # noqa: E402
 from aeframe.speed import Speed, resolve_speed  # noqa: E402
+from aeframe.speed_cache import SpeedCache  # noqa: E402
 
 from speed_cells import load_bench_data  # noqa: E402
 from speed_config import DATASET, DEVICE, PRECISION, ROUNDS, STEPS, WARMUP_ROUNDS, WORKERS  # noqa: E402
@@ -39,8 +41,13 @@ def device() -> torch.device:
 
 
 @pytest.fixture(scope="session")
-def speed(device) -> Speed:
-    return resolve_speed(PRECISION, None, False, device)
+def speed(device, workspace) -> Speed:
+    """The run's settings as `aeframe bench` resolves them by default: ``auto`` is measured (or read from
+    the user's cache); the layout is left to each technique (``channels_last`` None)."""
+    def measure(device: torch.device) -> str:
+        return choose_precision(device, device_info(device)["name"], SpeedCache(workspace.cache_dir), _say).precision
+
+    return resolve_speed(PRECISION, None, False, device, measure)
 
 
 @pytest.fixture(scope="session")
@@ -63,10 +70,17 @@ def bench_data(choice, device, workspace):
 @pytest.fixture(scope="session")
 def speed_report(request, device, speed) -> SpeedReport:
     report = request.config.stash.setdefault(REPORT, SpeedReport())
+    where = f"{device_info(device)['name']} ({device.type}), torch {torch.__version__}"
+    rounds = f"median of {ROUNDS} round(s) after {WARMUP_ROUNDS} untimed warm-up round"
     report.heading = (
-        f"Training images/s on {DATASET}: {STEPS} steps of {STUDY_BATCH_SIZE} images per loop and round, "
-        f"{device_info(device)['name']} ({device.type}), torch {torch.__version__}, {speed.describe()}; median of {ROUNDS} "
-        f"round(s) after {WARMUP_ROUNDS} untimed warm-up round, loops interleaved; DataLoader workers: {WORKERS}"
+        f"Training images/s on {DATASET}: {STEPS} steps of {STUDY_BATCH_SIZE} images per loop and round, {where}, "
+        f"{speed.describe()} (each technique's layout as measured for it); {rounds}, loops interleaved; "
+        f"DataLoader workers: {WORKERS}"
+    )
+    report.settings_heading = (
+        f"aeframe's default settings against the best (precision, layout) measured here, per technique: aeframe's "
+        f"train() for {STEPS} steps of {STUDY_BATCH_SIZE} images on {DATASET}, {where}; {rounds}, settings "
+        "interleaved; the plain loop's images/s from the training-loop benchmark under the default settings"
     )
     return report
 

@@ -10,7 +10,7 @@ from statistics import median
 
 from tabulate import tabulate
 
-from speed_config import GOAL_VS_PLAIN
+from speed_config import GOAL_DEFAULT_VS_BEST, GOAL_VS_PLAIN
 
 
 def verdict(ratio: float, goal: float) -> str:
@@ -39,6 +39,46 @@ class LoopComparison:
             "ratio_aeframe_to_study": vs_study,
             "goal_aeframe_to_plain": GOAL_VS_PLAIN,
             "verdict_aeframe_to_plain": verdict(vs_plain, GOAL_VS_PLAIN),
+        }
+
+
+def setting_name(speed) -> str:
+    """A (precision, layout) pair as the tables show it: ``bf16 channels_last``."""
+    return f"{speed.precision} {'channels_last' if speed.channels_last else 'contiguous'}"
+
+
+@dataclass
+class SettingsComparison:
+    """One technique's images/s under aeframe's loop for each (precision, layout) pair, one value per round,
+    and which pair aeframe's defaults chose."""
+
+    technique: str
+    default: str
+    rates: dict[str, list[float]]
+
+    def rate(self, setting: str) -> float:
+        return median(self.rates[setting])
+
+    @property
+    def best(self) -> str:
+        return max(self.rates, key=self.rate)
+
+    def ratio(self) -> float:
+        """Default over best, round by round (the settings of a round shared the machine's state)."""
+        per_round = [self.rates[self.default][i] / max(found[i] for found in self.rates.values())
+                     for i in range(len(self.rates[self.default]))]
+        return median(per_round)
+
+    def extra_info(self) -> dict:
+        ratio = self.ratio()
+        return {
+            "default_setting": self.default,
+            "best_setting": self.best,
+            "images_per_second": {name: self.rate(name) for name in self.rates},
+            "images_per_second_rounds": self.rates,
+            "ratio_default_to_best": ratio,
+            "goal_default_to_best": GOAL_DEFAULT_VS_BEST,
+            "verdict_default_to_best": verdict(ratio, GOAL_DEFAULT_VS_BEST),
         }
 
 
@@ -76,15 +116,21 @@ class SpeedReport:
 
     heading: str = ""
     comparisons: list[LoopComparison] = field(default_factory=list)
+    settings: list[SettingsComparison] = field(default_factory=list)
+    settings_heading: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
     cell: CellOverhead | None = None
     cell_heading: str = ""
 
     def lines(self) -> list[str]:
         out: list[str] = []
-        if self.comparisons or self.skipped:
+        if self.comparisons:
             out += [self.heading, "", self._loop_table(), ""]
-            out += [f"skipped {name}: {reason.splitlines()[0]}" for name, reason in self.skipped]
+        if self.settings:
+            out += [self.settings_heading, "", self._settings_table(), ""]
+        if self.comparisons or self.skipped or self.settings:
+            skipped = dict(self.skipped)  # a technique skipped by both benchmarks is listed once
+            out += [f"skipped {name}: {reason.splitlines()[0]}" for name, reason in skipped.items()]
         if self.cell is not None:
             if out:
                 out.append("")
@@ -100,6 +146,22 @@ class SpeedReport:
         ]
         headers = ["technique", "(a) aeframe img/s", "(b) plain img/s", "(c) study img/s",
                    f"a/b (goal >= {GOAL_VS_PLAIN})", "a/c"]
+        return tabulate(rows, headers, tablefmt="github", colalign=("left",) + ("right",) * 5)
+
+    def _settings_table(self) -> str:
+        plain = {c.technique: c for c in self.comparisons}
+        rows = []
+        for s in self.settings:
+            loops = plain.get(s.technique)
+            rows.append([
+                s.technique, f"{s.rate(s.default):,.0f} ({s.default})", f"{s.rate(s.best):,.0f} ({s.best})",
+                f"{s.ratio():.3f} {verdict(s.ratio(), GOAL_DEFAULT_VS_BEST)}",
+                f"{loops.rate('plain'):,.0f}" if loops else "–",
+                f"{loops.ratio('aeframe', 'plain'):.3f} {verdict(loops.ratio('aeframe', 'plain'), GOAL_VS_PLAIN)}"
+                if loops else "–",
+            ])
+        headers = ["technique", "default img/s (setting)", "best img/s (setting)",
+                   f"default/best (goal >= {GOAL_DEFAULT_VS_BEST})", "plain loop img/s", f"aeframe/plain (goal >= {GOAL_VS_PLAIN})"]
         return tabulate(rows, headers, tablefmt="github", colalign=("left",) + ("right",) * 5)
 
     def _cell_line(self) -> str:

@@ -9,6 +9,7 @@ each loop's device-synchronised timer. Run: see docs/benchmarks.md.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import count
 
 import pytest
@@ -16,8 +17,10 @@ import torch
 
 from aeframe.dataset import DatasetUnavailable
 from aeframe.environment import device_info
+from aeframe.layout_tuning import choose_layout, layout_key
 from aeframe.plan import resolve_technique
 from aeframe.plugins import build_registry
+from aeframe.speed_cache import SpeedCache
 from aeframe.technique import TechniqueUnavailable
 
 from speed_cells import build_fresh, cell_context
@@ -39,6 +42,14 @@ def test_training_loops(benchmark, technique, registry, choice, workspace, bench
         speed_report.skipped.append((technique, str(exc)))
         pytest.skip(f"{technique} cannot run here: {exc}")
 
+    # The layout this technique's cells train in by default, measured as a cell measures it.
+    if speed.tuned_layout:
+        probe = build_fresh(composition, context, speed)
+        key = layout_key(device_info(bench_data.device)["name"], torch.__version__.split("+")[0],
+                         [m.describe() for m in composition.members], context.shape, probe.schedule.batch_size, speed.precision)
+        layout = choose_layout(probe.model, probe.loss, probe.schedule, speed, bench_data.device,
+                               bench_data.cells.train, SpeedCache(workspace.cache_dir), key)
+        speed = replace(speed, channels_last=layout.channels_last)
     names = list(LOOPS)
     runs: dict[str, list[LoopRun]] = {name: [] for name in names}
     rounds = count()

@@ -13,8 +13,7 @@ from aeframe.errors import UsageProblem
 from aeframe.numerics import SpeedModel, speed_model
 from aeframe.plan import cell_key, plan_cells, resolve_dataset, resolve_technique
 from aeframe.record import CellConfig
-import aeframe.speed
-from aeframe.speed import Speed, resolve_speed
+from aeframe.speed import MEASURED, Speed, resolve_speed
 
 from conftest import cell_data, metric_set
 
@@ -33,16 +32,20 @@ def one_cell(registry, speed=None, technique="baseline"):
     return plan_cells([comp], [dataset], 1, Budget(epochs=1), device_info(CPU), versions(), registry, speed=speed)[0]
 
 
-@pytest.mark.parametrize("native_bf16, expected", [(True, "bf16"), (False, "fp32")])
-def test_auto_on_a_cpu_is_bf16_where_the_cpu_has_it_natively(monkeypatch, native_bf16, expected):
-    monkeypatch.setattr(aeframe.speed, "cpu_has_bf16", lambda: native_bf16)
-    assert resolve_speed("auto", None, False, CPU) == Speed(expected, True, False)
-    assert resolve_speed("auto", False, False, CPU) == Speed(expected, False, False)
+def test_auto_asks_the_measurement_and_leaves_the_layout_to_each_cell():
+    asked = []
+    speed = resolve_speed("auto", None, False, CPU, lambda device: asked.append(device) or "bf16")
+    assert asked == [CPU]
+    assert speed == Speed("bf16", None, False, MEASURED) and speed.tuned_layout
+    # Explicit choices are taken as given: nothing is measured.
+    assert resolve_speed("fp32", True, False, CPU, lambda device: pytest.fail("measured")) == Speed("fp32", True)
 
 
-def test_auto_on_a_gpu_is_bf16_with_channels_last(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert resolve_speed("auto", None, False, torch.device("cuda", 0)) == Speed("bf16", True, False)
+def test_bf16_on_a_gpu_without_it_is_refused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "an old GPU")
+    with pytest.raises(UsageProblem, match="an old GPU has no bf16 support; use --precision fp16 or fp32"):
+        resolve_speed("bf16", None, False, torch.device("cuda", 0))
 
 
 def test_explicit_choices_are_kept_and_unknown_ones_refused():
@@ -77,8 +80,10 @@ def test_bad_speed_options_exit_2_with_one_line(tmp_path, cli, args, message):
 def test_keys_differ_by_speed_settings_and_plain_fp32_keeps_the_old_key(registry):
     plain = one_cell(registry)
     keys = {plain.key} | {one_cell(registry, s).key for s in (Speed("bf16"), Speed("fp16"), Speed("fp32", True),
-                                                            Speed("fp32", False, True))}
-    assert len(keys) == 5
+                                                            Speed("fp32", False, True), Speed("fp32", None))}
+    assert len(keys) == 6
+    # How the precision was decided does not change the numbers: the same key.
+    assert one_cell(registry, Speed("bf16", precision_from=MEASURED)).key == one_cell(registry, Speed("bf16")).key
     # Cells stored before the settings existed have no such fields; their key must not change.
     old = {k: v for k, v in plain.config.to_json().items() if k not in ("precision", "channels_last", "compile")}
     assert cell_key(CellConfig.from_json(old)) == plain.key

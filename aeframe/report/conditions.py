@@ -10,7 +10,8 @@ from typing import Any
 from aeframe.durations import describe_budget
 from aeframe.grouping import Condition
 from aeframe.provenance import distinct
-from aeframe.record import CellRecord
+from aeframe.record import DONE, CellRecord
+from aeframe.speed import MEASURED
 
 _LR_TEXT = {
     "study": "Learning rates: each technique's own (the study's)",
@@ -70,18 +71,54 @@ def conditions_line(condition: Condition, records: Sequence[CellRecord], version
     version_texts = [f"{package} {' / '.join(map(str, found))}" for package, found in versions.items()]
     if version_texts:
         parts.append(f"Versions: {', '.join(version_texts)}")
-    # The warm-up policy: nothing is left out of training time but a compilation (its own column).
-    parts.append("Training time: device-synchronised, from the first step, evaluation apart")
+    parts.append(_timing_text(records))
     return " · ".join(parts)
 
 
+def _timing_text(records: Sequence[CellRecord]) -> str:
+    """The timing policy the rows were trained under. Since the equal-treatment policy
+    (:mod:`aeframe.cell_preparation`) every cell's one-time set-up is off its clock and its record
+    says how long it took; cells stored before it were timed from their first step."""
+    prepared = {"prepare_seconds" in r.stats for r in records if r.status == DONE}
+    policies = []
+    if True in prepared:
+        policies.append("after the same untimed preparation for every cell")
+    if False in prepared or not prepared:
+        policies.append("from the first step" + (" (rows stored before the preparation existed)" if True in prepared
+                                                 else ""))
+    return f"Training time: device-synchronised, {' / '.join(policies)}, evaluation apart"
+
+
 def _numerics_text(precision: str, records: Sequence[CellRecord]) -> str:
-    """Precision, and the memory format and compilation where any row used them (with both, both show)."""
+    """Precision (and whether it was measured), the memory layout and compilation where any row used them."""
     text = f"Precision: {precision}"
-    formats = distinct(["channels_last" if r.config.speed.channels_last else "contiguous" for r in records])
-    if formats != ["contiguous"]:
-        text += f", {' / '.join(formats)}"
+    if any(r.config.speed.precision_from == MEASURED for r in records):
+        text += " (auto: the fastest within tolerance here, docs/speed.md)"
+    layout = _layout_text(records)
+    if layout:
+        text += f", {layout}"
     compiled = distinct(["compiled" if r.config.speed.compile else "not compiled" for r in records])
     if compiled != ["not compiled"]:
         text += f", {' / '.join(compiled)} (compile time apart, in the Compile column)"
     return text
+
+
+def trained_layout(record: CellRecord) -> str:
+    """The memory layout a cell trained in: measured cells say so in their stats, others in their config."""
+    found = record.stats.get("memory_format")
+    if found in ("channels_last", "contiguous"):
+        return found
+    return "channels_last" if record.config.speed.channels_last else "contiguous"
+
+
+def _layout_text(records: Sequence[CellRecord]) -> str:
+    """Nothing for the usual layout everywhere; which rows trained in which layout when it was measured."""
+    layouts = {r.config.label: trained_layout(r) for r in records if r.status == DONE or "memory_format" in r.stats}
+    if not any(r.config.speed.tuned_layout for r in records):
+        formats = distinct([trained_layout(r) for r in records])
+        return "" if formats == ["contiguous"] else " / ".join(formats)
+    by_layout: dict[str, list[str]] = {}
+    for label, layout in layouts.items():
+        by_layout.setdefault(layout, []).append(label)
+    listed = "; ".join(f"{layout} for {', '.join(labels)}" for layout, labels in sorted(by_layout.items()))
+    return f"memory layout measured per technique ({listed})" if listed else "memory layout measured per technique"
