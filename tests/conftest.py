@@ -125,3 +125,35 @@ def cli(monkeypatch):
         return Ran(result.exit_code, result.stdout, stderr)
 
     return run
+
+
+# Tests marked `cuda` run the GPU paths. Without a GPU they are skipped; the GPU check
+# (benchmarks/gpu_check.py) sets AEFRAME_REQUIRE_CUDA=1, under which any skip of such a test,
+# for want of a GPU or of something it needs there (triton), is a failure: that check must
+# never pass by skipping.
+REQUIRE_CUDA_ENV = "AEFRAME_REQUIRE_CUDA"
+NO_CUDA = "needs a CUDA GPU: torch.cuda.is_available() is False here"
+
+
+def _cuda_required() -> bool:
+    return os.environ.get(REQUIRE_CUDA_ENV, "").strip() == "1"
+
+
+def pytest_runtest_setup(item) -> None:
+    if item.get_closest_marker("cuda") is None:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip(NO_CUDA)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and item.get_closest_marker("cuda") is not None and _cuda_required():
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        report.outcome = "failed"
+        report.longrepr = f"{REQUIRE_CUDA_ENV}=1, so this CUDA test must run, but it was skipped: {reason}"
