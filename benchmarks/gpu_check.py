@@ -1,0 +1,578 @@
+#!/usr/bin/env python3
+"""The GPU check: everything aeframe does on a CUDA GPU, run and measured by one command.
+
+On a CUDA machine it runs, one after another (each step runs even when an earlier one failed):
+
+  peak        the GPU's bf16 peak: the datasheet's dense figure (where the GPU is in the table
+              of gpu_peak.py) and one measured on the spot with 8192^3 bf16 matrix products
+  tests       pytest -m cuda tests/ with AEFRAME_REQUIRE_CUDA=1 (a skipped CUDA test fails)
+  protocol    the study's full protocol: aeframe bench --epochs 15 on fashion-mnist, all six
+              built-in techniques (the two ImageNet ones in their offline forms), --device cuda,
+              default speed settings, into a fresh store
+  flops       training FLOPs per image of each technique (torch.utils.flop_counter, one forward,
+              loss and backward per phase at the phase's image size, weighted by phase fraction)
+  benchmarks  pytest benchmarks/ --benchmark-only with AEFRAME_BENCH_DEVICE set to the device
+
+and writes ONE JSON file (--output) with the environment, each step's status and duration, the
+tests' results, the benchmark figures and, per technique, images/s, training and evaluation
+seconds, epochs, test metrics, FLOPs per image, achieved TFLOP/s and its share of the bf16 peak.
+A table per technique is printed at the end. The JSON is rewritten after every step, so a run
+stopped from outside keeps what was done. Logs of each step, the protocol's store and its
+markdown tables go to a folder next to the JSON (<output>-logs/).
+
+Exit status: 0 when every step passed; 1 when any step failed or (on a GPU) skipped something,
+each failing step named on stderr; 2 when the check cannot run here (no CUDA GPU without
+--smoke, bad options).
+
+Planned time on one H200: under 8 minutes in all (docs/speed.md, "The GPU check"). Each step
+has a time limit (tests 240 s, protocol 360 s, benchmarks 240 s; --timeout changes one) after
+which it is stopped and failed.
+
+On the project's device machine (torch with CUDA in /opt/torch/.venv, no internet), from the
+repository root, with Fashion-MNIST's four .gz files copied into .gpu-data/ beforehand
+(mkdir -p .gpu-data && cp /usr/share/datasets/fashion-mnist/*.gz .gpu-data/):
+
+  /opt/torch/.venv/bin/python3 -m pip install --no-deps --no-build-isolation -e . && \\
+  PYTHON=/opt/torch/.venv/bin/python3 bash benchmarks/gpu-check.sh --data-dir .gpu-data
+
+Without a GPU, `--device cpu --smoke` runs the same steps in miniature (shapes dataset, one
+epoch, two techniques, two-step benchmarks of the Baseline): a check of the check itself.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from gpu_steps import Step, benchmark_summary, junit_summary, run_process, tail, timed  # noqa: E402
+
+FULL_DATASET = "fashion-mnist"
+FULL_EPOCHS = 15
+SMOKE_DATASET = "shapes[train=512,test=128]"
+SMOKE_EPOCHS = 1
+# Two phases at two image sizes, so the smoke run exercises the phase-weighted FLOP count.
+SMOKE_TECHNIQUES = ("baseline", "progressive-resizing")
+SMOKE_BENCHMARKS = "baseline"
+STEP_NAMES = ("peak", "tests", "protocol", "flops", "benchmarks")
+SKIPPABLE = ("tests", "protocol", "flops", "benchmarks")
+TIMEOUTS = {"tests": 240.0, "protocol": 360.0, "benchmarks": 240.0}
+SMOKE_TIMEOUT = 900.0
+PEAK_SIDE = {"cuda": 8192, "cpu": 512}
+# The issue's goal for the protocol's training time on one H200, all six techniques together.
+GOAL_TRAIN_SECONDS = 300.0
+CUDA_ONLY = "needs a CUDA GPU"
+
+
+class CheckProblem(Exception):
+    """Something that stops one step, with the one line that says what to do."""
+
+
+def say(text: str) -> None:
+    print(f"gpu-check: {text}", file=sys.stderr, flush=True)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="gpu-check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    default_output = Path(os.environ["OUT"]) / "gpu-check.json" if os.environ.get("OUT") else Path("gpu-check.json")
+    parser.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (with --smoke) [default: cuda]")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the steps in miniature: shapes dataset, 1 epoch, two techniques, tiny benchmarks")
+    parser.add_argument("--output", type=Path, default=default_output,
+                        help="the JSON file [default: $OUT/gpu-check.json when $OUT is set, else ./gpu-check.json]")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="a folder with Fashion-MNIST's four files (.gz or plain, as Debian's "
+                             "/usr/share/datasets/fashion-mnist), or an aeframe data directory "
+                             "[default: aeframe's own: $AEFRAME_DATA or the per-user cache, then the Debian path]")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="AEFRAME_CACHE of every step: where the reference classifiers and the pretrained "
+                             "encoder are kept [default: a fresh folder, removed at the end]")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"epochs of the protocol [default: {FULL_EPOCHS}, the study's; {SMOKE_EPOCHS} with --smoke]")
+    parser.add_argument("-t", "--technique", action="append", default=None,
+                        help="run the protocol for this technique only (repeatable) [default: all six]")
+    parser.add_argument("--skip", action="append", default=[], choices=SKIPPABLE,
+                        help="leave out a step, e.g. for a rerun of the others (repeatable)")
+    parser.add_argument("--timeout", action="append", default=[], metavar="STEP=SECONDS",
+                        help="another time limit for a step (tests, protocol, benchmarks)")
+    args = parser.parse_args(argv)
+    args.timeouts = dict(TIMEOUTS) if not args.smoke else {name: SMOKE_TIMEOUT for name in TIMEOUTS}
+    for text in args.timeout:
+        name, _, seconds = text.partition("=")
+        try:
+            value = float(seconds)
+        except ValueError:
+            value = -1.0
+        if name not in TIMEOUTS or value <= 0:
+            parser.error(f"--timeout {text!r}: give STEP=SECONDS with STEP one of {', '.join(TIMEOUTS)}")
+        args.timeouts[name] = value
+    if args.epochs is not None and args.epochs < 1:
+        parser.error("--epochs must be at least 1")
+    return args
+
+
+def resolve_device(args: argparse.Namespace):
+    """The torch device to check, or a CheckProblem saying why the check cannot run here."""
+    import torch
+
+    from aeframe.environment import resolve_device as aeframe_device
+    from aeframe.errors import UsageProblem
+
+    text = args.device.strip().lower()
+    if text.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckProblem(f"{CUDA_ONLY}, and torch {torch.__version__} sees none (torch.cuda.is_available() is "
+                           "False); without a GPU, `--device cpu --smoke` checks the check itself")
+    if text == "cpu" and not args.smoke:
+        raise CheckProblem(f"{CUDA_ONLY}: the full protocol on a CPU takes hours; add --smoke for the CPU smoke run")
+    if text != "cpu" and not text.startswith("cuda"):
+        raise CheckProblem(f"--device {args.device!r}: use cuda, cuda:N or cpu")
+    try:
+        return aeframe_device(text)
+    except UsageProblem as exc:
+        raise CheckProblem(str(exc)) from None
+
+
+def nvidia_driver() -> str | None:
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = done.stdout.strip().splitlines()
+    return lines[0].strip() if done.returncode == 0 and lines else None
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment(device) -> dict[str, Any]:
+    import torch
+
+    import aeframe
+    from aeframe.environment import device_info, source_revision
+
+    found: dict[str, Any] = {
+        "device": str(device),
+        "device_name": device_info(device)["name"],
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "triton": package_version("triton"),
+        "aeframe": aeframe.__version__,
+        "aeframe_commit": source_revision(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        found.update({
+            "gpu": torch.cuda.get_device_name(device),
+            "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+            "compute_capability": f"{props.major}.{props.minor}",
+            "multiprocessors": props.multi_processor_count,
+            "bf16_supported": torch.cuda.is_bf16_supported(),
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "driver": nvidia_driver(),
+        })
+    return found
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every non-finite float as None: JSON has no NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def fashion_mnist_dir(given: Path | None, work: Path) -> Path | None:
+    """The aeframe data directory that holds the Fashion-MNIST files of ``given`` (None: aeframe's default).
+
+    A folder with the four files themselves (as Debian installs them) is linked into the layout
+    aeframe reads, ``<data>/FashionMNIST/raw/``, under ``work``.
+    """
+    if given is None:
+        return None
+    from aeframe_builtins.mnist_family import FILE_NAMES
+
+    where = "Fashion-MNIST's four files (train-images-idx3-ubyte.gz ..., as /usr/share/datasets/fashion-mnist has them)"
+    if not given.is_dir():
+        raise CheckProblem(f"--data-dir {given} is not a directory: give the folder holding {where}")
+
+    def files(folder: Path) -> list[Path] | None:
+        found = [next((p for p in (folder / n, folder / f"{n}.gz") if p.is_file()), None) for n in FILE_NAMES]
+        return None if None in found else found
+
+    if files(given / "FashionMNIST" / "raw") is not None:
+        return given
+    own = files(given)
+    if own is None:
+        raise CheckProblem(f"--data-dir {given} holds no Fashion-MNIST: it needs {where}, "
+                           "or FashionMNIST/raw/ with them")
+    raw = work / "data" / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for path in own:
+        link = raw / path.name
+        if not link.exists():
+            link.symlink_to(path.resolve())
+    return work / "data"
+
+
+def aeframe_command() -> list[str]:
+    script = Path(sys.executable).with_name("aeframe")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "from aeframe.cli import cli; cli(prog_name='aeframe')"]
+
+
+class Check:
+    """One run of the check: its settings, each step's outcome, and the JSON they make."""
+
+    def __init__(self, args: argparse.Namespace, device) -> None:
+        from aeframe.plugins import build_registry
+
+        self.args, self.device = args, device
+        self.cuda = device.type == "cuda"
+        self.smoke = args.smoke
+        self.output = args.output.resolve()
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        self.logs = self.output.with_name(self.output.stem + "-logs")
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.work = Path(tempfile.mkdtemp(prefix="aeframe-gpu-check-"))
+        self.cache = args.cache_dir.resolve() if args.cache_dir else self.work / "cache"
+        self.cache.mkdir(parents=True, exist_ok=True)
+        self.registry = build_registry(autoload=False)
+        self.dataset = SMOKE_DATASET if self.smoke else FULL_DATASET
+        self.epochs = args.epochs or (SMOKE_EPOCHS if self.smoke else FULL_EPOCHS)
+        self.techniques = args.technique or (list(SMOKE_TECHNIQUES) if self.smoke else self._all_techniques())
+        self.steps = {name: Step(name) for name in STEP_NAMES}
+        self.started = time.perf_counter()
+        self.doc: dict[str, Any] = {
+            "check": "aeframe GPU check (benchmarks/gpu_check.py)",
+            "mode": "smoke" if self.smoke else "full",
+            "command": [sys.executable, *sys.argv],
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "environment": environment(device),
+            "settings": {"dataset": self.dataset, "epochs": self.epochs, "techniques": self.techniques,
+                         "device": str(device), "speed": "aeframe's defaults (--precision auto, default layout)",
+                         "data_dir": str(args.data_dir) if args.data_dir else None,
+                         "cache_dir": str(args.cache_dir) if args.cache_dir else "fresh", "timeouts": args.timeouts,
+                         "skipped_steps": sorted(set(args.skip))},
+            "logs": str(self.logs),
+        }
+        self.peak: dict[str, Any] = {}
+        self.tests: dict[str, Any] | None = None
+        self.benchmarks: list[dict[str, Any]] | None = None
+        self.results: dict[str, dict[str, Any]] = {}
+        self.flops: dict[str, dict[str, Any]] = {}
+
+    def _all_techniques(self) -> list[str]:
+        from speed_config import OFFLINE_FORMS
+
+        offline = {form.split("[")[0]: form for form in OFFLINE_FORMS}
+        return [offline.get(name, name) for name in sorted(self.registry.techniques)]
+
+    def _env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, "PYTHONUNBUFFERED": "1", "AEFRAME_CACHE": str(self.cache), **extra}
+
+    # The steps. Each one records its own failures; none raises.
+
+    def run(self) -> None:
+        for index, name in enumerate(STEP_NAMES, 1):
+            step = self.steps[name]
+            if name in self.args.skip:
+                step.status = "skipped (asked for)"
+                say(f"[{index}/{len(STEP_NAMES)}] {name}: skipped, as asked")
+                continue
+            say(f"[{index}/{len(STEP_NAMES)}] {name} ...")
+            with timed(step):
+                try:
+                    getattr(self, f"_{name}")(step)
+                except CheckProblem as exc:
+                    step.fail(str(exc))
+                except Exception as exc:  # one step's bug must not cost the others their run
+                    step.fail(f"{type(exc).__name__}: {exc}")
+            if step.status == "not run":
+                step.status = "ok"
+            say(f"[{index}/{len(STEP_NAMES)}] {name}: {step.status} in {step.seconds:.1f} s"
+                + (f" ({'; '.join(step.problems)})" if step.problems else ""))
+            self.write()
+
+    def _peak(self, step: Step) -> None:
+        from gpu_peak import datasheet_bf16_tflops, measured_bf16_tflops
+
+        name = self.doc["environment"].get("gpu")
+        self.peak = {"datasheet_bf16_tflops": datasheet_bf16_tflops(name) if name else None,
+                     "datasheet_source": "NVIDIA datasheet, dense bf16 tensor-core peak (table in benchmarks/gpu_peak.py)"}
+        if self.cuda and self.peak["datasheet_bf16_tflops"] is None:
+            self.peak["datasheet_note"] = f"{name} is not in the table; the measured peak stands alone"
+        measured = measured_bf16_tflops(self.device, PEAK_SIDE[self.device.type])
+        self.peak["measured_bf16_tflops"] = measured.pop("tflops")
+        self.peak["measured_with"] = measured
+        say(f"bf16 peak: measured {self.peak['measured_bf16_tflops']:.1f} TFLOP/s, datasheet "
+            f"{self.peak['datasheet_bf16_tflops'] or 'unknown'}")
+
+    def _tests(self, step: Step) -> None:
+        report = self.logs / "tests.xml"
+        report.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "pytest", "-m", "cuda", "tests/", "-p", "no:cacheprovider", "-q",
+                   f"--junitxml={report}"]
+        env = self._env(AEFRAME_REQUIRE_CUDA="1") if self.cuda else self._env()
+        run_process(step, command, ROOT, env, self.logs / "tests.log", self.args.timeouts["tests"])
+        if not report.is_file():
+            raise CheckProblem("pytest wrote no JUnit report")
+        self.tests = junit_summary(report)
+        bad = [case for case in self.tests["not_passed"] if case["outcome"] != "skipped" or self.cuda]
+        shown = 5  # the JSON has them all
+        step.problems += [f"{case['test']}: {case['outcome']}: {case['message']}" for case in bad[:shown]]
+        if len(bad) > shown:
+            step.problems.append(f"and {len(bad) - shown} more (see the JSON's tests)")
+        if self.cuda and self.tests["skipped"]:
+            step.fail(f"{self.tests['skipped']} CUDA test(s) skipped on a GPU")
+        if self.tests["total"] == 0:
+            step.fail("no CUDA tests were collected")
+        if step.problems and step.status != "failed":
+            step.status = "failed"
+
+    def _protocol(self, step: Step) -> None:
+        from aeframe.plan import resolve_technique
+        from aeframe.record import DONE
+        from aeframe.store import Store
+
+        data_dir = fashion_mnist_dir(self.args.data_dir, self.work)
+        store = self.logs / "protocol.sqlite"
+        for stale in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):
+            stale.unlink(missing_ok=True)
+        command = [*aeframe_command(), "bench", "-d", self.dataset, "--epochs", str(self.epochs),
+                   "--device", str(self.device), "--store", str(store), "--output", str(self.logs / "protocol.md")]
+        for technique in self.techniques:
+            command += ["-t", technique]
+        if data_dir is not None:
+            command += ["--data-dir", str(data_dir)]
+        run_process(step, command, ROOT, self._env(AEFRAME_DISABLE_PLUGIN_AUTOLOAD="1"), self.logs / "protocol.log",
+                    self.args.timeouts["protocol"])
+        records = []
+        if store.is_file():
+            with Store(store, write=False) as opened:
+                records = opened.records()
+        for technique in self.techniques:
+            label = resolve_technique(technique, self.registry).label
+            mine = [r for r in records if r.config.label == label]
+            if not mine:
+                step.fail(f"{technique}: no result in the store")
+                self.results[technique] = {"label": label, "status": "missing"}
+                continue
+            record = mine[-1]
+            row = self._row(record, label)
+            self.results[technique] = row
+            if record.status != DONE:
+                step.fail(f"{technique}: {record.status}: {(record.error or '').splitlines()[0] if record.error else ''}")
+                continue
+            if row["device"] != self.device.type:
+                step.fail(f"{technique}: trained on {row['device']}, not {self.device.type}")
+            if not math.isclose(row["epochs"] or 0.0, self.epochs):
+                step.fail(f"{technique}: trained {row['epochs']} epochs of {self.epochs}")
+            bad = [name for name, value in record.metrics.items() if not math.isfinite(value)]
+            if bad or not record.metrics:
+                step.fail(f"{technique}: metrics not finite: {', '.join(bad) or 'none stored'}")
+
+    @staticmethod
+    def _row(record, label: str) -> dict[str, Any]:
+        stats = record.stats
+        return {
+            "label": label,
+            "status": record.status,
+            "error": (record.error or "").splitlines()[0] if record.error else None,
+            "device": record.config.device.type,
+            "device_name": record.config.device.name,
+            "speed": record.config.speed.to_json(),
+            "images_per_second": stats.get("images_per_second"),
+            "train_seconds": stats.get("train_seconds"),
+            "eval_seconds": stats.get("eval_seconds"),
+            "compile_seconds": stats.get("compile_seconds"),
+            "epochs": stats.get("epochs"),
+            "steps": stats.get("steps"),
+            "params": stats.get("params"),
+            "metrics": dict(record.metrics),
+        }
+
+    def _flops(self, step: Step) -> None:
+        import torch
+
+        from aeframe.loading import default_data_dir, make_workspace
+        from aeframe.plan import resolve_dataset
+        from aeframe.technique import CellContext
+        from gpu_peak import training_flops
+
+        try:
+            data_dir = fashion_mnist_dir(self.args.data_dir, self.work) or default_data_dir()
+        except CheckProblem:
+            data_dir = default_data_dir()  # the protocol step has said what is wrong with it; not needed here
+        choice = resolve_dataset(self.dataset, self.registry)
+        workspace = make_workspace(self.registry, data_dir, self.cache, say)
+        context = CellContext(shape=tuple(choice.plugin.shape(choice.params)), dataset=choice.plugin.name,
+                              num_classes=10,  # both datasets the check uses have ten classes
+                              seed=0, device=self.device, data_dir=data_dir, cache_dir=self.cache,
+                              load_dataset=workspace.load_dataset, dataset_spec=choice.label)
+        for technique in self.techniques:
+            try:
+                self.flops[technique] = training_flops(technique, self.registry, context)
+            except Exception as exc:
+                step.fail(f"{technique}: FLOPs not counted: {type(exc).__name__}: {exc}")
+        if self.cuda:
+            torch.cuda.empty_cache()
+
+    def _benchmarks(self, step: Step) -> None:
+        report, figures = self.logs / "benchmarks.xml", self.logs / "benchmarks.json"
+        report.unlink(missing_ok=True)
+        figures.unlink(missing_ok=True)
+        command = [sys.executable, "-m", "pytest", "benchmarks/", "--benchmark-only", f"--benchmark-json={figures}",
+                   f"--junitxml={report}", "-p", "no:cacheprovider", "-q"]
+        extra = {"AEFRAME_BENCH_DEVICE": str(self.device)}
+        if self.smoke:
+            command += ["-k", SMOKE_BENCHMARKS]
+            extra.update(AEFRAME_BENCH_STEPS="2", AEFRAME_BENCH_ROUNDS="1")
+        run_process(step, command, ROOT, self._env(**extra), self.logs / "benchmarks.log",
+                    self.args.timeouts["benchmarks"])
+        if report.is_file():
+            summary = junit_summary(report)
+            self.doc["benchmark_tests"] = summary
+            if self.cuda and summary["skipped"]:
+                step.fail(f"{summary['skipped']} benchmark(s) skipped on a GPU: "
+                          + "; ".join(f"{c['test']}: {c['message']}" for c in summary["not_passed"]
+                                      if c["outcome"] == "skipped"))
+        if not figures.is_file():
+            raise CheckProblem("pytest-benchmark wrote no JSON")
+        self.benchmarks = benchmark_summary(figures)
+        if not self.benchmarks:
+            step.fail("no benchmark ran")
+
+    # The outcome.
+
+    def technique_rows(self) -> list[dict[str, Any]]:
+        datasheet = self.peak.get("datasheet_bf16_tflops")
+        measured = self.peak.get("measured_bf16_tflops")
+        rows = []
+        for technique in self.techniques:
+            row: dict[str, Any] = {"technique": technique,
+                                   **self.results.get(technique, {"status": "not run"})}
+            counted = self.flops.get(technique)
+            row["flops_per_image"] = counted["flops_per_image"] if counted else None
+            row["flops_by_phase"] = counted["phases"] if counted else None
+            rate, flops = row.get("images_per_second"), row["flops_per_image"]
+            achieved = rate * flops / 1e12 if rate and flops else None
+            row["achieved_tflops"] = achieved
+            row["share_of_datasheet_bf16_peak"] = achieved / datasheet if achieved and datasheet else None
+            row["share_of_measured_bf16_peak"] = achieved / measured if achieved and measured else None
+            rows.append(row)
+        return rows
+
+    def failed(self) -> list[str]:
+        return [name for name, step in self.steps.items() if step.status == "failed"]
+
+    def write(self) -> None:
+        rows = self.technique_rows()
+        trained = [r["train_seconds"] for r in rows if r.get("train_seconds") is not None]
+        self.doc.update({
+            "seconds": round(time.perf_counter() - self.started, 1),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "ok": not self.failed() and all(s.status != "not run" for s in self.steps.values()),
+            "failed_steps": self.failed(),
+            "steps": {name: step.to_json() for name, step in self.steps.items()},
+            "peak": self.peak,
+            "tests": self.tests,
+            "benchmarks": self.benchmarks,
+            "techniques": rows,
+            "protocol_train_seconds_total": sum(trained) if trained else None,
+            "goal_train_seconds_total": GOAL_TRAIN_SECONDS if not self.smoke else None,
+            "flops_note": "matrix products and convolutions counted by torch.utils.flop_counter over one forward, "
+                          "loss and backward per phase, weighted by phase fraction; elementwise work, "
+                          "normalisation, augmentation and the optimizer are not counted",
+        })
+        partial = self.output.with_name(self.output.name + ".partial")
+        partial.write_text(json.dumps(finite(self.doc), indent=2, allow_nan=False) + "\n")
+        partial.replace(self.output)
+
+    def table(self) -> str:
+        from tabulate import tabulate
+
+        def number(value, fmt: str) -> str:
+            return "–" if value is None else format(value, fmt)
+
+        lines = []
+        for row in self.technique_rows():
+            metrics = row.get("metrics") or {}
+            lines.append([row["technique"], row.get("status"), number(row.get("images_per_second"), ",.0f"),
+                          number(row.get("train_seconds"), ".1f"), number(row.get("eval_seconds"), ".1f"),
+                          number(row.get("epochs"), ".2f"), number(metrics.get("mse"), ".6f"),
+                          number(row["flops_per_image"] and row["flops_per_image"] / 1e9, ".3f"),
+                          number(row["achieved_tflops"], ".2f"),
+                          number(row["share_of_datasheet_bf16_peak"] and 100 * row["share_of_datasheet_bf16_peak"], ".2f"),
+                          number(row["share_of_measured_bf16_peak"] and 100 * row["share_of_measured_bf16_peak"], ".2f")])
+        return tabulate(lines, headers=["technique", "status", "images/s", "train s", "eval s", "epochs", "test MSE",
+                                        "GFLOP/image", "TFLOP/s", "% bf16 datasheet", "% bf16 measured"],
+                        disable_numparse=True, stralign="right")
+
+    def finish(self) -> int:
+        self.write()
+        print(f"{self.dataset}, {self.epochs} epoch(s), {self.doc['environment']['device_name']}:")
+        print(self.table())
+        total = self.doc["protocol_train_seconds_total"]
+        if total is not None:
+            goal = f" (goal on one H200: under {GOAL_TRAIN_SECONDS:.0f} s)" if not self.smoke else ""
+            print(f"training time of all techniques: {total:.1f} s{goal}")
+        print("steps: " + ", ".join(f"{n} {s.status} {s.seconds:.0f} s" for n, s in self.steps.items())
+              + f"; total {self.doc['seconds']:.0f} s")
+        shutil.rmtree(self.work, ignore_errors=True)
+        failed = self.failed()
+        for name in failed:
+            step = self.steps[name]
+            say(f"FAILED step {name}: {'; '.join(step.problems)}")
+            if step.log:
+                say(f"last lines of {step.log}:\n{tail(step.log)}")
+        if failed:
+            say(f"FAILED: {', '.join(failed)}; everything is in {self.output}")
+            return 1
+        say(f"all steps passed in {self.doc['seconds']:.0f} s; everything is in {self.output}")
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    try:
+        device = resolve_device(args)
+    except CheckProblem as exc:
+        say(str(exc))
+        return 2
+    check = Check(args, device)
+    try:
+        check.run()
+    finally:
+        code = check.finish()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
