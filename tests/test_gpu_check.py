@@ -15,7 +15,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "gpu-check.sh"
-STEPS = ["peak", "tests", "protocol", "flops", "benchmarks"]
+STEPS = ["peak", "protocol", "flops", "tests", "benchmarks"]
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU, run benchmarks/gpu-check.sh itself")
 
@@ -113,9 +113,9 @@ def test_a_failing_step_fails_the_check_loudly_and_the_others_still_run(tmp_path
     # fails the protocol.
     done, doc = smoke(tmp_path, "--data-dir", str(tmp_path / "nowhere"), env={"AEFRAME_REQUIRE_CUDA": "1"})
     assert done.returncode == 1
-    assert doc["ok"] is False and doc["failed_steps"] == ["tests", "protocol"]
+    assert doc["ok"] is False and doc["failed_steps"] == ["protocol", "tests"]
     assert {name: step["status"] for name, step in doc["steps"].items()} == {
-        "peak": "ok", "tests": "failed", "protocol": "failed", "flops": "ok", "benchmarks": "ok"}
+        "peak": "ok", "protocol": "failed", "flops": "ok", "tests": "failed", "benchmarks": "ok"}
     assert doc["tests"]["errors"] == doc["tests"]["total"] >= 8
     assert doc["benchmarks"] and all(row["status"] == "not run" for row in doc["techniques"])
     lines = done.stderr.splitlines()
@@ -123,4 +123,16 @@ def test_a_failing_step_fails_the_check_loudly_and_the_others_still_run(tmp_path
                for line in lines)
     assert (f"gpu-check: FAILED step protocol: --data-dir {tmp_path / 'nowhere'} is not a directory: give the folder "
             "holding Fashion-MNIST's four files") in done.stderr
-    assert lines[-1] == f"gpu-check: FAILED: tests, protocol; everything is in {tmp_path / 'gpu-check.json'}"
+    assert lines[-1] == f"gpu-check: FAILED: protocol, tests; everything is in {tmp_path / 'gpu-check.json'}"
+
+
+def test_steps_are_held_to_their_time_limits_and_the_checks_budget(tmp_path):
+    done, doc = smoke(tmp_path, "--skip", "tests", "--skip", "flops", "--timeout", "protocol=2", "--max-seconds", "12")
+    assert done.returncode == 1
+    steps = doc["steps"]
+    assert steps["tests"]["status"] == steps["flops"]["status"] == "skipped (asked for)"
+    assert steps["protocol"]["problems"] == ["stopped after its time limit of 2 s", "baseline: no result in the store",
+                                             "progressive-resizing: no result in the store"]
+    assert 2 <= steps["protocol"]["seconds"] < 15
+    assert steps["benchmarks"]["problems"] == ["not started: the check's 12 s (--max-seconds) are spent"]
+    assert doc["failed_steps"] == ["protocol", "benchmarks"] and doc["benchmarks"] is None
