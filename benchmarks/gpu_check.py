@@ -68,7 +68,7 @@ from gpu_steps import Step, benchmark_summary, junit_summary, run_process, tail,
 
 FULL_DATASET = "fashion-mnist"
 FULL_EPOCHS = 15
-SMOKE_DATASET = "shapes[train=512,test=128]"
+SMOKE_DATASET = "shapes[train=256,test=64]"
 SMOKE_EPOCHS = 1
 # Two phases at two image sizes, so the smoke run exercises the phase-weighted FLOP count.
 SMOKE_TECHNIQUES = ("baseline", "progressive-resizing")
