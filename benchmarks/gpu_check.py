@@ -467,6 +467,7 @@ class Check:
             "steps": stats.get("steps"),
             "params": stats.get("params"),
             "metrics": dict(record.metrics),
+            "stats": dict(stats),  # everything the record keeps: preparation, layout, CPU share, classifier ...
         }
 
     def _flops(self, step: Step) -> None:
