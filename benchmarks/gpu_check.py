@@ -18,6 +18,9 @@ On a CUDA machine it runs, one after another (each step runs even when an earlie
 and writes ONE JSON file (--output) with the environment, each step's status and duration, the
 tests' results, the benchmark figures and, per technique, images/s, training and evaluation
 seconds, epochs, test metrics, FLOPs per image, achieved TFLOP/s and its share of the bf16 peak.
+The check's own process never touches the GPU (the peak and the FLOP count run in processes of
+their own, gpu_measure.py): a process holding a CUDA context while aeframe trains would count as
+another process on the GPU and mark every cell as trained on a busy machine.
 A table per technique is printed at the end. The JSON is rewritten after every step, so a run
 stopped from outside keeps what was done. Logs of each step, the protocol's store and its
 markdown tables go to a folder next to the JSON (<output>-logs/).
@@ -28,8 +31,8 @@ each failing step named on stderr; 2 when the check cannot run here (no CUDA GPU
 
 Planned time on one H200: under 8 minutes in all (docs/speed.md, "The GPU check"), and held to
 it: the whole check gets --max-seconds (default 480), each process step at most its own limit
-(protocol 360 s, tests 240 s, benchmarks 240 s; --timeout changes one) within what is left after
-keeping 20 s for the FLOP count and 120 s for the tests. A step stopped at its limit fails, and
+(peak 120 s, protocol 360 s, flops 180 s, tests 240 s, benchmarks 240 s; --timeout changes one)
+within what is left after keeping 30 s for the FLOP count and 120 s for the tests. A step stopped at its limit fails, and
 what it finished is kept (the protocol stores each technique as it ends). To rerun some steps
 only: --skip STEP (repeatable), and -t TECHNIQUE for some techniques of the protocol.
 
@@ -78,11 +81,11 @@ SMOKE_BENCHMARKS = "baseline"
 GPU_BENCH_ROUNDS = 2
 # The protocol's numbers first, on a fresh GPU, so that a budget running out costs the least.
 STEP_NAMES = ("peak", "protocol", "flops", "tests", "benchmarks")
-SKIPPABLE = ("protocol", "flops", "tests", "benchmarks")
+SKIPPABLE = STEP_NAMES
 # The most seconds each process step may take, and the least kept for it while earlier steps run,
 # all within --max-seconds (default: the 8 minutes the issue allows on one H200).
-TIMEOUTS = {"protocol": 360.0, "tests": 240.0, "benchmarks": 240.0}
-KEPT_FOR = {"flops": 20.0, "tests": 120.0}
+TIMEOUTS = {"peak": 120.0, "protocol": 360.0, "flops": 180.0, "tests": 240.0, "benchmarks": 240.0}
+KEPT_FOR = {"flops": 30.0, "tests": 120.0}
 MAX_SECONDS, SMOKE_MAX_SECONDS = 480.0, 1800.0
 SMOKE_TIMEOUT = 900.0
 PEAK_SIDE = {"cuda": 8192, "cpu": 512}
@@ -122,7 +125,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip", action="append", default=[], choices=SKIPPABLE,
                         help="leave out a step, e.g. for a rerun of the others (repeatable)")
     parser.add_argument("--timeout", action="append", default=[], metavar="STEP=SECONDS",
-                        help="another time limit for a step (protocol, tests, benchmarks) "
+                        help="another time limit for a step "
                              f"[default: {', '.join(f'{k} {v:.0f}' for k, v in TIMEOUTS.items())}]")
     parser.add_argument("--commit", default=None,
                         help="the aeframe commit to record where the tree has no git history (a copy of a "
@@ -188,14 +191,14 @@ def package_version(name: str) -> str | None:
 
 
 def environment(device, commit: str | None = None) -> dict[str, Any]:
+    """What this process can say without touching the GPU; the peak step adds the GPU's own description."""
     import torch
 
     import aeframe
-    from aeframe.environment import device_info, source_revision
+    from aeframe.environment import source_revision
 
     found: dict[str, Any] = {
         "device": str(device),
-        "device_name": device_info(device)["name"],
         "python": platform.python_version(),
         "torch": torch.__version__,
         "triton": package_version("triton"),
@@ -206,17 +209,7 @@ def environment(device, commit: str | None = None) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
     }
     if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        found.update({
-            "gpu": torch.cuda.get_device_name(device),
-            "gpu_memory_gib": round(props.total_memory / 2**30, 1),
-            "compute_capability": f"{props.major}.{props.minor}",
-            "multiprocessors": props.multi_processor_count,
-            "bf16_supported": torch.cuda.is_bf16_supported(),
-            "cuda": torch.version.cuda,
-            "cudnn": torch.backends.cudnn.version(),
-            "driver": nvidia_driver(),
-        })
+        found["driver"] = nvidia_driver()
     return found
 
 
@@ -371,18 +364,22 @@ class Check:
                 + (f" ({'; '.join(step.problems)})" if step.problems else ""))
             self.write()
 
-    def _peak(self, step: Step) -> None:
-        from gpu_peak import datasheet_bf16_tflops, measured_bf16_tflops
+    def _measure(self, step: Step, name: str, *args: str) -> Any:
+        """Run ``gpu_measure.py NAME ARGS`` (a process of its own: see there) and return what it wrote."""
+        out = self.logs / f"{name}.json"
+        out.unlink(missing_ok=True)
+        command = [sys.executable, str(HERE / "gpu_measure.py"), name, "--device", str(self.device), "--out", str(out),
+                   *args]
+        run_process(step, command, ROOT, self._env(), self.logs / f"{name}.log", self._limit(name))
+        if not out.is_file():
+            raise CheckProblem(f"gpu_measure.py {name} wrote nothing")
+        return json.loads(out.read_text())
 
-        name = self.doc["environment"].get("gpu")
-        self.peak = {"datasheet_bf16_tflops": datasheet_bf16_tflops(name) if name else None,
-                     "datasheet_source": "NVIDIA datasheet, dense bf16 tensor-core peak (table in benchmarks/gpu_peak.py)"}
-        if self.cuda and self.peak["datasheet_bf16_tflops"] is None:
-            self.peak["datasheet_note"] = f"{name} is not in the table; the measured peak stands alone"
-        measured = measured_bf16_tflops(self.device, PEAK_SIDE[self.device.type])
-        self.peak["measured_bf16_tflops"] = measured.pop("tflops")
-        self.peak["measured_with"] = measured
-        say(f"bf16 peak: measured {self.peak['measured_bf16_tflops']:.1f} TFLOP/s, datasheet "
+    def _peak(self, step: Step) -> None:
+        found = self._measure(step, "peak", "--side", str(PEAK_SIDE[self.device.type]))
+        self.doc["environment"].update(found["environment"])
+        self.peak = found["peak"]
+        say(f"bf16 peak: measured {self.peak['measured_bf16_tflops']:.3g} TFLOP/s, datasheet "
             f"{self.peak['datasheet_bf16_tflops'] or 'unknown'}")
 
     def _tests(self, step: Step) -> None:
@@ -471,30 +468,20 @@ class Check:
         }
 
     def _flops(self, step: Step) -> None:
-        import torch
-
-        from aeframe.loading import default_data_dir, make_workspace
-        from aeframe.plan import resolve_dataset
-        from aeframe.technique import CellContext
-        from gpu_peak import training_flops
-
         try:
-            data_dir = fashion_mnist_dir(self.args.data_dir, self.work) or default_data_dir()
+            data_dir = fashion_mnist_dir(self.args.data_dir, self.work)
         except CheckProblem:
-            data_dir = default_data_dir()  # the protocol step has said what is wrong with it; not needed here
-        choice = resolve_dataset(self.dataset, self.registry)
-        workspace = make_workspace(self.registry, data_dir, self.cache, say)
-        context = CellContext(shape=tuple(choice.plugin.shape(choice.params)), dataset=choice.plugin.name,
-                              num_classes=10,  # both datasets the check uses have ten classes
-                              seed=0, device=self.device, data_dir=data_dir, cache_dir=self.cache,
-                              load_dataset=workspace.load_dataset, dataset_spec=choice.label)
+            data_dir = None  # the protocol step has said what is wrong with it; not needed here
+        args = ["--dataset", self.dataset, "--cache-dir", str(self.cache)]
+        if data_dir is not None:
+            args += ["--data-dir", str(data_dir)]
         for technique in self.techniques:
-            try:
-                self.flops[technique] = training_flops(technique, self.registry, context)
-            except Exception as exc:
-                step.fail(f"{technique}: FLOPs not counted: {type(exc).__name__}: {exc}")
-        if self.cuda:
-            torch.cuda.empty_cache()
+            args += ["-t", technique]
+        for technique, found in self._measure(step, "flops", *args).items():
+            if "error" in found:
+                step.fail(f"{technique}: FLOPs not counted: {found['error']}")
+            else:
+                self.flops[technique] = found
 
     def _benchmarks(self, step: Step) -> None:
         report, figures = self.logs / "benchmarks.xml", self.logs / "benchmarks.json"
@@ -594,7 +581,7 @@ class Check:
 
     def finish(self) -> int:
         self.write()
-        print(f"{self.dataset}, {self.epochs} epoch(s), {self.doc['environment']['device_name']}:")
+        print(f"{self.dataset}, {self.epochs} epoch(s), {self.doc['environment'].get('device_name', self.device)}:")
         print(self.table())
         total = self.doc["protocol_train_seconds_total"]
         if total is not None:
