@@ -10,8 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+
+from dataset_files import fake_mnist, write_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "gpu-check.sh"
@@ -139,3 +142,18 @@ def test_steps_are_held_to_their_time_limits_and_the_checks_budget(tmp_path):
     assert 2 <= steps["protocol"]["seconds"] < 15
     assert steps["benchmarks"]["problems"] == ["not started: the check's 12 s (--max-seconds) are spent"]
     assert doc["failed_steps"] == ["protocol", "benchmarks"] and doc["benchmarks"] is None
+
+
+def test_a_folder_holding_the_four_files_is_linked_where_aeframe_reads_them(tmp_path, registry):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from gpu_check import CheckProblem, fashion_mnist_dir
+
+    # Five training and three test images: not Debian's 60,000, so what loads came from these files.
+    write_mnist(tmp_path / "flat", fake_mnist(np.random.default_rng(0)), gz=True)
+    data_dir = fashion_mnist_dir(tmp_path / "flat", tmp_path / "work")
+    loaded = registry.datasets["fashion-mnist"].load(data_dir, {"view": "native"})
+    assert (len(loaded.train.images), len(loaded.test.images)) == (5, 3)
+    # An aeframe data directory is taken as it is; a folder without the files is refused, saying what it needs.
+    assert fashion_mnist_dir(data_dir, tmp_path / "again") == data_dir
+    with pytest.raises(CheckProblem, match=r"--data-dir .* holds no Fashion-MNIST: it needs Fashion-MNIST's four files"):
+        fashion_mnist_dir(tmp_path / "work", tmp_path / "more")
