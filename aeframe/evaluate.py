@@ -57,7 +57,8 @@ def timed_evaluate(
     size: int | None = None,
 ) -> tuple[dict[str, float], float, float]:
     """:func:`evaluate` plus its device-synchronised duration in seconds."""
-    sync = torch.cuda.synchronize if context.device.type == "cuda" else (lambda: None)
+    # The cell's own device: a bare synchronize() would wait for the current one, not cuda:N.
+    sync = (lambda: torch.cuda.synchronize(context.device)) if context.device.type == "cuda" else (lambda: None)
     sync()
     start = time.perf_counter()
     values, mse = evaluate(model, data, metrics, context, size)

@@ -18,6 +18,7 @@ is not worth changing every number's rounding. The result is cached (:mod:`aefra
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from statistics import median
@@ -37,7 +38,10 @@ TRAINED_TOLERANCE = 0.05
 MIN_GAIN = 1.05
 TRAIN_STEPS = 12
 ROUNDS = 3
-STEPS_PER_BLOCK = 2
+# Each timed block lasts at least MIN_BLOCK_SECONDS, and has MIN_STEPS to MAX_STEPS steps.
+MIN_BLOCK_SECONDS = 0.05
+MIN_STEPS = 2
+MAX_STEPS = 64
 BATCH = 128
 SIDE = 32
 # The precisions in order of preference: each later one must earn its place by speed.
@@ -48,7 +52,7 @@ def candidates(device: torch.device) -> list[str]:
     """The precisions ``device`` can train in: fp32; bf16 where supported (on a CPU without native bf16
     it is emulated, which the measurement shows); fp16 on GPUs and on CPUs with AMX-FP16."""
     found = ["fp32"]
-    if device.type != "cuda" or cuda_has_bf16():
+    if device.type != "cuda" or cuda_has_bf16(device):
         found.append("bf16")
     if device.type == "cuda" or getattr(torch.cpu, "_is_amx_fp16_supported", lambda: False)():
         found.append("fp16")
@@ -229,14 +233,21 @@ def _rates(model: nn.Module, precisions: list[str], batch: torch.Tensor, device:
     trainers = {(p, cl): _Trainer(model, p, cl, device) for p in precisions for cl in (False, True)}
     for trainer in trainers.values():
         trainer.step(batch)  # the first step at a shape pays its set-up
+    # Blocks long enough that timer and launch jitter stay small (a GPU step of this model is ~1 ms).
+    one = min(_timed(trainer, batch, 1, device) for trainer in trainers.values())
+    steps = max(MIN_STEPS, min(MAX_STEPS, math.ceil(MIN_BLOCK_SECONDS / max(one, 1e-6))))
     times: dict[tuple[str, bool], list[float]] = {k: [] for k in trainers}
     for round_ in range(ROUNDS):
         order = list(trainers) if round_ % 2 == 0 else list(reversed(trainers))
         for k in order:
-            _sync(device)
-            start = time.perf_counter()
-            for _ in range(STEPS_PER_BLOCK):
-                trainers[k].step(batch)
-            _sync(device)
-            times[k].append((time.perf_counter() - start) / STEPS_PER_BLOCK)
+            times[k].append(_timed(trainers[k], batch, steps, device) / steps)
     return {p: max(BATCH / median(times[(p, cl)]) for cl in (False, True)) for p in precisions}
+
+
+def _timed(trainer: _Trainer, batch: torch.Tensor, steps: int, device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.step(batch)
+    _sync(device)
+    return time.perf_counter() - start

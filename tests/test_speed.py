@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from aeframe.errors import UsageProblem
 from aeframe.numerics import SpeedModel, speed_model
 from aeframe.plan import cell_key, plan_cells, resolve_dataset, resolve_technique
 from aeframe.record import CellConfig
-from aeframe.speed import MEASURED, Speed, resolve_speed
+from aeframe.speed import MEASURED, Speed, compile_requirement, resolve_speed
 
 from conftest import cell_data, metric_set
 
@@ -42,7 +43,9 @@ def test_auto_asks_the_measurement_and_leaves_the_layout_to_each_cell():
 
 
 def test_bf16_on_a_gpu_without_it_is_refused(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    # A V100 (compute capability 7.0): torch.cuda.is_bf16_supported() says yes there (emulation).
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda *a, **k: SimpleNamespace(major=7, minor=0))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "an old GPU")
     with pytest.raises(UsageProblem, match="an old GPU has no bf16 support; use --precision fp16 or fp32"):
         resolve_speed("bf16", None, False, torch.device("cuda", 0))
@@ -59,6 +62,18 @@ def test_compile_without_a_compiler_is_refused_with_what_is_missing(monkeypatch)
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(UsageProblem, match=r"--compile needs a C\+\+ compiler \(g\+\+ or clang\+\+ or c\+\+ on PATH"):
         resolve_speed("fp32", False, True, CPU)
+
+
+def test_compile_for_a_gpu_needs_triton_and_a_c_compiler_for_its_launchers(monkeypatch):
+    import torch.utils._triton
+
+    monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: True)
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert compile_requirement(torch.device("cuda", 0)) == (
+        "a C compiler for Triton's launchers (gcc or clang or cc on PATH, e.g. `apt-get install gcc`)")
+    monkeypatch.setattr(torch.utils._triton, "has_triton", lambda: False)
+    assert compile_requirement(torch.device("cuda", 0)) == "Triton (the `triton` package) to compile for the GPU"
 
 
 @pytest.mark.parametrize(
