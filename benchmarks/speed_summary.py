@@ -89,11 +89,14 @@ class CellOverhead:
     wall: list[float]
     train: list[float]
     evaluation: list[float]
-    prepare: list[float]
+    prepare: list[float]  # the metrics' preparation (the reference classifier)
+    cell_prepare: list[float]  # the cell's own, off its clock: resized copies, layout, warm-up
     start_and_imports: float
+    precision_probe: float  # --precision auto's measurement with an empty cache, timed apart
 
     def overheads(self) -> list[float]:
-        return [w - t - e - p for w, t, e, p in zip(self.wall, self.train, self.evaluation, self.prepare)]
+        return [w - t - e - p - c for w, t, e, p, c in
+                zip(self.wall, self.train, self.evaluation, self.prepare, self.cell_prepare)]
 
     def extra_info(self) -> dict:
         overhead = median(self.overheads())
@@ -103,10 +106,13 @@ class CellOverhead:
             "train_seconds": median(self.train),
             "eval_seconds": median(self.evaluation),
             "metric_prepare_seconds": median(self.prepare),
+            "cell_prepare_seconds": median(self.cell_prepare),
+            "precision_probe_seconds": self.precision_probe,
             "overhead_seconds": overhead,
             "overhead_share": overhead / wall,
             "interpreter_and_imports_seconds": self.start_and_imports,
-            "rounds": {"wall": self.wall, "train": self.train, "eval": self.evaluation, "prepare": self.prepare},
+            "rounds": {"wall": self.wall, "train": self.train, "eval": self.evaluation, "prepare": self.prepare,
+                       "cell_prepare": self.cell_prepare},
         }
 
 
@@ -167,7 +173,9 @@ class SpeedReport:
     def _cell_line(self) -> str:
         info = self.cell.extra_info()
         return (f"wall {info['wall_seconds']:.2f} s = train {info['train_seconds']:.2f} s + eval "
-                f"{info['eval_seconds']:.2f} s + metric prepare {info['metric_prepare_seconds']:.2f} s + overhead "
-                f"{info['overhead_seconds']:.2f} s ({info['overhead_share']:.0%} of the wall time); "
-                f"a bare interpreter importing torch, torchvision and aeframe takes "
-                f"{info['interpreter_and_imports_seconds']:.2f} s of that overhead")
+                f"{info['eval_seconds']:.2f} s + metric prepare {info['metric_prepare_seconds']:.2f} s + cell prepare "
+                f"{info['cell_prepare_seconds']:.2f} s + overhead {info['overhead_seconds']:.2f} s "
+                f"({info['overhead_share']:.0%} of the wall time); of that overhead, a bare interpreter importing "
+                f"torch, torchvision and aeframe takes {info['interpreter_and_imports_seconds']:.2f} s and "
+                f"--precision auto's measurement (once per machine; each round's cache is empty) about "
+                f"{info['precision_probe_seconds']:.2f} s")

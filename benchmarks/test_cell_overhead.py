@@ -34,6 +34,18 @@ def _interpreter_and_imports() -> float:
     return time.perf_counter() - started
 
 
+def _precision_probe(device) -> float:
+    """What ``--precision auto`` costs with an empty cache (each round's fresh cache measures it again)."""
+    import torch
+
+    from aeframe.precision_probe import candidates, measure
+
+    device = torch.device(device)
+    started = time.perf_counter()
+    measure(device, candidates(device))
+    return time.perf_counter() - started
+
+
 def test_whole_bench_cell(benchmark, tmp_path, device, speed_report):
     exe = Path(sys.executable).with_name("aeframe")
     numbers = count()
@@ -69,7 +81,9 @@ def test_whole_bench_cell(benchmark, tmp_path, device, speed_report):
         train=[s["train_seconds"] for s in stats],
         evaluation=[s["eval_seconds"] for s in stats],
         prepare=[_prepare_seconds(s) for s in stats],
+        cell_prepare=[s.get("prepare_seconds", 0.0) for s in stats],
         start_and_imports=_interpreter_and_imports(),
+        precision_probe=_precision_probe(device),
     )
     assert all(overhead > 0 for overhead in cell.overheads())
     speed_report.cell = cell
