@@ -253,3 +253,30 @@ def test_a_whole_bench_cell_on_the_gpu_through_the_cli(tmp_path, cli, registry):
         assert math.isfinite(record.stats[stat]) and record.stats[stat] > 0, stat
     assert record.stats["epochs"] == 1
     assert name in result.stdout
+
+
+def test_the_precision_probe_measures_every_precision_the_gpu_has(tmp_path):
+    from aeframe.precision_probe import candidates, choose_precision
+    from aeframe.speed_cache import SpeedCache
+
+    name = torch.cuda.get_device_name(GPU)
+    choice = choose_precision(GPU, name, SpeedCache(tmp_path))
+    expected = ["fp32", "bf16", "fp16"] if torch.cuda.get_device_properties(GPU).major >= 8 else ["fp32", "fp16"]
+    assert candidates(GPU) == expected and list(choice.measurements) == expected
+    assert choice.precision in expected
+    for precision, found in choice.measurements.items():
+        assert found.finite and found.images_per_second > 0, (precision, found)
+    assert choice.measurements["fp32"].within_tolerance
+    assert choose_precision(GPU, name, SpeedCache(tmp_path)).source == "cached"
+
+
+def test_the_layout_is_measured_on_the_gpu_for_every_phase(tmp_path, cli, registry):
+    result = _bench(cli, tmp_path, _with(registry, Probe()), "-t", "progressive-resizing", "-d", TINY,
+                    "--epochs", "1", "--precision", "bf16")
+    assert result.returncode == 0, result.stderr
+    stats = _only_record(tmp_path / "r.sqlite").stats
+    assert stats["layout_source"] in ("measured", "measured on a busy machine")
+    rates = stats["layout_images_per_second"]
+    assert set(rates) == {"contiguous", "channels_last"} and all(r > 0 and math.isfinite(r) for r in rates.values())
+    assert stats["memory_format"] == max(rates, key=rates.get)
+    assert stats["prepare_seconds"] > 0
