@@ -9,7 +9,6 @@ stopped, and the faster layout is kept in the cache for every later cell and run
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from statistics import median
 from typing import Any, Callable
@@ -19,7 +18,7 @@ from torch import nn
 
 from aeframe.contention import CpuShareMeter, is_busy
 from aeframe.data import DeviceSplit
-from aeframe.rehearsal import Rehearsal
+from aeframe.rehearsal import Rehearsal, block_steps
 from aeframe.schedule import Schedule
 from aeframe.speed import Speed
 from aeframe.speed_cache import SpeedCache, entry_key
@@ -36,11 +35,6 @@ CACHED = "cached"  # rehearsed by an earlier cell or run on this machine
 UNMEASURED = "unmeasured"  # the model could not be copied to rehearse: the usual layout, untuned
 
 ROUNDS = 3
-# Each timed block lasts at least this long (more steps for fast models), so timer and launch jitter
-# stay small against it; at least MIN_STEPS steps.
-MIN_BLOCK_SECONDS = 0.05
-MIN_STEPS = 2
-MAX_STEPS = 64
 
 
 @dataclass(frozen=True)
@@ -121,7 +115,7 @@ def measure_layouts(
         for name in LAYOUTS:
             rehearsals[name][i].steps(1)
         seconds = min(rehearsals[name][i].steps(1) for name in LAYOUTS)
-        steps.append(max(MIN_STEPS, min(MAX_STEPS, math.ceil(MIN_BLOCK_SECONDS / max(seconds, 1e-6)))))
+        steps.append(block_steps(seconds))
     per_step: dict[str, list[list[float]]] = {name: [[] for _ in schedule.phases] for name in LAYOUTS}
     for round_ in range(ROUNDS):
         # Alternate which layout goes first, so neither always follows the other.

@@ -18,7 +18,6 @@ is not worth changing every number's rounding. The result is cached (:mod:`aefra
 from __future__ import annotations
 
 import copy
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from statistics import median
@@ -30,6 +29,7 @@ from torch.nn import functional as F
 
 from aeframe.contention import CpuShareMeter, is_busy
 from aeframe.numerics import autocast, grad_scaler, speed_model
+from aeframe.rehearsal import block_steps
 from aeframe.speed import Speed, cuda_has_bf16
 from aeframe.speed_cache import SpeedCache, entry_key
 
@@ -38,10 +38,6 @@ TRAINED_TOLERANCE = 0.05
 MIN_GAIN = 1.05
 TRAIN_STEPS = 12
 ROUNDS = 3
-# Each timed block lasts at least MIN_BLOCK_SECONDS, and has MIN_STEPS to MAX_STEPS steps.
-MIN_BLOCK_SECONDS = 0.05
-MIN_STEPS = 2
-MAX_STEPS = 64
 BATCH = 128
 SIDE = 32
 # The precisions in order of preference: each later one must earn its place by speed.
@@ -235,7 +231,7 @@ def _rates(model: nn.Module, precisions: list[str], batch: torch.Tensor, device:
         trainer.step(batch)  # the first step at a shape pays its set-up
     # Blocks long enough that timer and launch jitter stay small (a GPU step of this model is ~1 ms).
     one = min(_timed(trainer, batch, 1, device) for trainer in trainers.values())
-    steps = max(MIN_STEPS, min(MAX_STEPS, math.ceil(MIN_BLOCK_SECONDS / max(one, 1e-6))))
+    steps = block_steps(one)
     times: dict[tuple[str, bool], list[float]] = {k: [] for k in trainers}
     for round_ in range(ROUNDS):
         order = list(trainers) if round_ % 2 == 0 else list(reversed(trainers))

@@ -10,6 +10,7 @@ the caller keeps the random number generators as they were (``torch.random.fork_
 from __future__ import annotations
 
 import copy
+import math
 import time
 from typing import Callable
 
@@ -21,6 +22,18 @@ from aeframe.numerics import autocast, grad_scaler, speed_model
 from aeframe.output import training_loss
 from aeframe.schedule import Schedule
 from aeframe.speed import Speed
+
+
+# A timed block of steps lasts at least this long (more steps for fast models), so that timer and
+# launch jitter stay small against it, with MIN_STEPS to MAX_STEPS steps.
+MIN_BLOCK_SECONDS = 0.05
+MIN_STEPS = 2
+MAX_STEPS = 64
+
+
+def block_steps(step_seconds: float) -> int:
+    """How many steps of ``step_seconds`` each make one timed block (see MIN_BLOCK_SECONDS)."""
+    return max(MIN_STEPS, min(MAX_STEPS, math.ceil(MIN_BLOCK_SECONDS / max(step_seconds, 1e-6))))
 
 
 class RehearsalUnavailable(Exception):
