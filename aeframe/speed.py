@@ -45,7 +45,7 @@ class Speed:
 
     def to_json(self) -> dict[str, Any]:
         """As a cell's config records them."""
-        data: dict[str, Any] = {"precision": self.precision, "channels_last": self.channels_last, "compile": self.compile}
+        data = self.decisive()
         if self.precision_from != ASKED:
             data["precision_from"] = self.precision_from
         return data
