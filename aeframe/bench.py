@@ -3,15 +3,16 @@ fingerprint, skip finished ones, execute, store."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aeframe.budget import Budget
 from aeframe.contention import BUSY_BELOW, is_busy
-from aeframe.environment import device_info, resolve_device, source_revision, versions
-from aeframe.errors import SpecError, first_line, is_environment_failure
-from aeframe.executor import LocalExecutor
+from aeframe.environment import device_info, source_revision, versions
+from aeframe.errors import SpecError, UsageProblem, first_line, is_environment_failure
+from aeframe.executor import PLACEMENT_OPTIONS, Executor, ExecutorSettings, Work
 from aeframe.groups import DatasetGroup, load_group
 from aeframe.loading import Workspace, default_cache_dir, default_data_dir, make_workspace
 from aeframe.metric import Metric
@@ -21,12 +22,14 @@ from aeframe.precision_probe import choose_precision
 from aeframe.progress import say
 from aeframe.record import DIVERGED, DONE, FAILED, SKIPPED, SKIPPED_DATASET, CellRecord, Provenance
 from aeframe.report import render
-from aeframe.speed import check_speed, resolve_speed
+from aeframe.speed import Speed, resolve_speed
 from aeframe.speed_cache import SpeedCache
 from aeframe.store import Store
 
 if TYPE_CHECKING:
     import torch
+
+    from aeframe.precision_probe import PrecisionChoice
 
 
 @dataclass
@@ -45,6 +48,9 @@ class BenchRequest:
     channels_last: bool | None = None  # None: this device kind's default
     compile: bool = False
     command: str | None = None  # as the user typed it, kept with each cell to say how to reproduce it
+    executor: str = "local"
+    placement: ExecutorSettings = field(default_factory=ExecutorSettings)  # --ray-address, --gpus-per-cell, ...
+    shard: tuple[int, int] | None = None  # (K, N): only the K-th of N slices of the planned cells
 
 
 @dataclass
@@ -139,11 +145,44 @@ def _summarise_diverged_and_busy(records: list[CellRecord], store_path: Path) ->
             "comparable; run them again (--rerun) on an idle machine")
 
 
-def _measured_precision(device: torch.device, cache_dir: Path) -> str:
-    """``--precision auto``: measured once per device and torch version, then read from the cache."""
-    choice = choose_precision(device, device_info(device)["name"], SpeedCache(cache_dir), say)
-    say(f"--precision auto: {choice.describe()}")
-    return choice.precision
+def _speed_here(precision: str, channels_last: bool | None, compile: bool, cache_dir: Path,
+                device: torch.device) -> tuple[Speed, dict[str, str], str | None]:
+    """The run's speed settings, checked and (``--precision auto``) measured on ``device``, where the
+    cells train; that device's description; and the line that says what auto chose.
+
+    Runs where a cell would (``ExecutorSession.on_cell_device``): the driver may have no GPU.
+    """
+    chosen: list[PrecisionChoice] = []
+
+    def measure(device: torch.device) -> str:
+        # Measured once per device and torch version, then read from the cache.
+        chosen.append(choose_precision(device, device_info(device)["name"], SpeedCache(cache_dir), say))
+        return chosen[0].precision
+
+    speed = resolve_speed(precision, channels_last, compile, device, measure)
+    return speed, device_info(device), f"--precision auto: {chosen[0].describe()}" if chosen else None
+
+
+def _executor(request: BenchRequest, registry: Registry) -> Executor:
+    """The executor asked for, usable here, given only the options it takes."""
+    executor = registry.get("executor", request.executor)
+    missing = executor.missing()
+    if missing:
+        raise UsageProblem(f"--executor {request.executor}: {missing}")
+    refused = sorted(request.placement.given - set(executor.accepts))
+    if refused:
+        raise UsageProblem(f"{PLACEMENT_OPTIONS[refused[0]]} does not apply to --executor {request.executor}; "
+                           f"leave it out, or use an executor that places cells (`aeframe list executors`)")
+    return executor
+
+
+def shard_of(cells: list[Cell], shard: tuple[int, int] | None) -> list[Cell]:
+    """The ``K``-th of ``N`` slices of the planned cells (every N-th cell from the K-th): the same cells
+    for the same command on every machine, and each slice a mix of techniques and datasets."""
+    if shard is None:
+        return cells
+    k, n = shard
+    return cells[k - 1::n]
 
 
 def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
@@ -154,18 +193,31 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
         raise SpecError("no techniques are registered; `aeframe plugins` shows what failed to load")
     compositions = [resolve_technique(text, registry, request.lr) for text in technique_texts]
     datasets = [resolve_dataset(text, registry) for text in dataset_texts]
-    device = resolve_device(request.device)
+    executor = _executor(request, registry)
     data_dir = request.data_dir or default_data_dir()
-    check_speed(request.precision, request.compile, device)
     workspace = make_workspace(registry, data_dir, default_cache_dir(), say)
-    speed = resolve_speed(request.precision, request.channels_last, request.compile, device,
-                          lambda device: _measured_precision(device, workspace.cache_dir))
-    metrics = list(registry.metrics.values())
-    provenance = Provenance(request.command, source_revision())
-    cells = plan_cells(compositions, datasets, request.seeds, request.budget, device_info(device), versions(), registry,
-                       request.lr, provenance, speed)
+    settings = replace(request.placement, device=request.device, data_dir=data_dir, cache_dir=workspace.cache_dir,
+                       say=say)
+    with executor.open(settings) as session:
+        speed, device, chose = session.on_cell_device(partial(
+            _speed_here, request.precision, request.channels_last, request.compile, workspace.cache_dir))
+        if chose:
+            say(chose)
+        metrics = list(registry.metrics.values())
+        provenance = Provenance(request.command, source_revision())
+        cells = plan_cells(compositions, datasets, request.seeds, request.budget, device, versions(), registry,
+                           request.lr, provenance, speed)
+        planned = len(cells)
+        cells = shard_of(cells, request.shard)
+        if request.shard:
+            say(f"shard {request.shard[0]}/{request.shard[1]}: {len(cells)} of the {planned} planned cells")
+        return _execute(request, registry, session, Work(workspace, metrics), cells, datasets, device)
 
-    executor = LocalExecutor(device, workspace, metrics, say)
+
+def _execute(request: BenchRequest, registry: Registry, session, work: Work, cells: list[Cell],
+             datasets: list, device: dict[str, str]) -> BenchOutcome:
+    """Take stock of the store, train what is left with ``session``, save each record as it comes."""
+    workspace, metrics = work.workspace, list(work.metrics)
     with Store(request.store_path) as store:
         by_dataset, groups, earlier = _take_stock(cells, workspace, registry, store, request.rerun)
         found = sum(r.status == DONE for rs in by_dataset.values() for r in rs)
@@ -174,11 +226,13 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
                 "taking them from there (--rerun trains them again)")
         pending = sum(len(g.cells) for g in groups)
         if pending:
-            say(f"training {pending} cells on {device_info(device)['name']}, "
+            speed = cells[0].config.speed
+            where = f" ({session.where})" if session.where else ""
+            say(f"training {pending} cells on {device['name']}{where}, "
                 f"budget {request.budget.describe()} per cell, {speed.describe()}")
         dataset_of = {cell.key: g.dataset.label for g in groups for cell in g.cells}
         try:
-            for record in executor.run(groups):
+            for record in session.run(groups, work):
                 store.save(record)
                 by_dataset[dataset_of[record.key]].append(record)
         except KeyboardInterrupt:

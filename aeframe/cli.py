@@ -1,4 +1,4 @@
-"""The ``aeframe`` command: bench, list, plugins, report.
+"""The ``aeframe`` command: bench, list, plugins, validate, report.
 
 Only this module prints to stdout, and only results: tables, listings, JSON. Everything else
 (progress, warnings, skips) goes to stderr. Exit codes: 0 when every cell is done or skipped,
@@ -62,6 +62,19 @@ def _not_blank(ctx, param, value):
     if value is not None and not str(value).strip():
         raise click.BadParameter("is empty")
     return value
+
+
+def _shard(ctx, param, value):
+    """``K/N`` -> (K, N), 1 <= K <= N."""
+    if value is None:
+        return None
+    try:
+        k, n = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not K/N (e.g. 2/4: the second of four slices)") from None
+    if not 1 <= k <= n:
+        raise click.BadParameter(f"{value!r}: K must be between 1 and N")
+    return k, n
 
 
 class _Path(click.Path):
@@ -196,19 +209,42 @@ def _directories(ctx: click.Context, data_dir: Path | None, cache: bool = True) 
               help="Write the tables to this file instead of stdout.")
 @click.option("--format", "fmt", type=click.Choice(["markdown", "json", "csv"]), default="markdown", show_default=True)
 @click.option("--rerun", is_flag=True, help="Train cells again even if the store has them done (their earlier results are kept).")
+@click.option("--executor", default="local", show_default=True, callback=_not_blank,
+              help="What trains the cells: local (this process) or ray (a Ray cluster); `aeframe list executors`.")
+@click.option("--ray-address", "address", callback=_not_blank, metavar="HOST:PORT",
+              help="The Ray cluster to use [env RAY_ADDRESS; default: start a local one]. --executor ray only.")
+@click.option("--gpus-per-cell", type=click.FloatRange(min=0, max=1), metavar="G",
+              help="GPUs Ray reserves per cell: 1, or a fraction to share a GPU (tables then say so) "
+                   "[default: 1 when the cluster has GPUs, else 0]. --executor ray only.")
+@click.option("--cpus-per-cell", type=click.IntRange(min=1), metavar="N",
+              help="CPUs Ray reserves per cell, and torch's threads on CPU cells [default: a whole node for CPU "
+                   "cells, 1 for GPU cells]. --executor ray only.")
+@click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
+              help="How often a cell whose worker process died (killed, out of memory, node lost) is started "
+                   "again; a technique that raises is not retried. --executor ray only.")
+@click.option("--shard", callback=_shard, metavar="K/N",
+              help="Run only the K-th of N deterministic slices of the planned cells (e.g. SLURM array jobs; "
+                   "combine their stores with aeframe merge).")
 @click.pass_context
 def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, device, precision, channels_last, compile_,
-          data_dir, store_path, output, fmt, rerun) -> None:
+          data_dir, store_path, output, fmt, rerun, executor, address, gpus_per_cell, cpus_per_cell, retries,
+          shard) -> None:
     """Train techniques on datasets under a budget, store every cell, print the comparison tables.
 
     Cells already done with the same configuration are taken from the store, so re-running a
     command resumes it. Stdout carries only the tables: `aeframe bench --all > results.md` works.
+    With --executor ray the cells train side by side on a Ray cluster (docs/distributed.md).
     """
     from aeframe.bench import BenchRequest, run_bench
     from aeframe.budget import Budget
+    from aeframe.executor import PLACEMENT_OPTIONS, ExecutorSettings
 
     if not (all_ or techniques or datasets):
         raise click.UsageError("nothing to run: give --all, or -t TECHNIQUE and/or -d DATASET")
+    given = {name for name in PLACEMENT_OPTIONS
+             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    placement = ExecutorSettings(address=address, gpus_per_cell=gpus_per_cell, cpus_per_cell=cpus_per_cell,
+                                 retries=retries, given=given)
     data_dir = _directories(ctx, data_dir)
     request = BenchRequest(
         techniques=list(techniques),
@@ -225,6 +261,9 @@ def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, devic
         channels_last=channels_last,
         compile=compile_,
         command=_command_line(),
+        executor=executor,
+        placement=placement,
+        shard=shard,
     )
     outcome = _guard(lambda: run_bench(request, _registry()))
     _emit(outcome.render(fmt), output)
@@ -252,7 +291,7 @@ def _guard(action):
 
 @cli.group("list")
 def list_() -> None:
-    """List registered techniques or datasets."""
+    """List registered techniques, datasets or executors."""
 
 
 @list_.command("techniques")
@@ -303,6 +342,33 @@ def list_datasets(ctx: click.Context, as_json: bool, data_dir: Path | None) -> N
             "params": [p.describe() for p in plugin.params],
         })
     click.echo(json.dumps(rows, indent=2) if as_json else _listing(rows))
+
+
+@list_.command("executors")
+@click.option("--json", "as_json", is_flag=True, help="Output JSON.")
+def list_executors(as_json: bool) -> None:
+    """Each executor: name, title, what it does, whether it can run here (and if not, how to get it)."""
+    from aeframe.executor import PLACEMENT_OPTIONS
+
+    registry = _registry()
+    rows = []
+    for name, executor in sorted(registry.executors.items()):
+        try:
+            why = executor.missing()
+        except Exception as exc:  # a third-party executor's bug must not hide the others
+            why = f"checking it failed: {describe(exc)}"
+        rows.append({"name": name, "title": executor.title, "description": executor.description,
+                     "available": why is None, "unavailable_reason": why,
+                     "options": [PLACEMENT_OPTIONS[o] for o in executor.accepts if o in PLACEMENT_OPTIONS],
+                     "plugin": registry.origin.get(("executor", name)), "params": []})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']}: {row['title']}: {row['description']}")
+        state = "available" if row["available"] else f"not available here: {row['unavailable_reason']}"
+        options = f"; options {', '.join(row['options'])}" if row["options"] else ""
+        click.echo(f"    {state}{options}")
 
 
 def _listing(rows: Sequence[dict]) -> str:

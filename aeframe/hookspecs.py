@@ -44,3 +44,13 @@ def register_metrics(register: Callable[..., None]) -> None:
         The instance is a prototype: each cell is evaluated with a deep copy of it.
     :returns: nothing; the return value is ignored. Not ``firstresult``: every plugin is called.
     """
+
+
+@hookspec
+def register_executors(register: Callable[..., None]) -> None:
+    """Register executors: what trains the planned cells, and where (this process, a Ray cluster, ...).
+
+    :param register: call ``register(executor)`` once per executor, where ``executor`` is an
+        instance of :class:`aeframe.Executor`. Its ``name`` is what users type after ``--executor``.
+    :returns: nothing; the return value is ignored. Not ``firstresult``: every plugin is called.
+    """

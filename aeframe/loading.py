@@ -43,9 +43,14 @@ def default_cache_dir() -> Path:
     return _user_cache() / "cache"
 
 
-def make_workspace(registry: Registry, data_dir: Path, cache_dir: Path, say: Callable[[str], None]) -> Workspace:
-    """A workspace whose ``load_dataset`` loads any registered dataset once per run."""
-    loaded: dict[str, ImageData] = {}
+def make_workspace(registry: Registry, data_dir: Path, cache_dir: Path, say: Callable[[str], None],
+                   preloaded: dict[str, ImageData] | None = None) -> Workspace:
+    """A workspace whose ``load_dataset`` loads any registered dataset once per run.
+
+    ``preloaded`` (dataset text -> data) is handed out as if loaded: a worker given its cell's data
+    by the driver never reads that dataset's files.
+    """
+    loaded: dict[str, ImageData] = dict(preloaded or {})
 
     def load_dataset(text: str) -> ImageData:
         if text not in loaded:

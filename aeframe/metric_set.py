@@ -36,8 +36,33 @@ class MetricSet:
             fresh.append(metric)
         return fresh
 
+    def prepare_all(self, context: Any) -> dict[str, tuple[Metric, Any] | None]:
+        """Metric name -> (prepared copy, what ``prepare`` returned) for ``context``'s dataset; None for a
+        metric whose ``prepare`` raised (a cell that adopts these prepares it again, and fails naming it).
+
+        For executors that prepare once and ship the result to workers elsewhere (see :meth:`adopt`).
+        """
+        found: dict[str, tuple[Metric, Any] | None] = {}
+        for prototype in self.prototypes:
+            try:
+                found[prototype.name] = self._base(prototype, context)
+            except Exception:  # the cell that meets it again reports it, as with local runs
+                found[prototype.name] = None
+        return found
+
+    def adopt(self, context: Any, prepared: dict[str, tuple[Metric, Any] | None]) -> None:
+        """Take what :meth:`prepare_all` made elsewhere as this set's preparation for ``context``."""
+        for prototype in self.prototypes:
+            made = prepared.get(prototype.name)
+            if made is not None:
+                self._prepared[self._key(prototype, context)] = made
+
+    @staticmethod
+    def _key(prototype: Metric, context: Any) -> tuple[str, str, str]:
+        return prototype.name, context.dataset_spec, str(context.device)
+
     def _base(self, prototype: Metric, context: Any) -> tuple[Metric, Any]:
-        key = (prototype.name, context.dataset_spec, str(context.device))
+        key = self._key(prototype, context)
         if key not in self._prepared:
             base = copy.deepcopy(prototype)
             # Stored only once prepare succeeded: a failure is retried (and reported) by the next cell.

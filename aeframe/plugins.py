@@ -1,4 +1,4 @@
-"""Finding plugins and building the registry of techniques, datasets and metrics.
+"""Finding plugins and building the registry of techniques, datasets, metrics and executors.
 
 Every plugin, built-in or third-party, is an entry point in the ``aeframe`` group. Each one is
 loaded and called on its own: a plugin that fails to import, fails pluggy's signature checks,
@@ -21,6 +21,7 @@ import pluggy
 from aeframe import hookspecs
 from aeframe.dataset import DatasetPlugin
 from aeframe.errors import SpecError, describe
+from aeframe.executor import Executor
 from aeframe.metric import Metric
 from aeframe.params import Param
 from aeframe.contract_checks import misspelt_members, technique_problems
@@ -36,6 +37,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "technique": ("register_techniques", Technique),
     "dataset": ("register_datasets", DatasetPlugin),
     "metric": ("register_metrics", Metric),
+    "executor": ("register_executors", Executor),
 }
 
 
@@ -76,12 +78,14 @@ class Registry:
     techniques: dict[str, Technique] = field(default_factory=dict)
     datasets: dict[str, DatasetPlugin] = field(default_factory=dict)
     metrics: dict[str, Metric] = field(default_factory=dict)
+    executors: dict[str, Executor] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     origin: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> plugin name
 
     def table(self, kind: str) -> dict[str, Any]:
-        return {"technique": self.techniques, "dataset": self.datasets, "metric": self.metrics}[kind]
+        return {"technique": self.techniques, "dataset": self.datasets, "metric": self.metrics,
+                "executor": self.executors}[kind]
 
     def get(self, kind: str, name: str) -> Any:
         """The registered object, or a SpecError listing the close matches."""

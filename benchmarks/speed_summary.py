@@ -116,6 +116,54 @@ class CellOverhead:
         }
 
 
+# The goals of issue 13: the ray executor's grid at most 0.9x local's wall time on this 2-core machine,
+# and its overhead per cell against local under 1 s.
+GOAL_RAY_VS_LOCAL = 0.9
+GOAL_RAY_OVERHEAD_SECONDS = 1.0
+
+
+@dataclass
+class ExecutorComparison:
+    """The same grid with ``local`` and with ``ray``, end to end, one value per round (interleaved)."""
+
+    grid: str
+    local: list[float]
+    ray: list[float]
+
+    def ratios(self) -> list[float]:
+        return [r / l for r, l in zip(self.ray, self.local)]
+
+    def line(self) -> str:
+        ratio = median(self.ratios())
+        return (f"{self.grid}: local {median(self.local):.1f} s, ray {median(self.ray):.1f} s (Ray's start included); "
+                f"ray/local {ratio:.3f} (rounds {', '.join(f'{r:.3f}' for r in self.ratios())}) "
+                f"{verdict_below(ratio, GOAL_RAY_VS_LOCAL)}")
+
+
+@dataclass
+class ExecutorOverhead:
+    """What the ray executor adds to each cell against local, on a cluster already started."""
+
+    cells: int
+    local: list[float]
+    ray: list[float]
+    ray_start: float  # starting the local cluster, once, before the rounds
+
+    def per_cell(self) -> list[float]:
+        return [(r - l) / self.cells for r, l in zip(self.ray, self.local)]
+
+    def line(self) -> str:
+        overhead = median(self.per_cell())
+        return (f"{self.cells} one-epoch cells one at a time, same threads: local {median(self.local):.1f} s, ray "
+                f"{median(self.ray):.1f} s; overhead per cell {overhead:.2f} s (rounds "
+                f"{', '.join(f'{o:.2f}' for o in self.per_cell())}) {verdict_below(overhead, GOAL_RAY_OVERHEAD_SECONDS)}; "
+                f"starting the local Ray cluster, once per run, {self.ray_start:.1f} s")
+
+
+def verdict_below(value: float, goal: float) -> str:
+    return f"(goal <= {goal}: {'met' if value <= goal else 'NOT met'})"
+
+
 @dataclass
 class SpeedReport:
     """Everything measured in a session, rendered as the table printed at its end."""
@@ -127,6 +175,7 @@ class SpeedReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     cell: CellOverhead | None = None
     cell_heading: str = ""
+    executors: list[str] = field(default_factory=list)  # lines of the executor benchmarks
 
     def lines(self) -> list[str]:
         out: list[str] = []
@@ -141,6 +190,8 @@ class SpeedReport:
             if out:
                 out.append("")
             out += [self.cell_heading, self._cell_line()]
+        if self.executors:
+            out += ([""] if out else []) + ["Executors (benchmarks/test_executors.py):", *self.executors]
         return out
 
     def _loop_table(self) -> str:

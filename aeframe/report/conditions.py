@@ -67,12 +67,26 @@ def conditions_line(condition: Condition, records: Sequence[CellRecord], version
     names = distinct([r.config.device.name for r in records])
     device_type = condition.device_type or "unknown"
     parts.append(f"Device: {' / '.join(names)} ({device_type})" if names else f"Device: {device_type}")
+    shared = _shared_gpus_text(records)
+    if shared:
+        parts.append(shared)
     parts.append(_numerics_text(condition.precision, records))
     version_texts = [f"{package} {' / '.join(map(str, found))}" for package, found in versions.items()]
     if version_texts:
         parts.append(f"Versions: {', '.join(version_texts)}")
     parts.append(_timing_text(records))
     return " · ".join(parts)
+
+
+def _shared_gpus_text(records: Sequence[CellRecord]) -> str:
+    """Where cells trained on a fraction of a GPU (``--gpus-per-cell 0.5``), say so: a shared device
+    makes images/s incomparable with rows that had a whole one."""
+    fractions = distinct([p.get("gpus") for r in records if isinstance(p := r.stats.get("placement"), dict)
+                          and isinstance(p.get("gpus"), (int, float)) and 0 < p["gpus"] < 1])
+    if not fractions:
+        return ""
+    shares = " / ".join(f"{f:g}" for f in sorted(fractions))
+    return f"GPUs shared: {shares} GPU per cell (--gpus-per-cell), so images/s and times are not comparable with whole-GPU rows"
 
 
 def _timing_text(records: Sequence[CellRecord]) -> str:

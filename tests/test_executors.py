@@ -1,0 +1,103 @@
+"""Executors as plugins: the hook, `aeframe list executors`, options an executor does not take, --shard,
+and a third-party executor written from docs/plugins.md running a real bench."""
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_SHAPES, installed_plugin_env, run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+ONE_EPOCH = ("--epochs", "1", "--precision", "fp32", "--no-channels-last", "--device", "cpu")
+
+
+def test_hook_register_executors(registry):
+    assert set(registry.executors) == {"local", "ray"}
+    assert registry.origin[("executor", "ray")] == registry.origin[("executor", "local")] == "executors"
+    assert registry.executors["ray"].accepts == ("address", "gpus_per_cell", "cpus_per_cell", "retries")
+
+
+def test_list_executors_says_what_each_does_and_whether_it_can_run_here(tmp_path, cli):
+    listed = cli("list", "executors", "--json", cwd=tmp_path)
+    assert listed.returncode == 0
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert rows["local"]["available"] and rows["local"]["options"] == []
+    assert rows["ray"]["available"]  # the README's test command installs aeframe[ray]
+    assert rows["ray"]["options"] == ["--ray-address", "--gpus-per-cell", "--cpus-per-cell", "--retries"]
+    text = cli("list", "executors", cwd=tmp_path).stdout
+    assert text.startswith("local: Local: every cell one after another in this process, on --device\n    available\n")
+
+
+@pytest.mark.parametrize("option, value", [("--gpus-per-cell", "1"), ("--cpus-per-cell", "2"),
+                                           ("--ray-address", "10.0.0.1:6379"), ("--retries", "0")])
+def test_a_placement_option_the_executor_does_not_take_is_refused(tmp_path, cli, option, value):
+    result = cli("bench", "-t", "baseline", "-d", TINY_SHAPES, option, value, "--store", "r.sqlite", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: {option} does not apply to --executor local; leave it out, or use an executor that places cells "
+        "(`aeframe list executors`)")
+    assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_an_unknown_executor_names_the_close_ones(tmp_path, cli):
+    result = cli("bench", "-t", "baseline", "-d", TINY_SHAPES, "--executor", "rya", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Error: unknown executor 'rya'; did you mean ray? `aeframe list executors` shows them all" in result.stderr
+
+
+def _keys(store: Path) -> set[str]:
+    with sqlite3.connect(store) as db:
+        return {key for (key,) in db.execute("SELECT key FROM cells WHERE status = 'done'")}
+
+
+def test_shards_split_the_planned_cells_into_disjoint_slices_that_make_the_whole(tmp_path, cli):
+    grid = ("bench", "-t", "baseline", "-t", "pixel-shuffle", "-d", TINY_SHAPES, "--seeds", "2", *ONE_EPOCH)
+    first = cli(*grid, "--shard", "1/3", "--store", "one.sqlite", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "shard 1/3: 2 of the 4 planned cells" in first.stderr
+    second = cli(*grid, "--shard", "2/3", "--store", "two.sqlite", cwd=tmp_path)
+    third = cli(*grid, "--shard", "3/3", "--store", "three.sqlite", cwd=tmp_path)
+    assert second.returncode == third.returncode == 0
+    one, two, three = (_keys(tmp_path / f"{n}.sqlite") for n in ("one", "two", "three"))
+    assert (len(one), len(two), len(three)) == (2, 1, 1)  # every third cell from the K-th of the plan
+    assert not (one & two or one & three or two & three)
+    # Together they are the whole grid: a run of all of it into the first store only trains what is left.
+    whole = cli(*grid, "--store", "one.sqlite", cwd=tmp_path)
+    assert "2 of 4 cells already done in one.sqlite" in whole.stderr
+    assert _keys(tmp_path / "one.sqlite") == one | two | three
+
+
+@pytest.mark.parametrize("value, why", [("3/2", "K must be between 1 and N"), ("0/2", "K must be between 1 and N"),
+                                        ("two/4", "is not K/N")])
+def test_a_malformed_shard_is_a_usage_error(tmp_path, cli, value, why):
+    result = cli("bench", "-t", "baseline", "-d", TINY_SHAPES, "--shard", value, cwd=tmp_path)
+    assert result.returncode == 2
+    assert re.search(rf"Invalid value for '--shard': '{re.escape(value)}'.*{why}", result.stderr)
+
+
+def _example_executor() -> str:
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "plugins.md").read_text(), re.S)
+    return next(b for b in blocks if "def register_executors" in b)
+
+
+def test_the_executor_written_from_the_docs_trains_a_grid_in_worker_processes(tmp_path):
+    env = installed_plugin_env(tmp_path, "aeframe-processes", "process_executor", _example_executor())
+    listed = run_cli("list", "executors", cwd=tmp_path, env=env)
+    assert "processes: Process pool: the cells in two worker processes" in listed.stdout
+
+    grid = ("bench", "-t", "baseline", "-t", "pixel-shuffle", "-d", TINY_SHAPES, *ONE_EPOCH)
+    result = run_cli(*grid, "--executor", "processes", "--store", "p.sqlite", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "training 2 cells on " in result.stderr and "(2 worker processes, 1 thread each)" in result.stderr
+    with sqlite3.connect(tmp_path / "p.sqlite") as db:
+        rows = db.execute("SELECT label, status, config FROM cells").fetchall()
+    assert sorted((label, status) for label, status, _ in rows) == [("Baseline", "done"), ("Pixel Shuffle", "done")]
+    # Each record names the device it trained on: a worker's single thread.
+    assert all(json.loads(config)["device"]["name"].endswith("(1 threads)") for _, _, config in rows)
+    # The same cells as the local executor plans: its store takes them as done.
+    local = run_cli(*grid, "--store", "p.sqlite", cwd=tmp_path, env=env)
+    assert "2 of 2 cells already done in p.sqlite" in local.stderr

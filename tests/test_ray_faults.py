@@ -1,0 +1,160 @@
+"""Faults under the ray executor, through the real ``aeframe`` command, each run starting its own local Ray
+cluster: a worker process killed mid-cell, a technique that raises, the driver interrupted, Ray missing."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import TINY_SHAPES, installed_plugin_env
+
+FAULTS = '''
+import os
+import time
+from pathlib import Path
+
+from aeframe import MeanMetric, Technique, hookimpl
+
+WITNESS = Path(os.environ["AEFRAME_TEST_WITNESS"])
+
+
+class Sleepy(Technique):
+    """The Baseline, leaving the pid of each process that builds it; the first one waits to be killed."""
+
+    name, title, base = "sleepy", "Sleepy", "baseline"
+    description = "the Baseline, slow to start the first time"
+
+    def wrap_model(self, model, ctx):
+        first = not any(WITNESS.glob("pid-*"))
+        (WITNESS / f"pid-{os.getpid()}").touch()
+        if first:
+            time.sleep(60)  # killed before this ends
+        return model
+
+
+class Explodes(Technique):
+    name, title, base = "explodes", "Explodes", "baseline"
+    description = "raises while it builds, counting its tries"
+
+    def wrap_model(self, model, ctx):
+        with open(WITNESS / "explodes-tries", "a") as f:
+            f.write("try\\n")
+        raise RuntimeError("boom while building")
+
+
+class Prepares(MeanMetric):
+    """MSE again, leaving a line each time it is prepared."""
+
+    name, title, better = "witness", "Witness", "lower"
+
+    def prepare(self, context):
+        with open(WITNESS / "prepared", "a") as f:
+            f.write(f"{context.dataset_spec}\n")
+        return None
+
+    def values(self, recon, target, labels):
+        return (recon - target).square()
+
+
+@hookimpl
+def register_techniques(register):
+    register(Sleepy())
+    register(Explodes())
+
+
+@hookimpl
+def register_metrics(register):
+    register(Prepares())
+'''
+
+ARGS = ("-d", TINY_SHAPES, "--epochs", "1", "--precision", "fp32", "--no-channels-last", "--device", "cpu",
+        "--executor", "ray", "--cpus-per-cell", "2")
+
+
+def _aeframe(*args: str, cwd: Path, env: dict) -> subprocess.Popen:
+    exe = Path(sys.executable).with_name("aeframe")
+    return subprocess.Popen([str(exe), *args], cwd=cwd, env={**os.environ, **env}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {seconds:.0f} s for {what}"
+        time.sleep(0.05)
+
+
+def _statuses(store: Path) -> list[tuple[str, str, str | None]]:
+    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+        return db.execute("SELECT label, status, error FROM attempts ORDER BY id").fetchall()
+
+
+def test_a_killed_worker_is_retried_and_a_raising_technique_fails_once(tmp_path):
+    witness = tmp_path / "witness"
+    witness.mkdir()
+    env = {**installed_plugin_env(tmp_path, "aeframe-faults", "fault_techniques", FAULTS),
+           "AEFRAME_TEST_WITNESS": str(witness)}
+    run = _aeframe("bench", "-t", "sleepy", "-t", "explodes", *ARGS, "--store", "r.sqlite", cwd=tmp_path, env=env)
+    try:
+        _wait_for(lambda: any(witness.glob("pid-*")), 400, "the first cell to start")
+        first = next(witness.glob("pid-*")).name.removeprefix("pid-")
+        os.kill(int(first), signal.SIGKILL)  # mid-cell: it is asleep in wrap_model
+        stdout, stderr = run.communicate(timeout=240)
+    finally:
+        run.kill()
+    assert run.returncode == 1, stderr  # one cell failed: the one that raises
+
+    # The killed cell ran again in another worker process and finished; it is stored once.
+    pids = sorted(p.name for p in witness.glob("pid-*"))
+    assert len(pids) == 2 and f"pid-{first}" in pids
+    rows = _statuses(tmp_path / "r.sqlite")
+    assert sorted((label, status) for label, status, _ in rows) == [("Explodes", "failed"), ("Sleepy", "done")]
+    # A technique that raises is a failed cell at once: not retried, however many retries are allowed.
+    assert (witness / "explodes-tries").read_text() == "try\n"
+    error = next(e for label, _, e in rows if label == "Explodes")
+    assert error.startswith("RuntimeError: boom while building\nTraceback")
+    assert "failed: Explodes on shapes (seed 0): RuntimeError: boom while building; technique 'explodes' from " \
+           "plugin 'faults'" in stderr
+    assert "| Sleepy " in stdout
+    # The metrics were prepared once for the dataset, by one task, not by each cell's worker (nor again
+    # for the retried cell).
+    assert (witness / "prepared").read_text() == f"{TINY_SHAPES}\n"
+
+
+def test_an_interrupted_driver_keeps_the_finished_cells_and_a_rerun_resumes(tmp_path):
+    args = ("bench", "-t", "baseline", "--seeds", "3", *ARGS, "--store", "r.sqlite")
+    run = _aeframe(*args, cwd=tmp_path, env={})
+    try:
+        _wait_for(lambda: (tmp_path / "r.sqlite").exists() and _statuses(tmp_path / "r.sqlite"), 400,
+                  "the first cell to be stored")
+        run.send_signal(signal.SIGINT)
+        _, stderr = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 130, stderr
+    saved = len(_statuses(tmp_path / "r.sqlite"))
+    assert 1 <= saved < 3
+    assert f"interrupted: the {saved} finished cells are saved in r.sqlite" in stderr
+    assert "Traceback" not in stderr
+
+    again = _aeframe(*args, cwd=tmp_path, env={})
+    stdout, stderr = again.communicate(timeout=240)
+    assert again.returncode == 0, stderr
+    assert f"{saved} of 3 cells already done in r.sqlite" in stderr
+    assert f"training {3 - saved} cells on " in stderr
+    assert [status for _, status, _ in _statuses(tmp_path / "r.sqlite")] == ["done"] * 3
+
+
+def test_asking_for_ray_without_it_installed_says_how_to_install_it(tmp_path, cli, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed: importing it fails
+    result = cli("bench", "-t", "baseline", "-d", TINY_SHAPES, "--executor", "ray", "--store", "r.sqlite",
+                 cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == ("Error: --executor ray: Ray is not installed; install it with: "
+                                              "pip install 'aeframe[ray]'")
+    listed = cli("list", "executors", cwd=tmp_path)
+    assert "not available here: Ray is not installed; install it with: pip install 'aeframe[ray]'" in listed.stdout
