@@ -1,4 +1,4 @@
-"""The ``aeframe`` command: bench, list, plugins, validate, report.
+"""The ``aeframe`` command: bench, list, plugins, validate, report, merge.
 
 Only this module prints to stdout, and only results: tables, listings, JSON. Everything else
 (progress, warnings, skips) goes to stderr. Exit codes: 0 when every cell is done or skipped,
@@ -486,6 +486,25 @@ def report(store_path: Path, fmt: str, output: str | None, images_dir: Path | No
         return
     link_base = Path(output).parent if output else Path(".")
     _emit(render(records, metrics, fmt, figures, link_base), output)
+
+
+@cli.command()
+@click.argument("out", type=_Path(dir_okay=False, path_type=Path))
+@click.argument("inputs", nargs=-1, metavar="IN...",
+                type=_Path(exists=True, dir_okay=False, path_type=Path))
+def merge(out: Path, inputs: tuple[Path, ...]) -> None:
+    """Merge the results stores IN... (e.g. from a laptop and a GPU box) into OUT, created if missing.
+
+    Every attempt is kept as history; where stores hold the same cell, the attempt that finished
+    last counts. Attempts OUT holds already are not added again, so merging twice changes nothing.
+    Every IN is checked before anything is written: a store of a newer aeframe, or a file that is
+    not a store, stops the merge with OUT untouched. A summary goes to stderr.
+    """
+    from aeframe.merge import merge_stores
+
+    if not inputs:
+        raise click.UsageError(f"nothing to merge into {out}: give one or more stores after it (aeframe merge OUT IN...)")
+    _guard(lambda: merge_stores(out, inputs, say))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import json
 import os
 import sqlite3
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -29,7 +29,7 @@ from aeframe.progress import say
 from aeframe.record import DONE, CellRecord
 from aeframe.samples import Samples
 from aeframe.store_lock import WriterLock
-from aeframe.store_rows import BadRow, attempt_row, record_of, samples_of, samples_row
+from aeframe.store_rows import BadRow, attempt_row, check_samples_row, record_of, samples_of, samples_row
 from aeframe.store_schema import ATTEMPT_COLUMNS, FORMAT_MARKER, SCHEMA_VERSION, attempts_table, prepare
 
 __all__ = ["FORMAT_MARKER", "SCHEMA_VERSION", "Store"]
@@ -294,13 +294,21 @@ class Store:
 
     def records(self) -> list[CellRecord]:
         """Every readable attempt, oldest ``finished_at`` first (then in the order they were saved)."""
+        return [record for _, record in self.attempts()]
+
+    def attempts(self) -> list[tuple[int, CellRecord]]:
+        """Every readable attempt with its row id, in the order of :meth:`records`."""
         if not self._version:
             return []
         rows = self._read(f"SELECT {ATTEMPT_COLUMNS}, rowid FROM {self._attempts} ORDER BY finished_at, rowid")
-        return [record for record in map(self._record, rows) if record is not None]
+        return [(row[-1], record) for row in rows if (record := self._record(row)) is not None]
 
     def samples(self, keys: Iterable[str]) -> dict[str, Samples]:
         """Key -> the sample reconstructions of that cell's latest done attempt, for those of ``keys`` that have them."""
+        return {key: samples_of(row) for key, row in self.sample_rows(keys).items()}
+
+    def sample_rows(self, keys: Iterable[str]) -> dict[str, tuple]:
+        """Like :meth:`samples`, but each cell's stored ``samples`` row, checked and not decoded (no torch)."""
         if not self._version:
             return {}
         # A store from before the table existed, opened read-only, does not have it.
@@ -312,9 +320,11 @@ class Store:
         found = {}
         for row in rows:
             try:
-                found[row[0]] = samples_of(row)
+                check_samples_row(row)
             except BadRow as e:
                 self._warn(f"{self._name}: left out the sample images of cell {row[0]}: {e}")
+            else:
+                found[row[0]] = row
         return found
 
     # -- writing -------------------------------------------------------------------------------
@@ -331,6 +341,37 @@ class Store:
             # Disk full, read-only file system, a lock held by a non-aeframe program, ...
             raise self._failed("save", e) from None
         self._held.append(record)
+
+    def append(self, order: Sequence[int | CellRecord], samples: Mapping[str, tuple | None]) -> None:
+        """Put attempts after all others, in the order given, and set sample images: one transaction.
+
+        An ``int`` in ``order`` is the row id of an attempt of this store, which moves, unchanged, to
+        a new row id after every other; a record is added as a new attempt (its ``samples`` are not
+        saved). Then each key in ``samples`` gets that ``samples`` row (as :meth:`sample_rows` gives
+        it), or none where it maps to None. This lets ``aeframe merge`` make the row ids of each
+        cell's attempts follow their ``finished_at``, the order the ``cells`` view, :meth:`find_done`
+        and the report agree on.
+        """
+        if not self.write:
+            raise StoreError(f"{self._name} was opened read-only; open it with write=True to save")
+        self._check_still_there()
+        try:
+            with _transaction(self._db):
+                for item in order:
+                    if isinstance(item, CellRecord):
+                        row = attempt_row(item)
+                        self._db.execute(f"INSERT INTO attempts ({ATTEMPT_COLUMNS}) "
+                                         f"VALUES ({', '.join('?' * len(row))})", row)
+                    else:
+                        self._db.execute("UPDATE attempts SET id = (SELECT max(id) FROM attempts) + 1 "
+                                         "WHERE id = ?", (item,))
+                for key, row in samples.items():
+                    self._db.execute("DELETE FROM samples WHERE key = ?", (key,))
+                    if row is not None:
+                        self._db.execute("INSERT INTO samples (key, indices, shape, originals, reconstructions) "
+                                         "VALUES (?, ?, ?, ?, ?)", (key, *row[1:]))
+        except sqlite3.Error as e:
+            raise self._failed("save", e) from None
 
     def _insert(self, record: CellRecord) -> None:
         row = attempt_row(record)

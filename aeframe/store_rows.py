@@ -90,8 +90,11 @@ def samples_row(key: str, samples: Samples) -> tuple:
     return key, json.dumps(samples.indices), json.dumps(shape), raw(samples.originals), raw(samples.reconstructions)
 
 
-def samples_of(row: tuple) -> Samples:
-    """The sample images a ``samples`` row holds; :class:`BadRow` when its sizes do not agree."""
+def check_samples_row(row: tuple) -> tuple[list[int], list[int]]:
+    """The indices and shape of a ``samples`` row whose sizes agree; :class:`BadRow` otherwise.
+
+    Without torch: ``aeframe merge`` copies such rows as they are.
+    """
     _key, indices, shape, originals, reconstructions = row
     try:
         indices, shape = json.loads(indices), json.loads(shape)
@@ -101,6 +104,13 @@ def samples_of(row: tuple) -> Samples:
     if not (isinstance(originals, bytes) and isinstance(reconstructions, bytes)
             and len(originals) == len(reconstructions) == size):
         raise BadRow(f"its images do not have the {size} bytes its shape {shape} needs")
+    return indices, shape
+
+
+def samples_of(row: tuple) -> Samples:
+    """The sample images a ``samples`` row holds; :class:`BadRow` when its sizes do not agree."""
+    indices, shape = check_samples_row(row)
+    _key, _indices, _shape, originals, reconstructions = row
 
     # Only pictures read samples, so only they pay for importing torch.
     import torch

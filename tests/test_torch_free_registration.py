@@ -43,7 +43,7 @@ def _run(*args: str, cwd: Path) -> dict:
 @pytest.mark.parametrize("args", [
     ["--help"], ["--version"], ["list", "techniques"], ["list", "datasets", "--json"], ["plugins"],
     ["report", "--store", "store.sqlite"], ["report", "--store", "store.sqlite", "--format", "json"],
-    ["report", "--store", "store.sqlite", "--format", "csv"],
+    ["report", "--store", "store.sqlite", "--format", "csv"], ["merge", "merged.sqlite", "store.sqlite"],
 ], ids=" ".join)
 def test_commands_that_train_nothing_import_no_torch(tmp_path, args):
     shutil.copy(Path(__file__).parent / "data" / "store-0.1.0.sqlite", tmp_path / "store.sqlite")
