@@ -130,7 +130,8 @@ class NoiseLabels(Shapes):
 def test_a_reference_classifier_at_chance_is_reported_instead_of_scoring_reconstructions(tmp_path, cli, registry):
     from aeframe.plugins import Registry
 
-    noisy = Registry(techniques=registry.techniques, datasets={**registry.datasets, "noise-labels": NoiseLabels()},
+    noisy = Registry(executors=registry.executors,
+                     techniques=registry.techniques, datasets={**registry.datasets, "noise-labels": NoiseLabels()},
                      metrics=registry.metrics, plugins=registry.plugins, origin=registry.origin)
     table, stderr = _bench_json(cli, tmp_path, "noise-labels[train=256,test=400]", noisy)
     reference = table["reference"]["classifier_accuracy"]

@@ -22,7 +22,7 @@ DATASET = "shapes[train=256,test=64]"
 
 def _without_classifier(registry) -> Registry:
     # Its reference classifier would train under the busy processes too, for minutes.
-    return Registry(techniques=registry.techniques, datasets=registry.datasets,
+    return Registry(executors=registry.executors, techniques=registry.techniques, datasets=registry.datasets,
                     metrics={k: m for k, m in registry.metrics.items() if k != "classifier_accuracy"},
                     plugins=registry.plugins, origin=registry.origin)
 

@@ -175,7 +175,8 @@ class L1ByWrapping(DropsLoss):
 
 
 def _with_l1_by_wrapping(registry) -> Registry:
-    return Registry(techniques={**registry.techniques, "l1-by-wrapping": L1ByWrapping()}, datasets=registry.datasets,
+    return Registry(executors=registry.executors,
+                    techniques={**registry.techniques, "l1-by-wrapping": L1ByWrapping()}, datasets=registry.datasets,
                     metrics=registry.metrics)
 
 

@@ -93,7 +93,8 @@ def _with(registry, probe: Probe, classifier: bool = False) -> Registry:
     """The built-ins plus ``probe``; without the classifier metric unless asked (its reference
     classifier costs more than these cells)."""
     metrics = registry.metrics if classifier else {k: m for k, m in registry.metrics.items() if k != "classifier_accuracy"}
-    return Registry(techniques={**registry.techniques, probe.name: probe}, datasets=registry.datasets, metrics=metrics,
+    return Registry(executors=registry.executors,
+                    techniques={**registry.techniques, probe.name: probe}, datasets=registry.datasets, metrics=metrics,
                     plugins=registry.plugins, origin=registry.origin)
 
 

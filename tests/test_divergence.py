@@ -39,7 +39,8 @@ class NanAtStep4(Technique):
 def _registry(registry) -> Registry:
     """The built-ins plus the NaN technique, without the classifier metric (its reference classifier
     would cost more than the cells)."""
-    return Registry(techniques={**registry.techniques, NanAtStep4.name: NanAtStep4()}, datasets=registry.datasets,
+    return Registry(executors=registry.executors,
+                    techniques={**registry.techniques, NanAtStep4.name: NanAtStep4()}, datasets=registry.datasets,
                     metrics={k: m for k, m in registry.metrics.items() if k != "classifier_accuracy"},
                     plugins=registry.plugins, origin=registry.origin)
 

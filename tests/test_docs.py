@@ -109,7 +109,8 @@ def doc_registry(registry, doc_examples):
     """The built-ins plus everything the examples register."""
     from aeframe.plugins import Registry
 
-    combined = Registry(techniques=dict(registry.techniques), datasets=dict(registry.datasets),
+    combined = Registry(executors=registry.executors,
+                        techniques=dict(registry.techniques), datasets=dict(registry.datasets),
                         metrics=dict(registry.metrics))
     for kind, obj in doc_examples:
         combined.table(kind)[obj.name] = obj

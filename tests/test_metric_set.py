@@ -251,7 +251,7 @@ def test_a_failed_prepare_is_tried_again_by_the_next_cell():
 
 
 def test_old_style_third_party_metrics_work_through_bench(registry, cli, tmp_path):
-    legacy = Registry(techniques=registry.techniques, datasets=registry.datasets,
+    legacy = Registry(executors=registry.executors, techniques=registry.techniques, datasets=registry.datasets,
                       metrics={"mae": registry.metrics["mae"], "legacy-mae": LegacyMAE(), "worst-mse": WorstImageMSE()})
     datasets = ["-d", "shapes[train=256,test=64]", "-d", "shapes[train=256,test=64,seed=1]"]
     result = cli("bench", "-t", "baseline", *datasets, "--seeds", "2", "--epochs", "1", "--store", "r.sqlite",

@@ -77,9 +77,10 @@ def test_the_same_cells_give_bit_identical_metrics_with_local_and_ray(tmp_path, 
 
 
 def test_concurrent_cells_are_placed_on_different_gpus_and_record_them(tmp_path, cli):
-    result = cli("bench", "-t", "baseline", "-d", SMALL, "--seeds", "2", *EPOCHS,
-                 "--device", "cpu", "--executor", "ray", "--gpus-per-cell", "1", "--cpus-per-cell", "1",
-                 "--store", "r.sqlite", cwd=tmp_path)
+    # Cells of 8 s: long enough to overlap even when one waits for a new worker process to start.
+    result = cli("bench", "-t", "baseline", "-d", SMALL, "--seeds", "2", "--epochs", "1000", "--time-budget", "8s",
+                 "--precision", "fp32", "--no-channels-last", "--device", "cpu", "--executor", "ray",
+                 "--gpus-per-cell", "1", "--cpus-per-cell", "1", "--store", "r.sqlite", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     first, second = (r["stats"]["placement"] for r in _done(tmp_path / "r.sqlite").values())
     # They trained at the same time, each holding one of the two GPUs Ray was told of.

@@ -53,7 +53,7 @@ class Prepares(MeanMetric):
 
     def prepare(self, context):
         with open(WITNESS / "prepared", "a") as f:
-            f.write(f"{context.dataset_spec}\n")
+            f.write(f"{context.dataset_spec}\\n")
         return None
 
     def values(self, recon, target, labels):
@@ -81,11 +81,13 @@ def _aeframe(*args: str, cwd: Path, env: dict) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(condition, seconds: float, what: str) -> None:
+def _wait_for(condition, seconds: float, what: str, run: subprocess.Popen) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
+        if run.poll() is not None:  # it ended before what we wait for: say why
+            raise AssertionError(f"aeframe exited ({run.returncode}) before {what}: {run.communicate()[1][-3000:]}")
         assert time.monotonic() < deadline, f"waited {seconds:.0f} s for {what}"
-        time.sleep(0.05)
+        time.sleep(0.1)
 
 
 def _statuses(store: Path) -> list[tuple[str, str, str | None]]:
@@ -100,7 +102,7 @@ def test_a_killed_worker_is_retried_and_a_raising_technique_fails_once(tmp_path)
            "AEFRAME_TEST_WITNESS": str(witness)}
     run = _aeframe("bench", "-t", "sleepy", "-t", "explodes", *ARGS, "--store", "r.sqlite", cwd=tmp_path, env=env)
     try:
-        _wait_for(lambda: any(witness.glob("pid-*")), 400, "the first cell to start")
+        _wait_for(lambda: any(witness.glob("pid-*")), 400, "the first cell to start", run)
         first = next(witness.glob("pid-*")).name.removeprefix("pid-")
         os.kill(int(first), signal.SIGKILL)  # mid-cell: it is asleep in wrap_model
         stdout, stderr = run.communicate(timeout=240)
@@ -130,7 +132,7 @@ def test_an_interrupted_driver_keeps_the_finished_cells_and_a_rerun_resumes(tmp_
     run = _aeframe(*args, cwd=tmp_path, env={})
     try:
         _wait_for(lambda: (tmp_path / "r.sqlite").exists() and _statuses(tmp_path / "r.sqlite"), 400,
-                  "the first cell to be stored")
+                  "the first cell to be stored", run)
         run.send_signal(signal.SIGINT)
         _, stderr = run.communicate(timeout=60)
     finally:

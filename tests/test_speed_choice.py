@@ -79,7 +79,8 @@ class FirstShapeCost(Technique):
 
 def _registry(registry, *techniques: Technique) -> Registry:
     """The built-ins plus ``techniques``, without the classifier metric (its reference classifier costs more than the cells)."""
-    return Registry(techniques={**registry.techniques, **{t.name: t for t in techniques}}, datasets=registry.datasets,
+    return Registry(executors=registry.executors,
+                    techniques={**registry.techniques, **{t.name: t for t in techniques}}, datasets=registry.datasets,
                     metrics={k: m for k, m in registry.metrics.items() if k != "classifier_accuracy"},
                     plugins=registry.plugins, origin=registry.origin)
 

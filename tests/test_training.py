@@ -97,7 +97,8 @@ class WrongShape(Technique):
 def toy_registry(registry):
     from aeframe.plugins import Registry
 
-    toys = Registry(techniques=dict(registry.techniques), datasets=registry.datasets, metrics=registry.metrics)
+    toys = Registry(executors=registry.executors,
+                    techniques=dict(registry.techniques), datasets=registry.datasets, metrics=registry.metrics)
     for tech in (Explodes(), Raises(), WrongShape()):
         toys.techniques[tech.name] = tech
     return toys

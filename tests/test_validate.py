@@ -105,7 +105,8 @@ def setting(registry, tmp_path_factory):
     broken = []
     namespace["register_techniques"](broken.append)
     techniques = {**registry.techniques, **{t.name: t for t in broken}}
-    both = Registry(techniques=techniques, datasets=registry.datasets, metrics=registry.metrics)
+    both = Registry(executors=registry.executors,
+                    techniques=techniques, datasets=registry.datasets, metrics=registry.metrics)
     root = tmp_path_factory.mktemp("validate")
     return Setting(both, root / "data", root / "cache")
 
