@@ -11,6 +11,7 @@ This module is imported when the registry loads, so it must not import torch.
 """
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,10 @@ PLACEMENT_OPTIONS: dict[str, str] = {
 }
 
 
+def _to_stderr(message: str) -> None:
+    print(f"aeframe: {message}", file=sys.stderr, flush=True)
+
+
 @dataclass
 class ExecutorSettings:
     """What the user asked of the executor on the command line."""
@@ -47,7 +52,7 @@ class ExecutorSettings:
     retries: int = 2  # how often a cell whose worker process died is started again
     data_dir: Path | None = None
     cache_dir: Path | None = None
-    say: Callable[[str], None] = print
+    say: Callable[[str], None] = _to_stderr  # one line for the user; stdout is for results only
     given: set[str] = field(default_factory=set)  # the PLACEMENT_OPTIONS the user gave
 
 
