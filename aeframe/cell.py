@@ -74,6 +74,14 @@ def _layout_key(cell: Cell, shape: tuple[int, ...], schedule: Schedule) -> str:
                       [t.to_json() for t in config.techniques], shape, schedule.batch_size, config.speed.precision)
 
 
+def cell_context(cell: Cell, shape: tuple[int, ...], num_classes: int, device: torch.device,
+                 workspace: Workspace) -> CellContext:
+    """What the technique's methods (and the metrics' ``prepare``) know about ``cell``."""
+    return CellContext(shape=shape, dataset=cell.dataset.plugin.name, num_classes=num_classes, seed=cell.seed,
+                       device=device, data_dir=workspace.data_dir, cache_dir=workspace.cache_dir,
+                       load_dataset=workspace.load_dataset, dataset_spec=cell.dataset.label)
+
+
 def _schedule_summary(schedule) -> Protocol:
     return Protocol(
         batch_size=schedule.batch_size,
@@ -98,17 +106,7 @@ def run_cell(
     """
     record = CellRecord(key=cell.key, config=cell.config, status=FAILED, started_at=now())
     try:
-        context = CellContext(
-            shape=tuple(data.train.images.shape[1:]),
-            dataset=cell.dataset.plugin.name,
-            num_classes=data.num_classes,
-            seed=cell.seed,
-            device=device,
-            data_dir=workspace.data_dir,
-            cache_dir=workspace.cache_dir,
-            load_dataset=workspace.load_dataset,
-            dataset_spec=cell.dataset.label,
-        )
+        context = cell_context(cell, tuple(data.train.images.shape[1:]), data.num_classes, device, workspace)
         cell_metrics = metrics.for_cell(context)
         # Seeded after the metrics: only the first cell of a dataset prepares them, and whatever random
         # numbers that draws must not make its training differ from the next cell's with the same seed.

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import torch
 
     from aeframe.dataset import ImageData
+    from aeframe.loading import Workspace
     from aeframe.metric import Metric
     from aeframe.plugins import Registry
 
@@ -159,16 +160,18 @@ def failed_order(order: CellOrder, reason: str, started_at: str | None = None) -
                       started_at=started_at or now(), finished_at=now())
 
 
-def metric_context(cell: Cell, data: ImageData, device: torch.device, data_dir: Path, cache_dir: Path,
-                   registry: Registry) -> CellContext:
-    """The context the first cell of a dataset prepares the metrics with (see ``Metric.prepare``)."""
+def _workspace(cell: Cell, data: ImageData, data_dir: Path, cache_dir: Path, registry: Registry) -> Workspace:
+    """This machine's directories, with the shipped data standing for the cell's dataset (never read from disk)."""
     from aeframe.loading import make_workspace
 
-    label = cell.dataset.label
-    workspace = make_workspace(registry, data_dir, cache_dir, _say, {label: data})
-    return CellContext(shape=tuple(data.train.images.shape[1:]), dataset=cell.dataset.plugin.name,
-                       num_classes=len(data.classes), seed=cell.seed, device=device, data_dir=data_dir,
-                       cache_dir=cache_dir, load_dataset=workspace.load_dataset, dataset_spec=label)
+    return make_workspace(registry, data_dir, cache_dir, _say, {cell.dataset.label: data})
+
+
+def _metric_context(cell: Cell, data: ImageData, device: torch.device, workspace: Workspace) -> CellContext:
+    """The context the first cell of a dataset prepares the metrics with, as :func:`run_cell` builds it."""
+    from aeframe.cell import cell_context
+
+    return cell_context(cell, tuple(data.train.images.shape[1:]), len(data.classes), device, workspace)
 
 
 def _say(message: str) -> None:
@@ -198,7 +201,7 @@ def prepare_metrics(order: CellOrder, data: ImageData, device: torch.device, dat
         cell = cell_of(order, registry)
     except Exception:  # each cell then fails with the reason, naming the plugin and the node
         return {}
-    context = metric_context(cell, data, device, data_dir, cache_dir, registry)
+    context = _metric_context(cell, data, device, _workspace(cell, data, data_dir, cache_dir, registry))
     return MetricSet(registry.metrics[name] for name in order.metrics).prepare_all(context)
 
 
@@ -215,7 +218,6 @@ def run_order(order: CellOrder, data: ImageData, prepared: dict[str, tuple[Metri
     from aeframe.cell import now, run_cell
     from aeframe.data import on_device
     from aeframe.environment import device_info
-    from aeframe.loading import make_workspace
     from aeframe.metric_set import MetricSet
 
     started = now()
@@ -228,8 +230,8 @@ def run_order(order: CellOrder, data: ImageData, prepared: dict[str, tuple[Metri
                                    f"{traceback.format_exc()}", started)
     here = device_info(device)
     cell = replace(cell, config=replace(cell.config, device=DeviceRef(here["type"], here["name"])))
-    workspace = make_workspace(registry, data_dir, cache_dir, _say, {cell.dataset.label: data})
+    workspace = _workspace(cell, data, data_dir, cache_dir, registry)
     metrics = MetricSet(registry.metrics[name] for name in order.metrics)
     if prepared:
-        metrics.adopt(metric_context(cell, data, device, data_dir, cache_dir, registry), prepared)
+        metrics.adopt(_metric_context(cell, data, device, workspace), prepared)
     return run_cell(cell, on_device(data, device), metrics, device, workspace)
