@@ -14,6 +14,9 @@ On a CUDA machine it runs, one after another (each step runs even when an earlie
   benchmarks  pytest benchmarks/ --benchmark-only with AEFRAME_BENCH_DEVICE set to the device and
               AEFRAME_BENCH_ROUNDS=2 (unless set), without the two ImageNet techniques at their
               defaults (offline they only try a download; their offline forms are benchmarked)
+  ray         the ray executor on the device: aeframe bench --executor ray --gpus-per-cell 1, two
+              techniques x two seeds on shapes, one epoch; each cell must be done, and recorded
+              as trained on the GPU Ray gave it (stats placement). Needs Ray (aeframe[ray])
 
 and writes ONE JSON file (--output) with the environment, each step's status and duration, the
 tests' results, the benchmark figures and, per technique, images/s, training and evaluation
@@ -31,14 +34,16 @@ each failing step named on stderr; 2 when the check cannot run here (no CUDA GPU
 
 Planned time on one H200: under 8 minutes in all (docs/speed.md, "The GPU check"), and held to
 it: the whole check gets --max-seconds (default 480), each process step at most its own limit
-(peak 120 s, protocol 360 s, flops 180 s, tests 240 s, benchmarks 240 s; --timeout changes one)
-within what is left after keeping 30 s for the FLOP count and 120 s for the tests. A step stopped at its limit fails, and
+(peak 120 s, protocol 360 s, flops 180 s, tests 240 s, benchmarks 240 s, ray 120 s; --timeout
+changes one) within what is left after keeping 30 s for the FLOP count, 120 s for the tests and
+60 s for Ray. A step stopped at its limit fails, and
 what it finished is kept (the protocol stores each technique as it ends). To rerun some steps
 only: --skip STEP (repeatable), and -t TECHNIQUE for some techniques of the protocol.
 
 On the project's device machine (torch with CUDA in /opt/torch/.venv, no internet), from the
 repository root, with Fashion-MNIST's four .gz files copied into .gpu-data/ beforehand
-(mkdir -p .gpu-data && cp /usr/share/datasets/fashion-mnist/*.gz .gpu-data/):
+(mkdir -p .gpu-data && cp /usr/share/datasets/fashion-mnist/*.gz .gpu-data/), and Ray, which
+that machine lacks, unpacked from a carried archive first (docs/speed.md says how to make it):
 
   /opt/torch/.venv/bin/python3 -m pip install --no-deps --no-build-isolation -e . && \\
   PYTHON=/opt/torch/.venv/bin/python3 bash benchmarks/gpu-check.sh --data-dir .gpu-data
@@ -80,12 +85,14 @@ SMOKE_TECHNIQUES = ("baseline", "progressive-resizing")
 SMOKE_BENCHMARKS = "baseline"
 GPU_BENCH_ROUNDS = 2
 # The protocol's numbers first, on a fresh GPU, so that a budget running out costs the least.
-STEP_NAMES = ("peak", "protocol", "flops", "tests", "benchmarks")
+STEP_NAMES = ("peak", "protocol", "flops", "tests", "benchmarks", "ray")
 SKIPPABLE = STEP_NAMES
 # The most seconds each process step may take, and the least kept for it while earlier steps run,
 # all within --max-seconds (default: the 8 minutes the issue allows on one H200).
-TIMEOUTS = {"peak": 120.0, "protocol": 360.0, "flops": 180.0, "tests": 240.0, "benchmarks": 240.0}
-KEPT_FOR = {"flops": 30.0, "tests": 120.0}
+TIMEOUTS = {"peak": 120.0, "protocol": 360.0, "flops": 180.0, "tests": 240.0, "benchmarks": 240.0, "ray": 120.0}
+KEPT_FOR = {"flops": 30.0, "tests": 120.0, "ray": 60.0}
+# The ray step: enough cells that two are queued behind one GPU, small enough to take a minute.
+RAY_DATASET, RAY_TECHNIQUES, RAY_SEEDS, RAY_EPOCHS = "shapes[train=2048,test=512]", ("baseline", "pixel-shuffle"), 2, 1
 MAX_SECONDS, SMOKE_MAX_SECONDS = 480.0, 1800.0
 SMOKE_TIMEOUT = 900.0
 PEAK_SIDE = {"cuda": 8192, "cpu": 512}
@@ -322,6 +329,7 @@ class Check:
         self.benchmarks: list[dict[str, Any]] | None = None
         self.results: dict[str, dict[str, Any]] = {}
         self.flops: dict[str, dict[str, Any]] = {}
+        self.ray_cells: list[dict[str, Any]] | None = None
 
     def _all_techniques(self) -> list[str]:
         from speed_config import OFFLINE_FORMS
@@ -513,6 +521,51 @@ class Check:
         if not self.benchmarks:
             step.fail("no benchmark ran")
 
+    def _ray(self, step: Step) -> None:
+        from importlib.util import find_spec
+
+        from aeframe.record import DONE
+        from aeframe.store import Store
+
+        if find_spec("ray") is None:
+            raise CheckProblem("Ray is not installed here: pip install 'aeframe[ray]' (on the device machine, "
+                               "carry it: docs/speed.md, \"The GPU check\"), or --skip ray")
+        store = self.logs / "ray.sqlite"
+        for stale in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):
+            stale.unlink(missing_ok=True)
+        dataset = SMOKE_DATASET if self.smoke else RAY_DATASET
+        command = [*aeframe_command(), "bench", "--executor", "ray", "-d", dataset, "--epochs", str(RAY_EPOCHS),
+                   "--seeds", str(RAY_SEEDS), "--device", str(self.device), "--store", str(store),
+                   "--output", str(self.logs / "ray.md")]
+        # On a GPU the issue's form: one whole GPU per cell, so the cells queue behind it one at a time.
+        command += ["--gpus-per-cell", "1"] if self.cuda else ["--cpus-per-cell", "1"]
+        for technique in RAY_TECHNIQUES:
+            command += ["-t", technique]
+        run_process(step, command, ROOT, self._env(AEFRAME_DISABLE_PLUGIN_AUTOLOAD="1"), self.logs / "ray.log",
+                    self._limit("ray"))
+        records = []
+        if store.is_file():
+            with Store(store, write=False) as opened:
+                records = opened.records()
+        self.ray_cells = []
+        for record in records:
+            placement = record.stats.get("placement") or {}
+            self.ray_cells.append({"label": record.config.label, "seed": record.config.seed,
+                                   "status": record.status, "train_seconds": record.stats.get("train_seconds"),
+                                   **{key: placement.get(key) for key in
+                                      ("node", "device", "gpu_ids", "gpus", "cpus", "started", "ended")}})
+        expected = len(RAY_TECHNIQUES) * RAY_SEEDS
+        if len(records) != expected:
+            step.fail(f"{len(records)} cell(s) in the store, not {expected}")
+        for cell in self.ray_cells:
+            name = f"{cell['label']} seed {cell['seed']}"
+            if cell["status"] != DONE:
+                step.fail(f"{name}: {cell['status']}")
+            elif not str(cell["device"] or "").startswith(self.device.type):
+                step.fail(f"{name}: placed on {cell['device']!r}, not on the {self.device.type}")
+            elif self.cuda and cell["gpus"] != 1:
+                step.fail(f"{name}: reserved {cell['gpus']} GPU(s), not 1")
+
     # The outcome.
 
     def technique_rows(self) -> list[dict[str, Any]]:
@@ -549,6 +602,7 @@ class Check:
             "tests": self.tests,
             "benchmarks": self.benchmarks,
             "techniques": rows,
+            "ray_cells": self.ray_cells,
             "protocol_train_seconds_total": sum(trained) if trained else None,
             "goal_train_seconds_total": GOAL_TRAIN_SECONDS if not self.smoke else None,
             "flops_note": "matrix products and convolutions counted by torch.utils.flop_counter over one forward, "
@@ -587,6 +641,9 @@ class Check:
         if total is not None:
             goal = f" (goal on one H200: under {GOAL_TRAIN_SECONDS:.0f} s)" if not self.smoke else ""
             print(f"training time of all techniques: {total:.1f} s{goal}")
+        for cell in self.ray_cells or []:
+            print(f"ray: {cell['label']} seed {cell['seed']}: {cell['status']} on {cell['device']} "
+                  f"(node {cell['node']}, GPU ids {cell['gpu_ids']}, {cell['gpus']} GPU reserved)")
         print("steps: " + ", ".join(f"{n} {s.status} {s.seconds:.0f} s" for n, s in self.steps.items())
               + f"; total {self.doc['seconds']:.0f} s")
         shutil.rmtree(self.work, ignore_errors=True)

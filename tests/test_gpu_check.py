@@ -18,7 +18,7 @@ from dataset_files import fake_mnist, write_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "gpu-check.sh"
-STEPS = ["peak", "protocol", "flops", "tests", "benchmarks"]
+STEPS = ["peak", "protocol", "flops", "tests", "benchmarks", "ray"]
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU, run benchmarks/gpu-check.sh itself")
 
@@ -80,6 +80,13 @@ def test_smoke_run_passes_every_step_and_writes_one_json(passed):
     assert bench["extra_info"]["steps"] == 2
     assert bench["extra_info"]["images_per_second"]["aeframe"] > 0
     assert "step peak ok" not in done.stderr and "all steps passed" in done.stderr.splitlines()[-1]
+    # The ray step: two techniques x two seeds through a local Ray cluster, each cell placed and recorded.
+    cells = doc["ray_cells"]
+    assert sorted((c["label"], c["seed"]) for c in cells) == [("Baseline", 0), ("Baseline", 1),
+                                                               ("Pixel Shuffle", 0), ("Pixel Shuffle", 1)]
+    assert all(c["status"] == "done" and c["device"] == "cpu" and c["cpus"] == 1 and c["node"] for c in cells)
+    assert "--executor" in doc["steps"]["ray"]["command"]
+    assert "ray: Baseline seed 0: done on cpu" in done.stdout
     for name in STEPS:
         assert f"] {name}: ok in " in done.stderr
 
