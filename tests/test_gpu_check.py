@@ -59,6 +59,7 @@ def test_help_gives_the_device_machines_command(tmp_path):
     assert "/opt/torch/.venv/bin/python3 -m pip install --no-deps --no-build-isolation -e ." in done.stdout
     assert "PYTHON=/opt/torch/.venv/bin/python3 bash benchmarks/gpu-check.sh --data-dir .gpu-data" in done.stdout
     assert "cp /usr/share/datasets/fashion-mnist/*.gz .gpu-data/" in done.stdout
+    assert "--only peak --only protocol --only flops" in done.stdout and "benchmarks/pack-ray.sh" in done.stdout
 
 
 def test_smoke_run_passes_every_step_and_writes_one_json(passed):
@@ -123,11 +124,13 @@ def test_smoke_run_reports_each_technique_with_its_flops_and_share_of_the_peak(p
 def test_a_failing_step_fails_the_check_loudly_and_the_others_still_run(tmp_path):
     # A CUDA test that cannot run fails under AEFRAME_REQUIRE_CUDA=1; a data directory that does not exist
     # fails the protocol.
-    done, doc = smoke(tmp_path, "--data-dir", str(tmp_path / "nowhere"), env={"AEFRAME_REQUIRE_CUDA": "1"})
+    done, doc = smoke(tmp_path, "--data-dir", str(tmp_path / "nowhere"), "--skip", "ray",
+                      env={"AEFRAME_REQUIRE_CUDA": "1"})
     assert done.returncode == 1
     assert doc["ok"] is False and doc["failed_steps"] == ["protocol", "tests"]
     assert {name: step["status"] for name, step in doc["steps"].items()} == {
-        "peak": "ok", "protocol": "failed", "flops": "ok", "tests": "failed", "benchmarks": "ok"}
+        "peak": "ok", "protocol": "failed", "flops": "ok", "tests": "failed", "benchmarks": "ok",
+        "ray": "skipped (asked for)"}
     assert doc["tests"]["errors"] == doc["tests"]["total"] >= 8
     assert doc["benchmarks"] and all(row["status"] == "not run" for row in doc["techniques"])
     lines = done.stderr.splitlines()
@@ -138,12 +141,25 @@ def test_a_failing_step_fails_the_check_loudly_and_the_others_still_run(tmp_path
     assert lines[-1] == f"gpu-check: FAILED: protocol, tests; everything is in {tmp_path / 'gpu-check.json'}"
 
 
+def test_only_runs_the_steps_named_and_commit_names_the_commit(tmp_path):
+    # The device machine takes the check in two calls (--only), and its copy's .git can be stale (--commit).
+    done, doc = smoke(tmp_path, "--only", "ray", "--commit", "0123abc")
+    assert done.returncode == 0, done.stderr
+    assert {name: step["status"] for name, step in doc["steps"].items()} == {
+        **{name: "skipped (asked for)" for name in STEPS[:-1]}, "ray": "ok"}
+    assert doc["environment"]["aeframe_commit"] == "0123abc"
+    assert doc["environment"]["aeframe_commit_from"] == "--commit"
+    assert len(doc["ray_cells"]) == 4
+    both = gpu_check("--device", "cpu", "--smoke", "--only", "ray", "--skip", "peak", cwd=tmp_path)
+    assert both.returncode == 2 and both.stderr.strip().splitlines()[-1].endswith("give --only or --skip, not both")
+
+
 def test_steps_are_held_to_their_time_limits_and_the_checks_budget(tmp_path):
-    done, doc = smoke(tmp_path, "--skip", "peak", "--skip", "tests", "--skip", "flops", "--timeout", "protocol=2",
-                      "--max-seconds", "12")
+    done, doc = smoke(tmp_path, "--skip", "peak", "--skip", "tests", "--skip", "flops", "--skip", "ray",
+                      "--timeout", "protocol=2", "--max-seconds", "12")
     assert done.returncode == 1
     steps = doc["steps"]
-    assert {steps[name]["status"] for name in ("peak", "tests", "flops")} == {"skipped (asked for)"}
+    assert {steps[name]["status"] for name in ("peak", "tests", "flops", "ray")} == {"skipped (asked for)"}
     assert steps["protocol"]["problems"] == ["stopped after its time limit of 2 s", "baseline: no result in the store",
                                              "progressive-resizing: no result in the store"]
     assert 2 <= steps["protocol"]["seconds"] < 15
