@@ -5,6 +5,7 @@ import platform
 import re
 import subprocess
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -50,17 +51,26 @@ def device_info(device: torch.device) -> dict[str, str]:
 
 
 def versions() -> dict[str, str]:
-    import torchvision
-
     found = {
         "aeframe": aeframe.__version__,
         "torch": torch.__version__.split("+")[0],
-        "torchvision": torchvision.__version__.split("+")[0],
+        "torchvision": _torchvision_version().split("+")[0],
         "python": platform.python_version(),
     }
     if torch.version.cuda and torch.cuda.is_available():
         found["cuda"] = torch.version.cuda
     return found
+
+
+def _torchvision_version() -> str:
+    """torchvision's version from its installed metadata: importing it costs 1.5-2 s (it loads
+    torch._dynamo), paid by every run and every Ray worker even where no plugin uses torchvision."""
+    try:
+        return metadata.version("torchvision")
+    except metadata.PackageNotFoundError:  # a source build without metadata
+        import torchvision
+
+        return torchvision.__version__
 
 
 @lru_cache(maxsize=None)

@@ -22,11 +22,15 @@ import ray
 
 from aeframe import (CellOrder, ExecutorSession, ExecutorSettings, RunProgress, UsageProblem, Work, failed_order,
                      order_of, shippable)
-from aeframe_builtins.ray_tasks import TaskSetting, call_on_cell_device, prepare_metrics_task, train_cell_task
+from aeframe_builtins.ray_tasks import TaskSetting, call_on_cell_device, prepare_metrics_task, train_cell_task, warm_worker
 
 T = TypeVar("T")
 ADDRESS_ENV = "RAY_ADDRESS"
 _WAIT_SECONDS = 0.5  # how often the driver wakes to notice Ctrl-C while cells run
+# Imported by each worker of a local cluster as it starts, while ray.init still waits for the node:
+# torch alone takes a worker 1-2 s, which its first cell would otherwise wait for.
+_PRELOADED = ("torch", "aeframe.remote", "aeframe_builtins.ray_tasks")
+_WARMED_AT_MOST = 64  # warm-up tasks at the start: one per slot, up to this many
 
 
 def _first_line(exc: BaseException) -> str:
@@ -82,7 +86,7 @@ def _init(address: str | None, say: Callable[[str], None]) -> bool:
             ray.init(address=address, **options)
             return False
         say("starting a local Ray cluster on this machine (give --ray-address or RAY_ADDRESS to use a running one)")
-        ray.init(**options)
+        ray.init(**options, _system_config={"preload_python_modules": list(_PRELOADED)})
         return True
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise UsageProblem(f"cannot connect to the Ray cluster at {address} ({_first_line(exc)}); start it "
@@ -115,6 +119,8 @@ class RaySession(ExecutorSession):
         self.started = _connect(settings.address or os.environ.get(ADDRESS_ENV), settings.say)
         try:
             self._choose_resources()
+            for _ in range(min(self.slots, _WARMED_AT_MOST)):
+                warm_worker.options(**self.resources).remote(self.task)
         except BaseException:
             self.close()
             raise
@@ -194,5 +200,19 @@ class RaySession(ExecutorSession):
 
     def close(self) -> None:
         if self.started and ray.is_initialized():
-            ray.shutdown()
+            _stop_local_cluster()
             self.started = False
+
+
+def _stop_local_cluster() -> None:
+    """``ray.shutdown()`` of the cluster this process started, a second faster: Ray stops the
+    autoscaler's monitor after the GCS, and the monitor then spends a second failing to report its
+    end to it. Nothing autoscales a local cluster, so it is killed first."""
+    try:
+        from ray._private import ray_constants, worker
+
+        for info in worker._global_node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []):
+            info.process.kill()
+    except Exception:  # Ray's internals moved: the plain shutdown still stops everything
+        pass
+    ray.shutdown()

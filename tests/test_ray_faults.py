@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import shutil
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -143,12 +145,34 @@ def test_an_interrupted_driver_keeps_the_finished_cells_and_a_rerun_resumes(tmp_
     assert f"interrupted: the {saved} finished cells are saved in r.sqlite" in stderr
     assert "Traceback" not in stderr
 
-    again = _aeframe(*args, cwd=tmp_path, env={})
-    stdout, stderr = again.communicate(timeout=240)
-    assert again.returncode == 0, stderr
-    assert f"{saved} of 3 cells already done in r.sqlite" in stderr
-    assert f"training {3 - saved} cells on " in stderr
-    assert [status for _, status, _ in _statuses(tmp_path / "r.sqlite")] == ["done"] * 3
+    # Ray's own folder for this run (a short path: Ray's socket paths must fit 107 characters), to find
+    # its processes by.
+    ray_dir = Path(tempfile.mkdtemp(prefix="aeframe-ray-"))
+    try:
+        again = _aeframe(*args, cwd=tmp_path, env={"RAY_TMPDIR": str(ray_dir)})
+        stdout, stderr = again.communicate(timeout=240)
+        assert again.returncode == 0, stderr
+        assert f"{saved} of 3 cells already done in r.sqlite" in stderr
+        assert f"training {3 - saved} cells on " in stderr
+        assert [status for _, status, _ in _statuses(tmp_path / "r.sqlite")] == ["done"] * 3
+        # The local cluster it started is stopped with it: no raylet, GCS, monitor or worker is left.
+        assert list((ray_dir / "ray").glob("session_2*")), "the run did not use RAY_TMPDIR"
+        assert _processes_mentioning(str(ray_dir)) == []
+    finally:
+        shutil.rmtree(ray_dir, ignore_errors=True)
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    """The command lines of running processes that contain ``text``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # it ended while we looked
+            continue
+        if text in line:
+            found.append(line)
+    return found
 
 
 def test_asking_for_ray_without_it_installed_says_how_to_install_it(tmp_path, cli, monkeypatch):

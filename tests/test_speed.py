@@ -173,3 +173,18 @@ def test_bf16_bench_shows_its_precision_in_the_report(tmp_path, cli):
     note = result.stdout.splitlines()[-1]
     assert note.startswith("Budget: 1 epoch per cell") and " · Precision: bf16 · " in note
     assert "precision bf16, channels_last off, compile off" in result.stderr
+
+
+def test_the_versions_name_torchvision_without_importing_it():
+    # Importing torchvision costs 1.5-2 s (it loads torch._dynamo): every run and every Ray worker paid
+    # it just to read a version number, where no plugin of the run used torchvision.
+    import subprocess
+    import sys
+
+    import torchvision
+
+    code = ("import sys; from aeframe.environment import versions; found = versions(); "
+            "print(found['torchvision'], 'torchvision' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [torchvision.__version__.split("+")[0], "False"]
+    assert versions()["torchvision"] == torchvision.__version__.split("+")[0]
