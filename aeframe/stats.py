@@ -1,4 +1,5 @@
-"""Statistics over seeds: mean ± std, a Student-t confidence interval, and a paired t-test.
+"""Statistics over seeds: mean ± std, a Student-t confidence interval, a paired t-test, and Holm's
+correction for running many of them.
 
 Dependency-free (only :mod:`math`): the Student t distribution is computed here. Its CDF goes
 through the regularised incomplete beta function, evaluated as a continued fraction with the
@@ -8,16 +9,26 @@ Zero variance is handled explicitly rather than by dividing by zero:
 
 * :func:`confidence_interval` of values that all agree is ``(mean, mean)``;
 * :func:`paired_t_test` with every difference 0 gives ``t = 0, p = 1`` (no evidence of a
-  difference); with every difference the same non-zero number it gives ``t = ±inf, p = 0`` (the
-  limit as the spread of the differences goes to 0: every seed moved by exactly the same amount).
+  difference). With every difference the same non-zero number (a quantised metric such as an
+  accuracy moves by the same step on every seed) the t statistic is ``±inf`` and its p would be 0,
+  evidence no number of seeds justifies: two seeds would "prove" any such difference. There the
+  test falls back to the exact sign-flip (permutation) test of the paired differences, whose p for
+  n equal differences is ``2 ** (1 - n)``: only the two assignments with every sign alike are as
+  extreme. So 2 seeds give p = 0.5, 5 give 0.0625 and 6 give 0.031. Differences that agree to
+  within ``ZERO_SPREAD`` of their size count as equal: floating-point rounding must not turn a
+  quantised step into a spread.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 
-__all__ = ["mean_std", "confidence_interval", "paired_t_test", "t_cdf", "t_sf", "t_quantile",
-           "regularized_incomplete_beta"]
+__all__ = ["mean_std", "confidence_interval", "paired_t_test", "sign_flip_p", "holm", "t_cdf", "t_sf",
+           "t_quantile", "regularized_incomplete_beta", "ZERO_SPREAD"]
+
+# Differences whose standard deviation is at most this share of their mean are equal: accuracies that
+# differ by 1/10000 on every seed carry rounding noise of about 1e-17, not a spread.
+ZERO_SPREAD = 1e-9
 
 _EPS = 1e-15  # relative accuracy of the continued fraction
 _TINY = 1e-300  # stands in for 0 in Lentz's method, where a denominator would vanish
@@ -60,8 +71,8 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]
     """Two-sided paired t-test on the differences ``a[i] - b[i]``: returns ``(t, p)``.
 
     t = mean(d) / (s_d / √n) with n − 1 degrees of freedom, p = P(|T| ≥ |t|). None for fewer than
-    two pairs. Zero spread: all differences 0 → ``(0.0, 1.0)``; all equal and non-zero →
-    ``(±inf, 0.0)``. Any non-finite value → ``(nan, nan)``.
+    two pairs. Zero spread (see ``ZERO_SPREAD``): all differences 0 → ``(0.0, 1.0)``; all equal and
+    non-zero → ``(±inf, sign_flip_p(n))``, never p = 0. Any non-finite value → ``(nan, nan)``.
     """
     if len(a) != len(b):
         raise ValueError(f"paired_t_test needs pairs: {len(a)} values against {len(b)}")
@@ -73,10 +84,38 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]
         return math.nan, math.nan
     mean, std = mean_std(differences)
     assert std is not None
-    if std == 0:
-        return (0.0, 1.0) if mean == 0 else (math.copysign(math.inf, mean), 0.0)
+    if mean == 0 and std == 0:
+        return 0.0, 1.0
+    if std <= ZERO_SPREAD * abs(mean):
+        return math.copysign(math.inf, mean), sign_flip_p(n)
     t = mean / (std / math.sqrt(n))
     return t, _two_sided_p(t, n - 1)
+
+
+def sign_flip_p(n: int) -> float:
+    """The exact two-sided p of the sign-flip permutation test for ``n`` equal, non-zero paired
+    differences: of the ``2 ** n`` ways to flip their signs, the two with every sign alike are as
+    extreme as the data, so p = 2 / 2 ** n."""
+    if n < 1:
+        raise ValueError(f"sign_flip_p needs at least one difference, not {n}")
+    return 2.0 ** (1 - n)
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of ``p_values`` for testing them all at once.
+
+    The i-th smallest of the m usable p-values is multiplied by ``m - i`` (i from 0), each adjusted
+    value is at least the one before it, and none exceeds 1; an adjusted p below α then controls the
+    chance of any false † in the family at α. ``None`` and NaN are not tests: they come back as they
+    were and do not count towards m.
+    """
+    usable = sorted((p, i) for i, p in enumerate(p_values) if p is not None and not math.isnan(p))
+    adjusted: list[float | None] = list(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(usable):
+        running = max(running, min(1.0, (len(usable) - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 # -- the Student t distribution ----------------------------------------------------------------

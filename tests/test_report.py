@@ -343,11 +343,14 @@ def test_json_compares_each_row_with_the_baseline_by_seed():
     [baseline, shuffle] = json.loads(render(seeded_table(), METRICS, "json"))["datasets"][0]["tables"][0]["rows"]
     assert baseline["vs_baseline"] is None
     mse, psnr = shuffle["vs_baseline"]["mse"], shuffle["vs_baseline"]["psnr"]  # hand values: see seeded_table
+    # Holm over the table's two tests: the smaller p doubled (0.0396), the larger at least that (0.0742).
     assert mse == {"test": "paired t-test", "pairs": 3, "mean_difference": pytest.approx(-0.002),
-                   "t": pytest.approx(-2 * 3 ** 0.5), "p": pytest.approx(1 - 12 ** 0.5 / 14 ** 0.5)}
+                   "t": pytest.approx(-2 * 3 ** 0.5), "p": pytest.approx(1 - 12 ** 0.5 / 14 ** 0.5),
+                   "p_holm": pytest.approx(1 - 12 ** 0.5 / 14 ** 0.5)}
     assert mse["p"] == pytest.approx(0.074180, abs=1e-6)
     assert psnr == {"test": "paired t-test", "pairs": 3, "mean_difference": pytest.approx(7 / 6),
-                    "t": pytest.approx(7.0), "p": pytest.approx(1 - 7 / 51 ** 0.5)}
+                    "t": pytest.approx(7.0), "p": pytest.approx(1 - 7 / 51 ** 0.5),
+                    "p_holm": pytest.approx(2 * (1 - 7 / 51 ** 0.5))}
     assert psnr["p"] == pytest.approx(0.019804, abs=1e-6)
 
 
@@ -360,7 +363,8 @@ def test_significant_cells_get_a_dagger_and_the_table_a_line_explaining_it():
     assert shuffle[1:3] == ["**0.010000 ± 0.002646**", "**22.17 ± 1.04**†"]
     assert "†" not in "".join(baseline + shuffle[3:])
     lines = md.splitlines()
-    explanation = "† differs from the Baseline at p < 0.05, paired t-test over 3 shared seeds"
+    explanation = ("† differs from the Baseline at p < 0.05: paired t-test over 3 shared seeds, Holm-corrected for "
+                   "the 2 tests of this table (where every seed differs by the same amount, the exact sign-flip p)")
     assert explanation in lines
     # Directly under the table, above the conditions line.
     assert lines[lines.index(explanation) - 2].startswith("| Pixel Shuffle")
@@ -384,11 +388,40 @@ def test_pairs_are_made_by_seed_number_over_shared_seeds_only():
     ]
     data = json.loads(render(records, METRICS, "json"))
     other = data["datasets"][0]["tables"][0]["rows"][1]
-    # Differences [24 − 22, 23 − 21] = [2, 2]: constant and non-zero, so p = 0 and t = +inf (JSON null).
+    # Differences [24 − 22, 23 − 21] = [2, 2]: constant and non-zero, so t = +inf (JSON null), and p is
+    # the exact sign-flip test's 2 / 2^2, not the t-test's limit of 0: two seeds prove nothing.
     assert other["vs_baseline"]["psnr"] == {"test": "paired t-test", "pairs": 2, "mean_difference": 2.0,
-                                            "t": None, "p": 0.0}
-    md = render(records, METRICS)
-    assert "† differs from the Baseline at p < 0.05, paired t-test over 2 shared seeds" in md
+                                            "t": None, "p": 0.5, "p_holm": 1.0}
+    assert "†" not in render(records, METRICS)
+
+
+def test_a_quantised_step_on_every_seed_gets_no_p_of_0():
+    # The case: accuracies 0.85, 0.86 against 0.84, 0.85 (two seeds, each up by one step, with
+    # float rounding in the differences) gave p = 0 and a dagger. Six seeds that all move by the step
+    # are significant by the exact sign-flip test (p = 2 / 2^6), five are not (2 / 2^5 = 0.0625).
+    two = [done(label="Baseline", seed=0, psnr=0.84), done(label="Baseline", seed=1, psnr=0.85),
+           done(label="Other", seed=0, psnr=0.85), done(label="Other", seed=1, psnr=0.86)]
+    other = json.loads(render(two, [PSNR], "json"))["datasets"][0]["tables"][0]["rows"][1]
+    assert other["vs_baseline"]["psnr"]["p"] == 0.5 and other["vs_baseline"]["psnr"]["t"] is None
+    assert "†" not in render(two, [PSNR])
+    for seeds, p, marked in ((5, 0.0625, False), (6, 0.03125, True)):
+        records = [done(label=label, seed=seed, psnr=0.80 + seed / 100 + (label == "Other") / 100)
+                   for label in ("Baseline", "Other") for seed in range(seeds)]
+        other = json.loads(render(records, [PSNR], "json"))["datasets"][0]["tables"][0]["rows"][1]
+        assert other["vs_baseline"]["psnr"]["p"] == p
+        assert ("†" in render(records, [PSNR])) is marked
+
+
+def test_holm_takes_the_dagger_from_a_difference_that_one_test_in_many_would_show():
+    # Three seeds; PSNR differences [1, 2, 1.5] give p = 0.035 alone, but MSE is tested too, so Holm
+    # doubles the smaller p: 0.070, no dagger. Alone (one metric), the same difference is marked.
+    records = [done(label="Baseline", seed=s, mse=0.01, psnr=20.0) for s in range(3)] + [
+        done(label="Other", seed=s, mse=0.01 + (s - 1) / 1000, psnr=20.0 + d) for s, d in zip(range(3), (1, 2, 1.5))]
+    psnr = json.loads(render(records, METRICS, "json"))["datasets"][0]["tables"][0]["rows"][1]["vs_baseline"]["psnr"]
+    assert psnr["p"] == pytest.approx(0.0351, abs=1e-4) and psnr["p_holm"] == pytest.approx(2 * psnr["p"])
+    assert "†" not in render(records, METRICS)
+    alone = render(records, [PSNR])
+    assert "†" in alone and "Holm-corrected for the 1 test of this table" in alone
 
 
 def test_identical_seeds_are_not_significant():
@@ -397,7 +430,7 @@ def test_identical_seeds_are_not_significant():
     data = json.loads(render(records, METRICS, "json"))
     copy = data["datasets"][0]["tables"][0]["rows"][1]
     assert copy["vs_baseline"]["mse"] == {"test": "paired t-test", "pairs": 3, "mean_difference": 0.0,
-                                          "t": 0.0, "p": 1.0}
+                                          "t": 0.0, "p": 1.0, "p_holm": 1.0}
     assert "†" not in render(records, METRICS)
 
 
@@ -410,7 +443,7 @@ def test_no_comparison_without_a_baseline_row_or_with_one_seed():
     single = [done(label="Baseline", psnr=20.0), done(label="B", psnr=25.0)]
     rows = json.loads(render(single, METRICS, "json"))["datasets"][0]["tables"][0]["rows"]
     assert rows[1]["vs_baseline"]["psnr"] == {"test": "paired t-test", "pairs": 1, "mean_difference": 5.0,
-                                              "t": None, "p": None}
+                                              "t": None, "p": None, "p_holm": None}
     assert rows[1]["ci95"]["metrics"]["psnr"] is None
     assert "†" not in render(single, METRICS)
 

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from aeframe.stats import (confidence_interval, mean_std, paired_t_test, regularized_incomplete_beta, t_cdf,
+from aeframe.stats import (confidence_interval, holm, mean_std, paired_t_test, sign_flip_p, regularized_incomplete_beta, t_cdf,
                            t_quantile, t_sf)
 
 
@@ -152,11 +152,32 @@ def test_paired_t_test_by_hand_df_4():
 
 def test_paired_t_test_zero_variance_and_too_few_pairs():
     assert paired_t_test([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == (0.0, 1.0)  # no difference at all
-    assert paired_t_test([2.0, 3.0, 4.0], [1.0, 2.0, 3.0]) == (math.inf, 0.0)  # every seed +1 exactly
-    assert paired_t_test([0.0, 1.0], [1.0, 2.0]) == (-math.inf, 0.0)  # every seed −1 exactly
+    # Every seed moved by exactly the same amount: the exact sign-flip p, 2 / 2^n, never 0.
+    assert paired_t_test([2.0, 3.0, 4.0], [1.0, 2.0, 3.0]) == (math.inf, 0.25)  # every seed +1 exactly
+    assert paired_t_test([0.0, 1.0], [1.0, 2.0]) == (-math.inf, 0.5)  # every seed −1 exactly
+    # The case: 0.86 − 0.85 and 0.85 − 0.84 differ by float rounding alone; it gave (inf, 0.0).
+    assert paired_t_test([0.85, 0.86], [0.84, 0.85]) == (math.inf, 0.5)
+    t, p = paired_t_test([0.9, 0.8, 0.7, 0.6, 0.5, 0.4], [0.89, 0.79, 0.69, 0.59, 0.49, 0.39])
+    assert (t, p) == (math.inf, 2 ** -5)
     assert paired_t_test([1.0], [2.0]) is None
     assert paired_t_test([], []) is None
     t, p = paired_t_test([1.0, math.inf], [0.0, 0.0])
     assert math.isnan(t) and math.isnan(p)
     with pytest.raises(ValueError, match="pairs"):
         paired_t_test([1.0, 2.0], [1.0])
+
+
+def test_sign_flip_p_is_two_of_the_2_to_the_n_sign_patterns():
+    assert [sign_flip_p(n) for n in (1, 2, 5, 6)] == [1.0, 0.5, 0.0625, 0.03125]
+    with pytest.raises(ValueError):
+        sign_flip_p(0)
+
+
+def test_holm_by_hand():
+    # Sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> kept monotone: 0.06.
+    assert holm([0.01, 0.04, None, 0.03, 0.005]) == [pytest.approx(0.03), pytest.approx(0.06), None,
+                                                      pytest.approx(0.06), pytest.approx(0.02)]
+    assert holm([0.5, 0.9]) == [1.0, 1.0]  # never above 1
+    nan = holm([math.nan, 0.01])
+    assert math.isnan(nan[0]) and nan[1] == pytest.approx(0.01)  # NaN is no test: m = 1
+    assert holm([]) == []

@@ -11,7 +11,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,7 @@ from aeframe.report.structure import (
     Summary,
     TimeToQuality,
 )
-from aeframe.stats import confidence_interval, mean_std, paired_t_test
+from aeframe.stats import confidence_interval, holm, mean_std, paired_t_test
 
 if TYPE_CHECKING:
     from aeframe.metric import Metric
@@ -118,6 +118,7 @@ def _table(table: Table, heading: str | None, columns: list[Column], titles: dic
             if row.label != reference:
                 row.comparisons = {c.name: _compare(table.rows[row.label], table.rows[reference], c)
                                    for c in columns if c.is_metric}
+    tests = _correct_for_many_tests(rows)
     shown = [c for c in columns if not c.optional or any(row.summary(c) for row in rows)]
     for column in shown:
         means = [summary.mean if (summary := row.summary(column)) else None for row in rows]
@@ -135,6 +136,7 @@ def _table(table: Table, heading: str | None, columns: list[Column], titles: dic
         about=[f"{titles.get(name, name)}: {details['about']}" for name, details in references.items()
                if details.get("about")],
         marked_pairs=sorted({c.pairs for row in rows for c in (row.comparisons or {}).values() if c.significant}),
+        tests=tests,
         note=conditions_line(table.condition, table.records, found["versions"]),
         time_to_quality=_time_to_quality(table, rows),
         provenance=found,
@@ -246,6 +248,18 @@ def _compare(records: Sequence[CellRecord], reference: Sequence[CellRecord], col
     result = paired_t_test(ours, theirs)
     t, p = result if result is not None else (None, None)
     return Comparison(len(ours), difference, t, p)
+
+
+def _correct_for_many_tests(rows: list[Row]) -> int:
+    """Holm's correction over every comparison of one table (each row's every metric against the
+    reference row): with some 20 tests a table, uncorrected p < 0.05 would mark about one difference
+    that is not there. Returns how many tests it counted."""
+    found = [(row, name, c) for row in rows for name, c in (row.comparisons or {}).items()]
+    adjusted = holm([c.p for _, _, c in found])
+    for (row, name, c), p_holm in zip(found, adjusted):
+        if p_holm is not None and not math.isnan(p_holm):
+            row.comparisons[name] = replace(c, p_holm=p_holm)
+    return sum(p is not None and not math.isnan(p) for p in adjusted)
 
 
 # -- reference values ----------------------------------------------------------------------------

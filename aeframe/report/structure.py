@@ -30,11 +30,14 @@ class Comparison:
     pairs: int
     mean_difference: float | None  # mean of (row − reference) over the pairs; None without pairs
     t: float | None  # None for fewer than two pairs
-    p: float | None
+    p: float | None  # the test's own p (aeframe.stats.paired_t_test: never 0 for equal differences)
+    # p after Holm's correction over every comparison of its table; what the marker uses. None: not corrected.
+    p_holm: float | None = None
 
     @property
     def significant(self) -> bool:
-        return self.p is not None and self.p < SIGNIFICANCE
+        p = self.p_holm if self.p_holm is not None else self.p
+        return p is not None and p < SIGNIFICANCE
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ class ComparisonTable:
     references: dict[str, dict[str, Any]]  # metric name -> what it stored about the original images
     about: list[str]  # one line per reference: how it was obtained
     marked_pairs: list[int]  # pair counts of the significant comparisons, sorted, without repeats
+    tests: int  # how many comparisons (rows x metrics with a p) Holm's correction counted in this table
     note: str  # the conditions line
     time_to_quality: TimeToQuality | None
     provenance: dict[str, Any]

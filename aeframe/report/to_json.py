@@ -37,7 +37,7 @@ def _ci95(summary: Summary | None) -> list[float | None] | None:
 
 def _comparison(comparison: Comparison) -> dict[str, Any]:
     return {"test": "paired t-test", "pairs": comparison.pairs, "mean_difference": _finite(comparison.mean_difference),
-            "t": _finite(comparison.t), "p": _finite(comparison.p)}
+            "t": _finite(comparison.t), "p": _finite(comparison.p), "p_holm": _finite(comparison.p_holm)}
 
 
 def _row(row: Row) -> dict[str, Any]:

@@ -111,8 +111,10 @@ def _marker_line(table: ComparisonTable) -> str:
     """The line that explains the marker."""
     pairs = table.marked_pairs
     counts = str(pairs[0]) if len(pairs) == 1 else f"{pairs[0]}–{pairs[-1]}"
-    return (f"{MARKER} differs from the {table.reference_label} at p < {SIGNIFICANCE:g}, "
-            f"paired t-test over {counts} shared seeds")
+    tests = f"the {table.tests} tests" if table.tests != 1 else "the 1 test"
+    return (f"{MARKER} differs from the {table.reference_label} at p < {SIGNIFICANCE:g}: paired t-test over {counts} "
+            f"shared seeds, Holm-corrected for {tests} of this table (where every seed differs by the same amount, "
+            "the exact sign-flip p)")
 
 
 def _busy_line(table: ComparisonTable) -> str:
