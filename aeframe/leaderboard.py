@@ -96,17 +96,19 @@ def _provenance(found: dict[str, Any], generated: datetime) -> str:
 
 
 def _protocols(report: Report) -> str:
-    """One row per technique: its batch size and phases (share of the budget, peak learning rates, image size)."""
-    rows = [[label.replace("|", "\\|"), str(p.batch_size) if p.batch_size is not None else "–", _phases_text(p.phases)]
-            for label, p in report.protocols.items()]
+    """Per dataset, one row per technique: its batch size and phases (share of the budget, peak learning
+    rates, image size), as that dataset's cells recorded them."""
     intro = ("Every technique trains with the study's recipe unless its row says otherwise: AdamW, a "
              "one-cycle learning rate in each phase, dihedral flips and lighting changes as augmentation "
-             "(docs/protocol.md has the details). A phase's share is of the whole budget, epochs or seconds.")
-    if not rows:
-        return intro
-    table = tabulate(rows, headers=["Method", "Batch", "Phases: share of the budget, peak learning rate"],
-                     tablefmt="pipe", disable_numparse=True)
-    return intro + "\n\n" + table
+             "(docs/protocol.md has the details). A phase's share is of the whole budget, epochs or seconds. "
+             "The learning rates are each dataset's own, as its cells trained.")
+    parts = [intro]
+    for dataset, protocols in report.protocols.items():
+        rows = [[label.replace("|", "\\|"), str(p.batch_size) if p.batch_size is not None else "–",
+                 _phases_text(p.phases)] for label, p in protocols.items()]
+        parts += [f"### {dataset}", tabulate(rows, headers=["Method", "Batch", "Phases: share of the budget, peak learning rate"],
+                                              tablefmt="pipe", disable_numparse=True)]
+    return "\n\n".join(parts)
 
 
 def _phases_text(phases: Sequence[PhaseSummary]) -> str:

@@ -55,7 +55,8 @@ def test_the_analysis_holds_the_tables_their_rows_and_what_is_not_in_them(record
     assert cifar.tables == [] and [(e.label, e.seed) for e in cifar.not_done] == [("cifar10", None)]
     assert [c.title for c in shapes.tables[2].columns][-1] == "LR Find"  # shown only where a cell has it
     assert report.done_count == 6 and len(report.cells) == 9
-    assert list(report.protocols) == ["Baseline", "Pixel Shuffle", "Progressive Resizing"]
+    assert list(report.protocols) == ["Shapes"]
+    assert list(report.protocols["Shapes"]) == ["Baseline", "Pixel Shuffle", "Progressive Resizing"]
 
 
 def test_each_row_is_compared_with_the_reference_row_by_a_paired_t_test(records, metrics):

@@ -18,13 +18,14 @@ from aeframe.samples import Samples
 from conftest import TINY_SHAPES, run_cli
 
 
-def _record(label: str, seed: int, shade: int, curve=((1.0, 0.02), (2.0, 0.01)), dataset="shapes") -> CellRecord:
+def _record(label: str, seed: int, shade: int, curve=((1.0, 0.02), (2.0, 0.01)), dataset="shapes",
+            lr: float = 0.001) -> CellRecord:
     config = CellConfig.from_json({
         "label": label, "seed": seed, "techniques": [], "budget": {"epochs": 2, "seconds": None}, "lr": "study",
         "dataset": {"name": dataset, "title": dataset.title(), "params": {}},
         "device": {"type": "cpu", "name": "Test CPU"},
         "versions": {"aeframe": "0.1.0", "torch": "2.4.1", "torchvision": "0.19.1", "python": "3.11.7"},
-        "protocol": {"batch_size": 64, "phases": [{"name": "train", "fraction": 1.0, "max_lr": [0.001],
+        "protocol": {"batch_size": 64, "phases": [{"name": "train", "fraction": 1.0, "max_lr": [lr],
                                                    "image_size": None}]},
         "provenance": {"command": "aeframe bench -d shapes --epochs 2", "commit": "0123456789ab"},
     })
@@ -95,6 +96,19 @@ def test_the_page_names_the_commands_versions_commit_device_and_protocol_and_lin
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     assert links == ["leaderboard/shapes-reconstructions.png", "leaderboard/shapes-mse-vs-time.png"]
     assert all((page.parent / link).is_file() for link in links)
+
+
+def test_the_page_gives_each_datasets_own_protocol(tmp_path):
+    # The study set learning rates per dataset: the table took every row from the first dataset, so the
+    # second was listed with the first one's rates.
+    records = [_record("Baseline", 0, 10, dataset="shapes", lr=0.001), _record("Baseline", 0, 10, dataset="fashion",
+                                                                               lr=0.0001)]
+    text = leaderboard_page(records, [], tmp_path / "board.md", "aeframe report --docs board.md",
+                            datetime(2026, 11, 29, tzinfo=timezone.utc))
+    protocol = text[text.index("## Training protocol"):]
+    shapes, fashion = protocol.index("### Shapes"), protocol.index("### Fashion")
+    assert "| Baseline | 64      | train: 100% at 0.001" in protocol[shapes:fashion]
+    assert "| Baseline | 64      | train: 100% at 0.0001" in protocol[fashion:]
 
 
 def test_report_images_and_docs_from_a_real_bench(tmp_path, cli):

@@ -66,11 +66,11 @@ def analyse(
     sections = group(records)
     datasets = [_dataset(section, columns, titles, links) for section in sections]
     shown = {id(r) for section in sections for table in section.tables.values() for r in table.records}
-    first_protocols: dict[str, Protocol] = {}
+    first_protocols: dict[str, dict[str, Protocol]] = {}
     for dataset in datasets:
         for table in dataset.tables:
             for label, protocol in table.protocols.items():
-                first_protocols.setdefault(label, protocol)
+                first_protocols.setdefault(dataset.title, {}).setdefault(label, protocol)
     return Report(
         datasets=datasets,
         cells=list(records),

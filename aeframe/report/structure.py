@@ -152,7 +152,9 @@ class Report:
     in_table: list[bool]  # for each of ``cells``, whether a table shows it (the latest done attempt of its cell)
     metric_names: list[str]
     provenance: dict[str, Any]  # of every record
-    protocols: dict[str, Protocol]  # row label -> its protocol, first seen, over every table
+    # dataset title -> row label -> its protocol, first seen among the dataset's tables: a technique can
+    # train differently on each dataset (the study's learning rates were set per dataset).
+    protocols: dict[str, dict[str, Protocol]]
 
     @property
     def done_count(self) -> int:
