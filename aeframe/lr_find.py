@@ -1,4 +1,5 @@
-"""A learning-rate range test (``--lr find``), as fastai's ``lr_find`` with its "valley" rule.
+"""A learning-rate range test (``--lr find``): the sweep of fastai v1's ``lr_find`` (the study's), and
+fastai v2's "valley" rule to choose from it (the study chose by eye; docs/techniques.md).
 
 The model trains for up to ``steps`` batches while the learning rate grows exponentially from
 ``start`` to ``end``; the test stops early once the smoothed loss exceeds four times its best.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -145,3 +146,28 @@ def test_the_composition_rules_the_examples_show(doc_registry):
         resolve_technique("l1-loss+feature-loss", doc_registry)
     with pytest.raises(CompositionError, match="cannot combine gentle and progressive-resizing: both set"):
         resolve_technique("gentle+progressive-resizing", doc_registry)
+
+
+def test_the_quick_starts_install_steps_keep_stdout_for_the_tables(tmp_path):
+    # dpkg writes its progress ("Unpacking dataset-fashion-mnist ...") on stdout, which put it in front of
+    # the tables of `... > results.md`. The README's apt step runs here with an apt-get that does the same.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    quick_start = re.search(r"```bash\n(.*?)\n```", readme, re.S).group(1)
+    apt_step = re.search(r"\{ apt-get .*?\}(?: >&2)?", quick_start).group(0)
+    fake = tmp_path / "bin" / "apt-get"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'Unpacking dataset-fashion-mnist (0.0) ...'\n")
+    fake.chmod(0o755)
+    done = subprocess.run(["bash", "-c", apt_step], capture_output=True, text=True,
+                          env={**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"})
+    assert done.returncode == 0
+    assert done.stdout == "" and "Unpacking dataset-fashion-mnist" in done.stderr
+
+
+def test_lr_find_says_whose_rule_chooses_the_rate():
+    # The study (fastai v1) chose its rates by eye; the "valley" rule is fastai v2's, not the study's.
+    text = (Path(__file__).resolve().parent.parent / "docs" / "techniques.md").read_text()
+    paragraph = text[text.index("`aeframe bench --lr find` replaces"):]
+    paragraph = paragraph[:paragraph.index("\n\n")]
+    assert "fastai v2's \"valley\" rule" in paragraph and "by eye" in paragraph
+    assert "not\na reproduction of the study's choices" in paragraph or "not a reproduction" in paragraph.replace("\n", " ")
