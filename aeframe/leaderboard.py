@@ -47,6 +47,8 @@ def page_markdown(report: Report, report_command: str, generated: datetime) -> s
         "## Training protocol",
         _protocols(report),
         markdown(report).rstrip("\n"),
+        "## How to cite",
+        _how_to_cite(found, generated),
     ]
     return "\n\n".join(parts) + "\n"
 
@@ -93,6 +95,17 @@ def _provenance(found: dict[str, Any], generated: datetime) -> str:
         ["Page generated", generated.isoformat(timespec="seconds")],
     ]
     return tabulate(rows, headers=["What", "Value"], tablefmt="pipe", disable_numparse=True)
+
+
+def _how_to_cite(found: dict[str, Any], generated: datetime) -> str:
+    """The citation of this page: aeframe's version and the commits its cells ran from (CITATION.cff)."""
+    version = ", ".join(map(str, found["versions"].get("aeframe", []))) or "unknown"
+    commits = ", ".join(found["commits"]) or "no commit recorded"
+    return (f"Cite aeframe as its `CITATION.cff` says, and name this page's numbers by the version and "
+            f"commit they came from: aeframe {version}, commit {commits}, leaderboard generated on "
+            f"{generated:%Y-%m-%d}. For example:\n\n"
+            f"> The aeframe developers. *aeframe: a plugin-based benchmark of autoencoder training techniques*, "
+            f"version {version}, leaderboard of {generated:%Y-%m-%d} (commit {commits}).")
 
 
 def _protocols(report: Report) -> str:

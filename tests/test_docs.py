@@ -171,3 +171,12 @@ def test_lr_find_says_whose_rule_chooses_the_rate():
     paragraph = paragraph[:paragraph.index("\n\n")]
     assert "fastai v2's \"valley\" rule" in paragraph and "by eye" in paragraph
     assert "not\na reproduction of the study's choices" in paragraph or "not a reproduction" in paragraph.replace("\n", " ")
+
+
+def test_the_citation_file_names_this_version():
+    root = Path(__file__).resolve().parent.parent
+    lines = (root / "CITATION.cff").read_text().splitlines()
+    fields = dict(line.split(": ", 1) for line in lines if line and not line.startswith((" ", "#", "-")) and ": " in line)
+    assert fields["cff-version"] == "1.2.0" and fields["type"] == "software"
+    assert fields["version"] == aeframe.__version__
+    assert fields["version"] == tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]

@@ -92,6 +92,9 @@ def test_the_page_names_the_commands_versions_commit_device_and_protocol_and_lin
     assert "| Device         | Test CPU (cpu)" in text
     assert "| Baseline      | 64      | train: 100% at 0.001" in text
     assert "generated on 2026-11-29 from 2 finished cells" in text
+    # How to cite: the version and the commit the numbers came from, last on the page.
+    cite = text[text.index("## How to cite"):]
+    assert "aeframe 0.1.0, commit 0123456789ab, leaderboard generated on 2026-11-29" in cite
     assert "Budget: 2 epochs per cell · Seed: 0 · Device: Test CPU (cpu)" in text
     links = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     assert links == ["leaderboard/shapes-reconstructions.png", "leaderboard/shapes-mse-vs-time.png"]
