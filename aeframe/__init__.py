@@ -21,6 +21,7 @@ _EXPORTS = {
     # The technique contract.
     "Technique": "aeframe.technique",
     "CellContext": "aeframe.technique",
+    "Preparation": "aeframe.technique",
     "PeakRate": "aeframe.technique",
     "TechniqueUnavailable": "aeframe.technique",
     "ModelOutput": "aeframe.output",

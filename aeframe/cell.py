@@ -82,6 +82,17 @@ def cell_context(cell: Cell, shape: tuple[int, ...], num_classes: int, device: t
                        load_dataset=workspace.load_dataset, dataset_spec=cell.dataset.label)
 
 
+def _note_outside_budget(record: CellRecord, context: CellContext) -> None:
+    """What the cell cost outside its training budget: its techniques' preparation (pretraining,
+    reused or not), the learning-rate range test and the first compilation, in seconds."""
+    if context.preparations:
+        record.stats["preparation"] = [p.to_json() for p in context.preparations]
+    parts = [p.seconds for p in context.preparations if p.seconds is not None]
+    parts += [record.stats[name] for name in ("lr_find_seconds", "compile_seconds") if name in record.stats]
+    if context.preparations or parts:
+        record.stats["outside_budget_seconds"] = sum(parts)
+
+
 def _schedule_summary(schedule) -> Protocol:
     return Protocol(
         batch_size=schedule.batch_size,
@@ -148,6 +159,7 @@ def run_cell(
         if result.lr_tests:
             record.stats["lr_find_seconds"] = sum(t["seconds"] for t in result.lr_tests)
             record.stats["lr_found"] = [t["suggestion"] for t in result.lr_tests]
+        _note_outside_budget(record, context)
         if result.diverged:
             record.status, record.error = DIVERGED, result.diverged
         else:

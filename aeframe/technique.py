@@ -34,6 +34,24 @@ OWN_RATE = "own"
 
 
 @dataclass(frozen=True)
+class Preparation:
+    """Work a technique did for a cell outside its training budget, as the cell's record keeps it.
+
+    what:    what was done, as a reader of the table should see it ("pretrained the ResNet34 body
+             as a classifier of shapes (20,000 images, 2 epochs)").
+    seconds: what it cost when it was done; None where that is not known.
+    reused:  True when it was done earlier (kept in the cache) and this cell reused it.
+    """
+
+    what: str
+    seconds: float | None
+    reused: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"what": self.what, "seconds": self.seconds, "reused": self.reused}
+
+
+@dataclass(frozen=True)
 class CellContext:
     """What a technique's hooks know about the cell they are building for.
 
@@ -49,6 +67,7 @@ class CellContext:
     load_dataset: loads another registered dataset from its ``-d`` text (e.g. ``"shapes[train=500]"``)
                  into memory as an :class:`aeframe.ImageData`; raises :class:`aeframe.DatasetUnavailable`
                  when it cannot be had (an unknown name included).
+    preparations: what :meth:`prepared_outside_budget` was told for this cell, in order.
     """
 
     shape: tuple[int, int, int]
@@ -61,6 +80,16 @@ class CellContext:
     load_dataset: Callable[[str], Any]
     dataset_spec: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    # Shared by the contexts each technique of a composition gets (dataclasses.replace keeps the list).
+    preparations: list[Preparation] = field(default_factory=list)
+
+    def prepared_outside_budget(self, what: str, seconds: float | None, reused: bool = False) -> None:
+        """Tell aeframe about work done for this cell outside its training budget (pretraining an
+        encoder, say): the table shows its cost in the "Outside Budget" column and names it under
+        the table, so that a row is not read as cheaper than it was. ``seconds``: its cost when it
+        was done (None: not known); ``reused``: done earlier and taken from a cache.
+        """
+        self.preparations.append(Preparation(what, None if seconds is None else float(seconds), reused))
 
 
 class TechniqueUnavailable(Exception):

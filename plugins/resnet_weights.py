@@ -184,6 +184,8 @@ def pretrained_on_dataset(ctx: CellContext, name: str, epochs: int) -> tuple[dic
             "weights=PATH to a state-dict file (a path with '/' or ending in .pt/.pth), or weights=DATASET"
         ) from exc
     path = pretrain_cache_file(ctx.cache_dir, name, data.fingerprint(), ctx.shape, epochs)
+    what = (f"pretrained the ResNet34 body as a classifier of {name} ({len(data.train):,} images, "
+            f"{epochs} epoch{'s' if epochs != 1 else ''})")
     if path.is_file():
         try:
             state = load_weights_file(path, PRETRAINED)
@@ -191,12 +193,30 @@ def pretrained_on_dataset(ctx: CellContext, name: str, epochs: int) -> tuple[dic
             _say(f"cannot read the cached {path}; pretraining again")
         else:
             _say(f"using cached {path}")
+            ctx.prepared_outside_budget(what, _cost_of(path), reused=True)
             return state, str(path)
     _say(f"pretraining the ResNet34 body as a classifier of {name} ({len(data.train)} images, {epochs} epochs); "
          f"kept in {path} for later cells")
+    started = time.perf_counter()
     state = train_classifier_body(data, name, ctx.shape, epochs, ctx.device)
+    seconds = time.perf_counter() - started
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     torch.save(state, partial)
     os.replace(partial, path)  # atomic: an interrupted run never leaves a truncated cache file
+    # What it cost, for the cells that reuse it: their rows owe it as much as this one.
+    _cost_file(path).write_text(json.dumps({"seconds": seconds}))
+    ctx.prepared_outside_budget(what, seconds)
     return state, str(path)
+
+
+def _cost_file(path: Path) -> Path:
+    return path.with_suffix(".cost.json")
+
+
+def _cost_of(path: Path) -> float | None:
+    """The seconds the cached body took to pretrain; None for a body cached before they were kept."""
+    try:
+        return float(json.loads(_cost_file(path).read_text())["seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -46,6 +46,9 @@ def test_lr_find_cells_record_the_rate_and_its_cost_apart(registry, workspace):
     record = train_cell("baseline", registry, workspace, budget=Budget(epochs=3), lr="find")
     assert record.status == "done" and record.config.lr == "find"
     assert len(record.stats["lr_found"]) == 1 and record.stats["lr_find_seconds"] > 0
+    # The range test is work outside the budget: the Outside Budget column counts it.
+    assert record.stats["outside_budget_seconds"] == record.stats["lr_find_seconds"]
+    assert "preparation" not in record.stats  # no technique reported any of its own
     assert record.config.protocol.phases[1].max_lr == [1e-3]  # the plan; the test replaced it
     cpu = torch.device("cpu")
     args = ([resolve_technique("baseline", registry)], [resolve_dataset("shapes", registry)], 1, Budget(epochs=1),

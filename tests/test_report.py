@@ -521,3 +521,28 @@ def test_the_reference_row_leads_its_table_even_when_retrained_last():
     baseline.config = replace(baseline.config, reference=True)
     md = render([done(label="Resnet"), pixel, baseline], METRICS)
     assert [row[0] for row in tables(md)[0][1:]] == ["Baseline", "Resnet", "Pixel Shuffle"]
+
+
+def test_work_outside_the_budget_is_a_column_and_a_line_under_the_table():
+    # pretrained-resnet[weights=shapes] pretrains its encoder (about 2 min on shapes) outside the
+    # training budget: the row must not read as cheaper than it was.
+    what = "pretrained the ResNet34 body as a classifier of shapes (20,000 images, 2 epochs)"
+    records = [done(label="Baseline", seed=s) for s in (0, 1)]
+    for seed, reused in ((0, False), (1, True)):
+        record = done(label="Pretraining [weights=shapes]", seed=seed)
+        record.stats["preparation"] = [{"what": what, "seconds": 125.0, "reused": reused}]
+        record.stats["outside_budget_seconds"] = 125.0
+        records.append(record)
+    md = render(records, METRICS)
+    [[header, baseline, pretraining]] = tables(md)
+    column = header.index("Outside Budget")
+    assert baseline[column] == "–" and pretraining[column] == "2m 05s ± 0.0s"
+    assert ("Outside the training budget, and counted in the Outside Budget column: Pretraining [weights=shapes]: "
+            f"{what}, 2m 05s (done once and taken from the cache by 1 of its 2 cells).") in md.splitlines()
+    table = json.loads(render(records, METRICS, "json"))["datasets"][0]["tables"][0]
+    assert table["outside_budget"] == [{"label": "Pretraining [weights=shapes]", "what": what, "seconds": 125.0,
+                                        "cells": 2, "reused": 1}]
+    assert table["rows"][1]["outside_budget_seconds"]["mean"] == 125.0 and "outside_budget_seconds" not in table["rows"][0]
+    # Nothing outside the budget: no column, no line.
+    plain = render([done(label="Baseline", seed=0), done(label="Other", seed=0)], METRICS)
+    assert "Outside Budget" not in plain and "Outside the training budget" not in plain

@@ -11,7 +11,7 @@ from torchvision.models import resnet34
 
 import aeframe_builtins.resnet_model as rm
 import aeframe_builtins.resnet_weights as rw
-from aeframe import ImageData, TechniqueUnavailable
+from aeframe import ImageData, Preparation, TechniqueUnavailable
 from aeframe.errors import CompositionError, SpecError
 from aeframe.plan import resolve_technique
 from aeframe.train import _PhaseState
@@ -224,7 +224,7 @@ def test_pretraining_on_a_dataset_is_cached_and_reused(registry, tmp_path, capsy
     err = capsys.readouterr().err
     assert calls == ["shapes"]
     assert "epoch 1/1 loss" in err and "train accuracy" in err and "test accuracy" in err
-    [cached] = (tmp_path / "pretrained-resnet").iterdir()
+    [cached] = (tmp_path / "pretrained-resnet").glob("*.pt")  # beside it, what it cost (.cost.json)
     assert cached.name.startswith("resnet34-body-shapes-3x32x32-1ep-") and cached.suffix == ".pt"
     assert not any(p.requires_grad for p in rm.find_body(first).parameters())
 
@@ -246,6 +246,25 @@ def test_pretraining_on_a_dataset_is_cached_and_reused(registry, tmp_path, capsy
     assert rw.pretrain_cache_file(tmp_path, "shapes", fingerprint, (1, 28, 28), 1) != cached
     other = ImageData(train=generate(256, 1, "train"), test=generate(64, 1, "test"), classes=list(CLASSES))
     assert rw.pretrain_cache_file(tmp_path, "shapes", other.fingerprint(), (3, 32, 32), 1) != cached
+
+
+def test_pretraining_is_reported_as_work_outside_the_budget_with_its_cost_when_reused(registry, tmp_path):
+    spelled = "pretrained-resnet[weights=shapes,pretrain_epochs=1]"
+    what = "pretrained the ResNet34 body as a classifier of shapes (256 images, 1 epoch)"
+    first = replace(context(), cache_dir=tmp_path, load_dataset=tiny_shapes([]))
+    resolve_technique(spelled, registry).build(first)
+    [done] = first.preparations
+    assert done.what == what and done.seconds > 0 and done.reused is False
+    again = replace(context(), cache_dir=tmp_path, load_dataset=tiny_shapes([]))
+    resolve_technique(spelled, registry).build(again)
+    # Taken from the cache, at the cost it had when it was done.
+    assert again.preparations == [Preparation(what, done.seconds, reused=True)]
+    # A body cached before the cost was kept: reused, cost unknown.
+    for cost in (tmp_path / "pretrained-resnet").glob("*.cost.json"):
+        cost.unlink()
+    older = replace(context(), cache_dir=tmp_path, load_dataset=tiny_shapes([]))
+    resolve_technique(spelled, registry).build(older)
+    assert older.preparations == [Preparation(what, None, reused=True)]
 
 
 def test_pretraining_images_take_the_cells_shape():

@@ -28,6 +28,7 @@ from aeframe.report.structure import (
     DatasetReport,
     FigureLink,
     NotDone,
+    OutsideBudget,
     QualityRow,
     Report,
     Row,
@@ -138,6 +139,7 @@ def _table(table: Table, heading: str | None, columns: list[Column], titles: dic
         marked_pairs=sorted({c.pairs for row in rows for c in (row.comparisons or {}).values() if c.significant}),
         tests=tests,
         note=conditions_line(table.condition, table.records, found["versions"]),
+        outside_budget=_outside_budget(table),
         time_to_quality=_time_to_quality(table, rows),
         provenance=found,
         protocols=protocols(table.rows),
@@ -248,6 +250,22 @@ def _compare(records: Sequence[CellRecord], reference: Sequence[CellRecord], col
     result = paired_t_test(ours, theirs)
     t, p = result if result is not None else (None, None)
     return Comparison(len(ours), difference, t, p)
+
+
+def _outside_budget(table: Table) -> list[OutsideBudget]:
+    """Per row, each kind of preparation its cells reported (``stats["preparation"]``), in order of appearance."""
+    found = []
+    for label, records in table.rows.items():
+        kinds: dict[str, list[Mapping[str, Any]]] = {}
+        for record in records:
+            for entry in record.stats.get("preparation") or []:
+                if isinstance(entry, Mapping) and isinstance(entry.get("what"), str):
+                    kinds.setdefault(entry["what"], []).append(entry)
+        for what, entries in kinds.items():
+            known = [float(e["seconds"]) for e in entries if _finite_number(e.get("seconds"))]
+            found.append(OutsideBudget(label, what, mean_std(known)[0] if known else None, len(entries),
+                                       sum(bool(e.get("reused")) for e in entries)))
+    return found
 
 
 def _correct_for_many_tests(rows: list[Row]) -> int:

@@ -98,6 +98,21 @@ class FigureLink:
     caption: str
 
 
+@dataclass(frozen=True)
+class OutsideBudget:
+    """One kind of work a row's cells did outside the training budget (a technique's preparation)."""
+
+    label: str  # the row
+    what: str  # as the technique described it
+    seconds: float | None  # its cost when it was done (mean over the cells that know it); None: unknown
+    cells: int  # how many of the row's cells needed it
+    reused: int  # of those, how many took it from the cache instead of doing it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "what": self.what, "seconds": self.seconds, "cells": self.cells,
+                "reused": self.reused}
+
+
 @dataclass
 class ComparisonTable:
     """One table: the cells of one dataset under one condition."""
@@ -112,6 +127,7 @@ class ComparisonTable:
     marked_pairs: list[int]  # pair counts of the significant comparisons, sorted, without repeats
     tests: int  # how many comparisons (rows x metrics with a p) Holm's correction counted in this table
     note: str  # the conditions line
+    outside_budget: list[OutsideBudget]  # the work its rows did outside the training budget, by row
     time_to_quality: TimeToQuality | None
     provenance: dict[str, Any]
     protocols: dict[str, Protocol]  # row label -> its training protocol

@@ -40,10 +40,14 @@ def _comparison(comparison: Comparison) -> dict[str, Any]:
             "t": _finite(comparison.t), "p": _finite(comparison.p), "p_holm": _finite(comparison.p_holm)}
 
 
+_ONLY_WHERE_FOUND = ("cpu_share", "outside_budget_seconds")
+
+
 def _row(row: Row) -> dict[str, Any]:
     params = [int(p) for p in row.params]
-    # Cells stored before aeframe measured contention have no cpu_share: their rows read as before.
-    stats = tuple(name for name in _STATS if name != "cpu_share" or row.stats[name] is not None)
+    # Cells stored before aeframe measured contention have no cpu_share, and most cells do nothing outside
+    # their budget: such rows read as before.
+    stats = tuple(name for name in _STATS if name not in _ONLY_WHERE_FOUND or row.stats[name] is not None)
     found = {
         "label": row.label,
         "seeds": row.seeds,
@@ -76,6 +80,7 @@ def _table(table: ComparisonTable) -> dict[str, Any]:
         "condition": table.condition.to_json(),
         "rows": [_row(row) for row in table.rows],
         "note": table.note,
+        "outside_budget": [entry.to_json() for entry in table.outside_budget],
         "reference": table.references,
         "time_to_quality": None if quality is None else {
             "reference_seconds": quality.reference_seconds,

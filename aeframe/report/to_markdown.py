@@ -43,6 +43,8 @@ def table_parts(table: ComparisonTable) -> list[str]:
         parts.append(_marker_line(table))
     if any(row.busy for row in table.rows):
         parts.append(_busy_line(table))
+    if table.outside_budget:
+        parts.append(_outside_budget_line(table))
     if table.about:
         parts.append("\n".join(table.about))
     parts.append(table.note)
@@ -115,6 +117,21 @@ def _marker_line(table: ComparisonTable) -> str:
     return (f"{MARKER} differs from the {table.reference_label} at p < {SIGNIFICANCE:g}: paired t-test over {counts} "
             f"shared seeds, Holm-corrected for {tests} of this table (where every seed differs by the same amount, "
             "the exact sign-flip p)")
+
+
+def _outside_budget_line(table: ComparisonTable) -> str:
+    """What the rows did outside the training budget, and what it cost (the Outside Budget column)."""
+    items = []
+    for entry in table.outside_budget:
+        cost = format_duration(entry.seconds) if entry.seconds is not None else "cost not recorded"
+        if entry.reused == entry.cells:
+            when = "done before this run and taken from the cache"
+        elif entry.reused:
+            when = f"done once and taken from the cache by {entry.reused} of its {entry.cells} cells"
+        else:
+            when = "done for each cell" if entry.cells > 1 else "done for this cell"
+        items.append(f"{_label(entry.label)}: {entry.what}, {cost} ({when})")
+    return ("Outside the training budget, and counted in the Outside Budget column: " + "; ".join(items) + ".")
 
 
 def _busy_line(table: ComparisonTable) -> str:
