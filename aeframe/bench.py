@@ -16,7 +16,7 @@ from aeframe.executor import PLACEMENT_OPTIONS, Executor, ExecutorSettings, Work
 from aeframe.groups import DatasetGroup, load_group
 from aeframe.loading import Workspace, default_cache_dir, default_data_dir, make_workspace
 from aeframe.metric import Metric
-from aeframe.plan import Cell, plan_cells, resolve_dataset, resolve_technique
+from aeframe.plan import Cell, pairs_of, plan_cells, resolve_dataset, resolve_technique
 from aeframe.plugins import Registry
 from aeframe.precision_probe import choose_precision
 from aeframe.progress import say
@@ -51,6 +51,7 @@ class BenchRequest:
     executor: str = "local"
     placement: ExecutorSettings = field(default_factory=ExecutorSettings)  # --ray-address, --gpus-per-cell, ...
     shard: tuple[int, int] | None = None  # (K, N): only the K-th of N slices of the planned cells
+    combinations: int = 1  # 2: also every pair of the techniques (do they stack?)
 
 
 @dataclass
@@ -192,6 +193,13 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     if not technique_texts:
         raise SpecError("no techniques are registered; `aeframe plugins` shows what failed to load")
     compositions = [resolve_technique(text, registry, request.lr) for text in technique_texts]
+    if request.combinations == 2:
+        pairs, refused = pairs_of(technique_texts, registry, request.lr)
+        say(f"--combinations 2: {len(pairs)} pairs of the {len(compositions)} techniques, "
+            f"{len(refused)} refused (not run)")
+        for text, reason in refused:
+            say(f"not combined: {text}: {reason}")
+        compositions += pairs
     datasets = [resolve_dataset(text, registry) for text in dataset_texts]
     executor = _executor(request, registry)
     data_dir = request.data_dir or default_data_dir()

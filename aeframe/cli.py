@@ -222,13 +222,17 @@ def _directories(ctx: click.Context, data_dir: Path | None, cache: bool = True) 
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
               help="How often a cell whose worker process died (killed, out of memory, node lost) is started "
                    "again; a technique that raises is not retried. --executor ray only.")
+@click.option("--combinations", type=click.IntRange(1, 2), default=1, show_default=True, metavar="K",
+              help="2: also train every pair of the techniques (a+b) that can be combined, and compare each pair "
+                   "with the better of its two techniques alone (the report's Combinations table); pairs that "
+                   "cannot be combined are listed with the reason, not run.")
 @click.option("--shard", callback=_shard, metavar="K/N",
               help="Run only the K-th of N deterministic slices of the planned cells (e.g. SLURM array jobs; "
                    "combine their stores with aeframe merge).")
 @click.pass_context
 def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, device, precision, channels_last, compile_,
           data_dir, store_path, output, fmt, rerun, executor, address, gpus_per_cell, cpus_per_cell, retries,
-          shard) -> None:
+          combinations, shard) -> None:
     """Train techniques on datasets under a budget, store every cell, print the comparison tables.
 
     Cells already done with the same configuration are taken from the store, so re-running a
@@ -264,6 +268,7 @@ def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, devic
         executor=executor,
         placement=placement,
         shard=shard,
+        combinations=combinations,
     )
     outcome = _guard(lambda: run_bench(request, _registry()))
     _emit(outcome.render(fmt), output)

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from aeframe.budget import Budget
 from aeframe.composition import Composition, Member, parse_rate
 from aeframe.dataset import DatasetPlugin
-from aeframe.errors import SpecError
+from aeframe.errors import SpecError, UsageProblem
 from aeframe.params import formatted, non_default, resolve_params
 from aeframe.plugins import Registry
 from aeframe.record import (
@@ -70,6 +70,24 @@ def resolve_technique(text: str, registry: Registry, lr: str = "study") -> Compo
             raise SpecError(f"{owner}: {exc}") from None
         members.append(Member(technique, params))
     return Composition(members, lookup=registry.techniques.get, lr=lr)
+
+
+def pairs_of(texts: Sequence[str], registry: Registry, lr: str = "study") -> tuple[list[Composition], list[tuple[str, str]]]:
+    """Every pair ``a+b`` of the single techniques in ``texts``, in their order: the pairs that can be
+    combined, and ``(pair, reason)`` for each that cannot (two of them provide the same part, say).
+
+    Texts that are already combinations (``a+b``) are not paired again.
+    """
+    singles = [text for text in texts if len(parse_combination(text)) == 1]
+    pairs, refused = [], []
+    for i, first in enumerate(singles):
+        for second in singles[i + 1:]:
+            text = f"{first}+{second}"
+            try:
+                pairs.append(resolve_technique(text, registry, lr))
+            except UsageProblem as exc:  # CompositionError and SpecError included
+                refused.append((text, str(exc)))
+    return pairs, refused
 
 
 def resolve_dataset(text: str, registry: Registry) -> DatasetChoice:

@@ -1,5 +1,7 @@
 """The study's techniques alone and combined, through the composition rule alone: the rates each
 trains with, which combinations work, and which are refused until ``lr=`` or ``--lr find`` settles them."""
+import json
+
 import pytest
 import torch
 
@@ -8,6 +10,7 @@ from aeframe.errors import CompositionError
 from aeframe.plan import resolve_technique
 from aeframe_builtins.study_rates import SECOND_RUN, SECOND_RUN_RATES
 
+from conftest import TINY_SHAPES
 from techniques import build, context
 
 MNIST_FAMILY, OTHERS = ("mnist", "fashion-mnist"), ("cifar10", "shapes")
@@ -179,3 +182,21 @@ def test_conflicting_combinations_are_refused_with_the_reason(registry, text, pa
 )
 def test_the_report_compares_with_the_baseline_alone_at_its_defaults(registry, text, reference):
     assert resolve_technique(text, registry).is_reference is reference
+
+
+def test_combinations_2_trains_every_pair_that_combines_and_lists_the_others(tmp_path, cli):
+    result = cli("bench", "-t", "baseline", "-t", "pixel-shuffle", "-t", "progressive-resizing", "--combinations", "2",
+                 "-d", TINY_SHAPES, "--epochs", "1", "--store", "c.sqlite", "--format", "json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "--combinations 2: 2 pairs of the 3 techniques, 1 refused (not run)" in result.stderr
+    assert ("not combined: baseline+pixel-shuffle: cannot combine baseline and pixel-shuffle: both provide the "
+            "model; combine techniques that change different parts") in result.stderr
+    [table] = json.loads(result.stdout)["datasets"][0]["tables"]
+    assert [row["label"] for row in table["rows"]] == [
+        "Baseline", "Pixel Shuffle", "Progressive Resizing", "Baseline + Progressive Resizing",
+        "Pixel Shuffle + Progressive Resizing"]
+    pairs = {c["label"]: c for c in table["combinations"]}
+    assert set(pairs) == {"Baseline + Progressive Resizing", "Pixel Shuffle + Progressive Resizing"}
+    shuffle = pairs["Pixel Shuffle + Progressive Resizing"]
+    assert shuffle["parts"] == ["Pixel Shuffle", "Progressive Resizing"] and shuffle["against"] in shuffle["parts"]
+    assert shuffle["vs_better_single"]["mse"]["pairs"] == 1

@@ -9,9 +9,10 @@ from dataclasses import replace
 import pytest
 
 from aeframe.metric import Metric
-from aeframe.record import SKIPPED_DATASET, CellConfig, CellRecord, Protocol
+from aeframe.record import SKIPPED_DATASET, CellConfig, CellRecord, Protocol, TechniqueRef
 from aeframe.speed import Speed
 from aeframe.report import render
+from aeframe.stats import holm
 
 VERSIONS = {"aeframe": "0.1.0", "torch": "2.4.1", "torchvision": "0.19.1", "python": "3.11.7"}
 
@@ -546,3 +547,42 @@ def test_work_outside_the_budget_is_a_column_and_a_line_under_the_table():
     # Nothing outside the budget: no column, no line.
     plain = render([done(label="Baseline", seed=0), done(label="Other", seed=0)], METRICS)
     assert "Outside Budget" not in plain and "Outside the training budget" not in plain
+
+
+def _with_techniques(record: CellRecord, *names: str) -> CellRecord:
+    record.config = replace(record.config, techniques=[TechniqueRef(n, {"latent": "1000"}) for n in names])
+    return record
+
+
+def test_a_pair_is_compared_with_the_better_of_its_two_techniques_alone():
+    # A + B against A (the better alone by MSE, the first metric with a direction): Δ = pair − A.
+    records = []
+    for seed in range(3):
+        records += [
+            _with_techniques(done(label="Baseline", seed=seed, mse=0.015, psnr=19.0), "baseline"),
+            _with_techniques(done(label="A", seed=seed, mse=0.010 + seed / 1000, psnr=20.0 + seed), "a"),
+            _with_techniques(done(label="B", seed=seed, mse=0.020, psnr=18.0), "b"),
+            _with_techniques(done(label="A + B", seed=seed, mse=0.008 + seed / 1000 + (seed == 0) / 2000,
+                                  psnr=21.0 + seed + seed / 2), "a", "b"),
+        ]
+    table = json.loads(render(records, METRICS, "json"))["datasets"][0]["tables"][0]
+    [pair] = table["combinations"]
+    assert (pair["label"], pair["parts"], pair["against"], pair["by"]) == ("A + B", ["A", "B"], "A", "mse")
+    mse, psnr = pair["vs_better_single"]["mse"], pair["vs_better_single"]["psnr"]
+    assert mse["pairs"] == 3 and mse["mean_difference"] == pytest.approx((-0.0015 - 0.002 - 0.002) / 3)
+    assert psnr["mean_difference"] == pytest.approx((1 + 1.5 + 2) / 3)
+    assert [mse["p_holm"], psnr["p_holm"]] == holm([mse["p"], psnr["p"]])  # over the combinations' own tests
+    md = render(records, METRICS)
+    lines = md.splitlines()
+    assert ("Combinations: does a pair beat the better of its two techniques alone (by MSE, lower is better)? "
+            "Δ is the pair's mean minus that technique's, over the seeds both have.") in lines
+    start = next(i for i, line in enumerate(lines) if line.startswith("Combinations:"))
+    row = next(line for line in lines[start:] if line.startswith("| A + B "))
+    assert [cell.strip() for cell in row.strip("|").split("|")][:2] == ["A + B", "A"]
+    assert "-0.001833" in row and "+1.50" in row
+    assert any(line.startswith("† p < 0.05: paired t-test over shared seeds, Holm-corrected for the 2 tests of this "
+                               "combinations table") for line in lines)
+    # Without a pair, or without its two techniques alone, there is no combinations table.
+    alone = [r for r in records if r.config.label != "B"]
+    assert json.loads(render(alone, METRICS, "json"))["datasets"][0]["tables"][0]["combinations"] == []
+    assert "Combinations:" not in render(alone, METRICS)

@@ -23,6 +23,7 @@ from aeframe.report.columns import METRICS, STATS, SUMMARISED_STATS, Column, tab
 from aeframe.report.conditions import conditions_line, difference
 from aeframe.report.structure import (
     BusySeed,
+    CombinationRow,
     Comparison,
     ComparisonTable,
     DatasetReport,
@@ -36,6 +37,7 @@ from aeframe.report.structure import (
     TimeToQuality,
 )
 from aeframe.stats import confidence_interval, holm, mean_std, paired_t_test
+from aeframe.technique import LR_PARAM
 
 if TYPE_CHECKING:
     from aeframe.metric import Metric
@@ -120,6 +122,7 @@ def _table(table: Table, heading: str | None, columns: list[Column], titles: dic
                 row.comparisons = {c.name: _compare(table.rows[row.label], table.rows[reference], c)
                                    for c in columns if c.is_metric}
     tests = _correct_for_many_tests(rows)
+    combinations, combined_by, combination_tests = _combinations(table, rows, columns)
     shown = [c for c in columns if not c.optional or any(row.summary(c) for row in rows)]
     for column in shown:
         means = [summary.mean if (summary := row.summary(column)) else None for row in rows]
@@ -140,6 +143,9 @@ def _table(table: Table, heading: str | None, columns: list[Column], titles: dic
         tests=tests,
         note=conditions_line(table.condition, table.records, found["versions"]),
         outside_budget=_outside_budget(table),
+        combinations=combinations,
+        combined_by=combined_by,
+        combination_tests=combination_tests,
         time_to_quality=_time_to_quality(table, rows),
         provenance=found,
         protocols=protocols(table.rows),
@@ -250,6 +256,46 @@ def _compare(records: Sequence[CellRecord], reference: Sequence[CellRecord], col
     result = paired_t_test(ours, theirs)
     t, p = result if result is not None else (None, None)
     return Comparison(len(ours), difference, t, p)
+
+
+def _combinations(table: Table, rows: list[Row], columns: list[Column]) -> tuple[list[CombinationRow], str | None, int]:
+    """Each row of two techniques whose techniques alone are rows here, against the better of them.
+
+    The better one is chosen by the first metric column with a direction (the mean over seeds); the
+    pair is then compared with it on every metric by the paired test, Holm-corrected over the
+    combinations' own tests. Techniques are matched by name and parameters, the learning rate
+    aside (a pair may settle its members' rates). Returns the rows, the deciding metric and the count.
+    """
+    metric_columns = [c for c in columns if c.is_metric]
+    deciding = next((c for c in metric_columns if c.better), None)
+    if deciding is None:
+        return [], None, 0
+
+    def identity(ref) -> tuple:
+        return ref.name, tuple(sorted((k, str(v)) for k, v in ref.params.items() if k != LR_PARAM))
+
+    singles: dict[tuple, str] = {}
+    for label, records in table.rows.items():
+        if len(records[0].config.techniques) == 1:
+            singles.setdefault(identity(records[0].config.techniques[0]), label)
+    summaries = {row.label: row.metrics.get(deciding.name) for row in rows}
+    found = []
+    for label, records in table.rows.items():
+        refs = records[0].config.techniques
+        parts = [singles.get(identity(ref)) for ref in refs]
+        if len(refs) != 2 or None in parts or any(summaries.get(p) is None for p in parts):
+            continue
+        means = [summaries[p].mean for p in parts]
+        best = (min if deciding.better == "lower" else max)(means)
+        against = parts[means.index(best)]
+        found.append(CombinationRow(label, parts, against,
+                                    {c.name: _compare(records, table.rows[against], c) for c in metric_columns}))
+    tested = [(row, name, c) for row in found for name, c in row.comparisons.items()]
+    adjusted = holm([c.p for _, _, c in tested])
+    for (row, name, c), p_holm in zip(tested, adjusted):
+        if p_holm is not None and not math.isnan(p_holm):
+            row.comparisons[name] = replace(c, p_holm=p_holm)
+    return found, deciding.name if found else None, sum(p is not None and not math.isnan(p) for p in adjusted)
 
 
 def _outside_budget(table: Table) -> list[OutsideBudget]:

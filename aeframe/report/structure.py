@@ -113,6 +113,16 @@ class OutsideBudget:
                 "reused": self.reused}
 
 
+@dataclass(frozen=True)
+class CombinationRow:
+    """A row that trains two techniques together, against the better of the two alone (same table)."""
+
+    label: str  # the pair's row
+    parts: list[str]  # the rows of its two techniques alone
+    against: str  # the better of them by the table's deciding metric (ComparisonTable.combined_by)
+    comparisons: dict[str, Comparison]  # metric name -> the pair against ``against`` (paired, Holm-corrected)
+
+
 @dataclass
 class ComparisonTable:
     """One table: the cells of one dataset under one condition."""
@@ -128,6 +138,9 @@ class ComparisonTable:
     tests: int  # how many comparisons (rows x metrics with a p) Holm's correction counted in this table
     note: str  # the conditions line
     outside_budget: list[OutsideBudget]  # the work its rows did outside the training budget, by row
+    combinations: list[CombinationRow]  # pairs whose two techniques alone are rows of this table too
+    combined_by: str | None  # the metric that picks each pair's better single technique
+    combination_tests: int  # the comparisons Holm's correction counted in the combinations table
     time_to_quality: TimeToQuality | None
     provenance: dict[str, Any]
     protocols: dict[str, Protocol]  # row label -> its training protocol

@@ -81,6 +81,9 @@ def _table(table: ComparisonTable) -> dict[str, Any]:
         "rows": [_row(row) for row in table.rows],
         "note": table.note,
         "outside_budget": [entry.to_json() for entry in table.outside_budget],
+        "combinations": [{"label": row.label, "parts": row.parts, "against": row.against, "by": table.combined_by,
+                          "vs_better_single": {name: _comparison(c) for name, c in row.comparisons.items()}}
+                         for row in table.combinations],
         "reference": table.references,
         "time_to_quality": None if quality is None else {
             "reference_seconds": quality.reference_seconds,

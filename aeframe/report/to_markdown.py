@@ -50,6 +50,8 @@ def table_parts(table: ComparisonTable) -> list[str]:
     parts.append(table.note)
     if table.time_to_quality is not None and table.time_to_quality.comparable:
         parts.append(_quality_table(table.time_to_quality))
+    if table.combinations:
+        parts.extend(_combinations_table(table))
     parts.extend(f"![{figure.caption}]({figure.path})" for figure in table.figures)
     return parts
 
@@ -117,6 +119,33 @@ def _marker_line(table: ComparisonTable) -> str:
     return (f"{MARKER} differs from the {table.reference_label} at p < {SIGNIFICANCE:g}: paired t-test over {counts} "
             f"shared seeds, Holm-corrected for {tests} of this table (where every seed differs by the same amount, "
             "the exact sign-flip p)")
+
+
+def _combinations_table(table: ComparisonTable) -> list[str]:
+    """Do the techniques stack? Each pair against the better of its two techniques alone."""
+    metrics = [c for c in table.columns if c.is_metric]
+    by = next(c for c in metrics if c.name == table.combined_by)
+    lines = []
+    for row in table.combinations:
+        cells = [_label(row.label), _label(row.against)]
+        for column in metrics:
+            c = row.comparisons.get(column.name)
+            if c is None or c.mean_difference is None:
+                cells.append("–")
+                continue
+            sign = "+" if c.mean_difference >= 0 else ""
+            cells.append(f"{sign}{column.text(c.mean_difference)}{MARKER if c.significant else ''}")
+        lines.append(cells)
+    headers = ["Combination", "Against (the better alone)", *[f"Δ {c.title}" for c in metrics]]
+    body = tabulate(lines, headers=headers, tablefmt="pipe", colalign=["left", "left"] + ["right"] * len(metrics),
+                    disable_numparse=True)
+    direction = "lower" if by.better == "lower" else "higher"
+    intro = (f"Combinations: does a pair beat the better of its two techniques alone (by {by.title}, {direction} is "
+             "better)? Δ is the pair's mean minus that technique's, over the seeds both have.")
+    tests = f"the {table.combination_tests} tests" if table.combination_tests != 1 else "the 1 test"
+    note = (f"{MARKER} p < {SIGNIFICANCE:g}: paired t-test over shared seeds, Holm-corrected for {tests} of this "
+            "combinations table (where every seed differs by the same amount, the exact sign-flip p)")
+    return [intro, body, note]
 
 
 def _outside_budget_line(table: ComparisonTable) -> str:
