@@ -180,3 +180,14 @@ def test_the_citation_file_names_this_version():
     assert fields["cff-version"] == "1.2.0" and fields["type"] == "software"
     assert fields["version"] == aeframe.__version__
     assert fields["version"] == tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+
+
+def test_the_sites_home_page_gives_the_readmes_two_quick_start_commands():
+    root = Path(__file__).resolve().parent.parent
+
+    def commands(text: str) -> list[str]:
+        return re.findall(r"```bash\n(.*?)\n```", text, re.S)[:2]
+
+    assert commands((root / "docs" / "index.md").read_text()) == commands((root / "README.md").read_text())
+    ci = (root / ".ci" / "run").read_text()
+    assert commands((root / "README.md").read_text())[1] in ci.splitlines()
