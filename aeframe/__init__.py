@@ -58,6 +58,7 @@ _EXPORTS = {
     "failed_order": "aeframe.remote",
     "prepare_metrics": "aeframe.remote",
     "run_order": "aeframe.remote",
+    "warm_up": "aeframe.remote",
     "shippable": "aeframe.remote",
     "unshipped": "aeframe.remote",
     "UsageProblem": "aeframe.errors",

@@ -16,11 +16,12 @@ from aeframe.executor import PLACEMENT_OPTIONS, Executor, ExecutorSettings, Work
 from aeframe.groups import DatasetGroup, load_group
 from aeframe.loading import Workspace, default_cache_dir, default_data_dir, make_workspace
 from aeframe.metric import Metric
-from aeframe.plan import Cell, pairs_of, plan_cells, resolve_dataset, resolve_technique
+from aeframe.plan import (Cell, pairs_of, plan_cells, resolve_dataset, resolve_technique, stand_in_for,
+                          with_fingerprint)
 from aeframe.plugins import Registry
 from aeframe.precision_probe import choose_precision
 from aeframe.progress import say
-from aeframe.record import DIVERGED, DONE, FAILED, SKIPPED, SKIPPED_DATASET, CellRecord, Provenance
+from aeframe.record import DIVERGED, DONE, FAILED, SKIPPED, SKIPPED_DATASET, SKIPPED_TECHNIQUE, CellRecord, Provenance
 from aeframe.report import render
 from aeframe.speed import Speed, resolve_speed
 from aeframe.speed_cache import SpeedCache
@@ -52,6 +53,7 @@ class BenchRequest:
     placement: ExecutorSettings = field(default_factory=ExecutorSettings)  # --ray-address, --gpus-per-cell, ...
     shard: tuple[int, int] | None = None  # (K, N): only the K-th of N slices of the planned cells
     combinations: int = 1  # 2: also every pair of the techniques (do they stack?)
+    stand_ins: bool = False  # train a technique's offline stand-in where it cannot run here
 
 
 @dataclass
@@ -62,9 +64,13 @@ class BenchOutcome:
     named_techniques: bool = False
     earlier: list[CellRecord] = field(default_factory=list)  # done attempts of the cells --rerun trained again
     store_lost: bool = False  # the store file was deleted or replaced during the run
+    stood_in: set[str] = field(default_factory=set)  # keys of skipped cells whose stand-in ran (--stand-ins)
 
     def _asked_for(self, record: CellRecord) -> bool:
-        """Whether the user named what was skipped (rather than --all finding it unavailable)."""
+        """Whether the user named what was skipped (rather than --all finding it unavailable), and
+        no stand-in ran in its place."""
+        if record.key in self.stood_in:
+            return False
         if record.config.kind == SKIPPED_DATASET:
             return record.config.dataset.name in self.named_datasets
         return self.named_techniques  # a technique that cannot run here
@@ -219,11 +225,54 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
         cells = shard_of(cells, request.shard)
         if request.shard:
             say(f"shard {request.shard[0]}/{request.shard[1]}: {len(cells)} of the {planned} planned cells")
-        return _execute(request, registry, session, Work(workspace, metrics), cells, datasets, device)
+        work = Work(workspace, metrics)
+        outcome = _execute(request, registry, session, work, cells, datasets, device)
+        if not request.stand_ins:
+            return outcome
+        stand_ins, notes, covered = _stand_in_cells(outcome.records, cells, request, registry, device, provenance,
+                                                    speed)
+        if not stand_ins:
+            return outcome
+        say(f"--stand-ins: {len(stand_ins)} cells stand in for cells whose techniques cannot run here")
+        more = _execute(request, registry, session, work, stand_ins, datasets, device, notes)
+        return replace(outcome, records=outcome.records + more.records, earlier=outcome.earlier + more.earlier,
+                       store_lost=outcome.store_lost or more.store_lost, stood_in=covered)
+
+
+def _stand_in_cells(records: list[CellRecord], cells: list[Cell], request: BenchRequest, registry: Registry,
+                    device: dict[str, str], provenance: Provenance, speed) -> tuple[list[Cell], dict[str, str], set[str]]:
+    """The cells of the declared offline stand-ins (``Technique.stand_in``) for the cells of this run
+    that were skipped as unable to run here, the note each stand-in's row carries (by row label),
+    and the keys of the skipped cells they stand in for."""
+    wanted: dict[str, tuple] = {}  # stand-in label + dataset -> (composition, dataset, seeds, note)
+    covered = set()
+    for record in records:
+        if record.status != SKIPPED or record.config.kind != SKIPPED_TECHNIQUE:
+            continue
+        # A record's key covers its data's fingerprint, which the planned cells get when their data is loaded.
+        fingerprint = record.config.dataset.fingerprint
+        cell = next((c for c in cells if with_fingerprint(c, fingerprint).key == record.key), None)
+        if cell is None:
+            continue
+        found = stand_in_for(cell.composition, registry)
+        if found is None:
+            continue
+        composition, note = found
+        covered.add(record.key)
+        entry = wanted.setdefault(f"{composition.label}\0{cell.dataset.label}", (composition, cell.dataset, set(), note))
+        entry[2].add(cell.seed)
+    planned, notes = [], {}
+    for composition, dataset, seeds, note in wanted.values():
+        for cell in plan_cells([composition], [dataset], request.seeds, request.budget, device, versions(), registry,
+                               request.lr, provenance, speed):
+            if cell.seed in seeds:
+                planned.append(cell)
+                notes[composition.label] = note
+    return planned, notes, covered
 
 
 def _execute(request: BenchRequest, registry: Registry, session, work: Work, cells: list[Cell],
-             datasets: list, device: dict[str, str]) -> BenchOutcome:
+             datasets: list, device: dict[str, str], notes: dict[str, str] | None = None) -> BenchOutcome:
     """Take stock of the store, train what is left with ``session``, save each record as it comes."""
     workspace, metrics = work.workspace, list(work.metrics)
     with Store(request.store_path) as store:
@@ -241,6 +290,8 @@ def _execute(request: BenchRequest, registry: Registry, session, work: Work, cel
         dataset_of = {cell.key: g.dataset.label for g in groups for cell in g.cells}
         try:
             for record in session.run(groups, work):
+                if notes and record.config.label in notes:  # an offline stand-in: its row is marked, the note said
+                    record.stats["stand_in"] = notes[record.config.label]
                 store.save(record)
                 by_dataset[dataset_of[record.key]].append(record)
         except KeyboardInterrupt:

@@ -226,13 +226,17 @@ def _directories(ctx: click.Context, data_dir: Path | None, cache: bool = True) 
               help="2: also train every pair of the techniques (a+b) that can be combined, and compare each pair "
                    "with the better of its two techniques alone (the report's Combinations table); pairs that "
                    "cannot be combined are listed with the reason, not run.")
+@click.option("--stand-ins", "stand_ins", is_flag=True,
+              help="Where a technique cannot run here (ImageNet weights that cannot be had offline), also train "
+                   "the offline stand-in it declares (pretrained-resnet[weights=shapes], feature-loss[net=random]); "
+                   "its row is marked § and the difference said under the table.")
 @click.option("--shard", callback=_shard, metavar="K/N",
               help="Run only the K-th of N deterministic slices of the planned cells (e.g. SLURM array jobs; "
                    "combine their stores with aeframe merge).")
 @click.pass_context
 def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, device, precision, channels_last, compile_,
           data_dir, store_path, output, fmt, rerun, executor, address, gpus_per_cell, cpus_per_cell, retries,
-          combinations, shard) -> None:
+          combinations, stand_ins, shard) -> None:
     """Train techniques on datasets under a budget, store every cell, print the comparison tables.
 
     Cells already done with the same configuration are taken from the store, so re-running a
@@ -269,6 +273,7 @@ def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, devic
         placement=placement,
         shard=shard,
         combinations=combinations,
+        stand_ins=stand_ins,
     )
     outcome = _guard(lambda: run_bench(request, _registry()))
     _emit(outcome.render(fmt), output)

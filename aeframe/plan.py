@@ -90,6 +90,27 @@ def pairs_of(texts: Sequence[str], registry: Registry, lr: str = "study") -> tup
     return pairs, refused
 
 
+def stand_in_for(composition: Composition, registry: Registry) -> tuple[Composition, str] | None:
+    """The combination with each member that declares an offline stand-in (``Technique.stand_in``)
+    replaced by it, and what differs, one sentence per member; None when no member has one or the
+    stand-ins cannot be combined."""
+    members, notes = [], []
+    for member in composition.members:
+        found = member.technique.stand_in(dict(member.params))
+        if found is None:
+            members.append(member)
+            continue
+        changed, note = found
+        members.append(Member(member.technique, {**member.params, **changed}))
+        notes.append(note)
+    if not notes:
+        return None
+    try:
+        return Composition(members, lookup=registry.techniques.get, lr=composition.lr), "; ".join(notes)
+    except UsageProblem:
+        return None
+
+
 def resolve_dataset(text: str, registry: Registry) -> DatasetChoice:
     """``name[k=v]`` -> the dataset plugin with checked, typed parameters."""
     spec = parse_component(text)

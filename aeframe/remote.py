@@ -186,6 +186,18 @@ def _installed(registry: Registry | None) -> Registry:
     return registry if registry is not None else get_registry()
 
 
+def warm_up() -> None:
+    """Do in this process what its first cell would otherwise pay for: load the installed plugins and
+    read the versions every cell is checked against (importing torch and the plugins' modules).
+
+    For an executor's worker processes, while the driver prepares: then the first cells of a run start
+    together instead of one after another."""
+    from aeframe.environment import versions
+
+    _installed(None)
+    versions()
+
+
 def prepare_metrics(order: CellOrder, data: ImageData, device: torch.device, data_dir: Path, cache_dir: Path,
                     registry: Registry | None = None) -> dict[str, tuple[Metric, Any] | None]:
     """The order's metrics prepared once for its dataset (a reference classifier trained or loaded), to be

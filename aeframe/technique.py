@@ -158,6 +158,17 @@ class Technique:
         ``shape(params)`` (nothing is loaded); the user sees the message, naming the technique and the
         dataset, before anything runs."""
 
+    def stand_in(self, params: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+        """The parameters of an offline stand-in for ``params``, and one sentence on what differs.
+
+        Asked by ``aeframe bench --stand-ins`` after a cell of this technique was skipped as unable
+        to run here (:class:`TechniqueUnavailable`: pretrained weights that cannot be had, say). The
+        returned parameters (only those that change) must run without what was missing; the row is
+        marked as a stand-in and the sentence printed under its table. None (the default): no
+        stand-in, the cell stays skipped.
+        """
+        return None
+
     def provides(self, part: str) -> bool:
         """Whether this technique builds ``part`` ("model", "loss" or "schedule")."""
         return callable(getattr(self, f"build_{part}", None))

@@ -71,6 +71,13 @@ class FeatureLoss(Technique):
                 "weights=PATH gives trained VGG weights and net=random an untrained VGG; give one or the other"
             )
 
+    def stand_in(self, params: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+        if params["net"] != "imagenet" or params["weights"]:
+            return None
+        return ({"net": "random"},
+                "its features come from an untrained VGG16-bn, standing in for the ImageNet-trained one, which "
+                "could not be had here; where it can, the same command trains the study's row")
+
     def build_loss(self, ctx: CellContext) -> nn.Module:
         """The feature loss, built on the CPU; the runner moves it to the cell's device with the model."""
         channels = ctx.shape[0]

@@ -69,12 +69,10 @@ def warm_worker(setting: TaskSetting) -> None:
     One per slot, submitted as the session opens: the workers do it while the driver prepares, and
     the first cells start together (on a 2-core machine the first cell started 1.4 s after the
     other)."""
-    from aeframe.environment import versions
-    from aeframe.plugins import get_registry
+    from aeframe import warm_up
 
     task_device(setting)
-    get_registry()
-    versions()
+    warm_up()
 
 
 @ray.remote

@@ -92,6 +92,13 @@ class PretrainedResnet(Technique):
         if epochs != PRETRAIN_EPOCHS and (weights == "imagenet" or is_path(weights)):
             raise ValueError("pretrain_epochs applies only to weights=DATASET")
 
+    def stand_in(self, params: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+        if params["weights"].strip() != "imagenet":
+            return None
+        return ({"weights": "shapes"},
+                "its ResNet34 encoder is pretrained on Shapes, standing in for the ImageNet weights, which "
+                "could not be had here; where they can, the same command trains the study's row")
+
     def body_weights(self, ctx: CellContext) -> tuple[dict[str, torch.Tensor], str]:
         """The state dict to start the body from, and where it came from (for messages)."""
         from aeframe_builtins.pretrained import hub_checkpoints, imagenet_weights, load_weights_file

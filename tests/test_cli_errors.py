@@ -71,7 +71,8 @@ def _done(store: Path) -> int:
 def test_an_interrupted_bench_exits_128_plus_the_signal_with_its_finished_cells_saved(tmp_path, sig, code):
     exe = Path(sys.executable).with_name("aeframe")
     store = tmp_path / "r.sqlite"
-    args = [str(exe), "bench", "-t", "baseline", "-d", "shapes[train=256,test=64]", "--seeds", "3",
+    # Six 2-second cells: the signal lands mid-run even when a loaded machine delays this test's polling.
+    args = [str(exe), "bench", "-t", "baseline", "-d", "shapes[train=256,test=64]", "--seeds", "6",
             "--epochs", "1000", "--time-budget", "2s", "--store", str(store)]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -82,7 +83,7 @@ def test_an_interrupted_bench_exits_128_plus_the_signal_with_its_finished_cells_
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
     finished = _done(store)
-    assert 1 <= finished < 3
+    assert 1 <= finished < 6
     assert f"interrupted: the {finished} finished cells are saved in {store}" in stderr
     assert "Traceback" not in stderr and "Aborted" not in stderr
 

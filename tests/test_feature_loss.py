@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import urllib.error
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from aeframe.budget import Budget
 from aeframe.cell import run_cell
 from aeframe.environment import device_info, versions
 from aeframe.errors import SpecError
-from conftest import cell_data, metric_set
+from conftest import TINY_SHAPES, cell_data, metric_set
 from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
 from aeframe_builtins import pretrained
 from aeframe_builtins.feature_loss import RELUS
@@ -289,3 +290,28 @@ def test_gram_matrices_stay_fp32_under_autocast():
         found = gram_matrix(features)
     assert found.dtype == torch.float32
     assert torch.equal(found, gram_matrix(features))
+
+
+def test_stand_ins_train_the_offline_form_in_place_of_a_technique_that_cannot_run(tmp_path, cli, empty_hub):
+    # Without ImageNet weights, feature-loss is skipped; --stand-ins trains feature-loss[net=random] in its
+    # place, marked as such, and the run counts as complete.
+    args = ("bench", "-t", "feature-loss", "-t", "baseline", "-d", TINY_SHAPES, "--epochs", "1", "--store", "s.sqlite")
+    plain = cli(*args, cwd=tmp_path)
+    assert plain.returncode == 1 and "Feature Loss [net=random]" not in plain.stdout
+    result = cli(*args, "--stand-ins", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "--stand-ins: 1 cells stand in for cells whose techniques cannot run here" in result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("| Feature Loss [net=random] § |") for line in lines)
+    note = next(line for line in lines if line.startswith("§ an offline stand-in"))
+    assert "Feature Loss [net=random]: its features come from an untrained VGG16-bn, standing in for the " \
+           "ImageNet-trained one" in note
+    assert "- Feature Loss: skipped (feature-loss needs the ImageNet weights" in result.stdout
+    data = json.loads(cli("report", "--store", "s.sqlite", "--format", "json", cwd=tmp_path).stdout)
+    # Every table: a loaded machine can measure another speed setting for the second run, which is another table.
+    rows = {row["label"]: row for table in data["datasets"][0]["tables"] for row in table["rows"]}
+    assert rows["Feature Loss [net=random]"]["stand_in"].startswith("its features come from an untrained VGG16-bn")
+    assert "stand_in" not in rows["Baseline"]
+    # The stand-in is stored like any cell: the same command takes it from the store.
+    again = cli(*args, "--stand-ins", cwd=tmp_path)
+    assert again.returncode == 0 and "1 of 1 cells already done in s.sqlite" in again.stderr

@@ -586,3 +586,17 @@ def test_a_pair_is_compared_with_the_better_of_its_two_techniques_alone():
     alone = [r for r in records if r.config.label != "B"]
     assert json.loads(render(alone, METRICS, "json"))["datasets"][0]["tables"][0]["combinations"] == []
     assert "Combinations:" not in render(alone, METRICS)
+
+
+def test_a_stand_in_row_is_marked_and_what_it_stands_in_for_said_under_the_table():
+    stand_in = done(label="Feature Loss [net=random]", seed=0)
+    stand_in.stats["stand_in"] = "its features come from an untrained VGG16-bn, standing in for the trained one"
+    records = [done(label="Baseline", seed=0), stand_in]
+    md = render(records, METRICS)
+    [[_, baseline, row]] = tables(md)
+    assert row[0] == "Feature Loss [net=random] §" and baseline[0] == "Baseline"
+    assert ("§ an offline stand-in for a study row that cannot run here (`--stand-ins`). Feature Loss [net=random]: "
+            "its features come from an untrained VGG16-bn, standing in for the trained one.") in md.splitlines()
+    rows = json.loads(render(records, METRICS, "json"))["datasets"][0]["tables"][0]["rows"]
+    assert rows[1]["stand_in"] == stand_in.stats["stand_in"] and "stand_in" not in rows[0]
+    assert "§" not in render([done(label="Baseline", seed=0), done(label="Other", seed=0)], METRICS)

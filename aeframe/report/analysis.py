@@ -198,6 +198,7 @@ def _row(label: str, records: list[CellRecord], columns: list[Column]) -> Row:
                        _number_or_none(r.stats.get("gpu_other_processes")))
               for r in records if is_busy(r.stats)],
         not_scored=not_scored,
+        stand_in=next((note for r in records if isinstance(note := r.stats.get("stand_in"), str)), None),
     )
 
 

@@ -65,6 +65,8 @@ class Row:
     busy: list[BusySeed] = field(default_factory=list)
     # Metric name -> why the row has no value for it (a metric's ``not_scored`` detail).
     not_scored: dict[str, str] = field(default_factory=dict)
+    # What the row stands in for, offline (bench --stand-ins: Technique.stand_in's sentence); None: itself.
+    stand_in: str | None = None
 
     def summary(self, column: Column) -> Summary | None:
         return (self.metrics if column.is_metric else self.stats).get(column.name)

@@ -69,6 +69,8 @@ def _row(row: Row) -> dict[str, Any]:
         # Seeds trained on a busy machine (cpu_share below contention.busy_below, or another GPU process).
         found["busy"] = [{"seed": b.seed, "cpu_share": b.cpu_share, "gpu_other_processes": b.gpu_other_processes}
                          for b in row.busy]
+    if row.stand_in:
+        found["stand_in"] = row.stand_in
     if row.not_scored:
         found["not_scored"] = row.not_scored
     return found

@@ -16,6 +16,7 @@ from aeframe.report.structure import SIGNIFICANCE, ComparisonTable, NotDone, Rep
 
 MISSING = "–"
 MARKER = "†"  # follows a metric value that differs from the reference row's at p < SIGNIFICANCE
+STAND_IN_MARKER = "§"  # follows the label of a row that stands in, offline, for a technique that cannot run here
 BUSY_MARKER = "‡"  # follows the time columns of a row whose training clock was shared (aeframe.contention)
 REFERENCE_ROW = "Original Image"  # the metrics' values on the original images
 
@@ -43,6 +44,8 @@ def table_parts(table: ComparisonTable) -> list[str]:
         parts.append(_marker_line(table))
     if any(row.busy for row in table.rows):
         parts.append(_busy_line(table))
+    if any(row.stand_in for row in table.rows):
+        parts.append(_stand_in_line(table))
     if table.outside_budget:
         parts.append(_outside_budget_line(table))
     if table.about:
@@ -73,7 +76,7 @@ def _comparison_table(table: ComparisonTable) -> str:
     columns = table.columns
     body = []
     for row in table.rows:
-        cells = [_label(row.label)]
+        cells = [_label(row.label) + (f" {STAND_IN_MARKER}" if row.stand_in else "")]
         for column in columns:
             summary = row.summary(column)
             text = _cell(summary, column)
@@ -146,6 +149,12 @@ def _combinations_table(table: ComparisonTable) -> list[str]:
     note = (f"{MARKER} p < {SIGNIFICANCE:g}: paired t-test over shared seeds, Holm-corrected for {tests} of this "
             "combinations table (where every seed differs by the same amount, the exact sign-flip p)")
     return [intro, body, note]
+
+
+def _stand_in_line(table: ComparisonTable) -> str:
+    """What each stand-in row stands in for, and why it runs instead."""
+    items = [f"{_label(row.label)}: {row.stand_in}" for row in table.rows if row.stand_in]
+    return f"{STAND_IN_MARKER} an offline stand-in for a study row that cannot run here (`--stand-ins`). " + "; ".join(items) + "."
 
 
 def _outside_budget_line(table: ComparisonTable) -> str:
