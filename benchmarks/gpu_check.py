@@ -290,6 +290,22 @@ def imagenet_defaults_left_out() -> str:
     return " and ".join(f"not {form.split('[')[0]}]" for form in OFFLINE_FORMS)
 
 
+def _remove_store(store: Path) -> None:
+    """A step's store from an earlier check, gone: each check starts from a fresh one."""
+    for stale in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):
+        stale.unlink(missing_ok=True)
+
+
+def _stored(store: Path) -> list:
+    """The records a step's ``aeframe bench`` left in ``store`` (none when it wrote no store)."""
+    from aeframe.store import Store
+
+    if not store.is_file():
+        return []
+    with Store(store, write=False) as opened:
+        return opened.records()
+
+
 def expected_skip(message: str) -> bool:
     """Skips that are no failure: a plain test under --benchmark-only, and ImageNet weights offline."""
     return "non-benchmark" in message or "ImageNet weights" in message
@@ -430,12 +446,10 @@ class Check:
     def _protocol(self, step: Step) -> None:
         from aeframe.plan import resolve_technique
         from aeframe.record import DONE
-        from aeframe.store import Store
 
         data_dir = fashion_mnist_dir(self.args.data_dir, self.work)
         store = self.logs / "protocol.sqlite"
-        for stale in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):
-            stale.unlink(missing_ok=True)
+        _remove_store(store)
         command = [*aeframe_command(), "bench", "-d", self.dataset, "--epochs", str(self.epochs),
                    "--device", str(self.device), "--store", str(store), "--output", str(self.logs / "protocol.md")]
         for technique in self.techniques:
@@ -444,10 +458,7 @@ class Check:
             command += ["--data-dir", str(data_dir)]
         run_process(step, command, ROOT, self._env(AEFRAME_DISABLE_PLUGIN_AUTOLOAD="1"), self.logs / "protocol.log",
                     self._limit("protocol"))
-        records = []
-        if store.is_file():
-            with Store(store, write=False) as opened:
-                records = opened.records()
+        records = _stored(store)
         for technique in self.techniques:
             label = resolve_technique(technique, self.registry).label
             mine = [r for r in records if r.config.label == label]
@@ -542,14 +553,12 @@ class Check:
         from importlib.util import find_spec
 
         from aeframe.record import DONE
-        from aeframe.store import Store
 
         if find_spec("ray") is None:
             raise CheckProblem("Ray is not installed here: pip install 'aeframe[ray]' (on the device machine, "
                                "carry it: docs/speed.md, \"The GPU check\"), or --skip ray")
         store = self.logs / "ray.sqlite"
-        for stale in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):
-            stale.unlink(missing_ok=True)
+        _remove_store(store)
         dataset = SMOKE_DATASET if self.smoke else RAY_DATASET
         command = [*aeframe_command(), "bench", "--executor", "ray", "-d", dataset, "--epochs", str(RAY_EPOCHS),
                    "--seeds", str(RAY_SEEDS), "--device", self.device.type, "--store", str(store),
@@ -560,10 +569,7 @@ class Check:
             command += ["-t", technique]
         run_process(step, command, ROOT, self._env(AEFRAME_DISABLE_PLUGIN_AUTOLOAD="1"), self.logs / "ray.log",
                     self._limit("ray"))
-        records = []
-        if store.is_file():
-            with Store(store, write=False) as opened:
-                records = opened.records()
+        records = _stored(store)
         self.ray_cells = []
         for record in records:
             placement = record.stats.get("placement") or {}
