@@ -59,6 +59,12 @@ def test_an_unexpected_error_is_one_line_naming_it_and_where_and_debug_shows_the
         assert "Traceback" in shown.stderr and "KeyError: 'missing'" in shown.stderr
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    """SIGINT as a terminal's Ctrl-C delivers it: a test run started in the background by a shell without
+    job control inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _done(store: Path) -> int:
     try:
         with sqlite3.connect(store) as db:
@@ -74,7 +80,8 @@ def test_an_interrupted_bench_exits_128_plus_the_signal_with_its_finished_cells_
     # Six 2-second cells: the signal lands mid-run even when a loaded machine delays this test's polling.
     args = [str(exe), "bench", "-t", "baseline", "-d", "shapes[train=256,test=64]", "--seeds", "6",
             "--epochs", "1000", "--time-budget", "2s", "--store", str(store)]
-    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_ctrl_c_as_at_a_terminal)
     deadline = time.monotonic() + 120
     while _done(store) < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)

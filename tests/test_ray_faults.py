@@ -79,8 +79,11 @@ ARGS = ("-d", TINY_SHAPES, "--epochs", "1", "--precision", "fp32", "--no-channel
 
 def _aeframe(*args: str, cwd: Path, env: dict) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("aeframe")
+    # SIGINT as a terminal's Ctrl-C delivers it, also when this test run inherited it ignored (started in
+    # the background by a shell without job control), where Python would never raise KeyboardInterrupt.
     return subprocess.Popen([str(exe), *args], cwd=cwd, env={**os.environ, **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for(condition, seconds: float, what: str, run: subprocess.Popen) -> None:
