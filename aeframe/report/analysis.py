@@ -121,8 +121,8 @@ def _table(table: Table, heading: str | None, columns: list[Column], titles: dic
             if row.label != reference:
                 row.comparisons = {c.name: _compare(table.rows[row.label], table.rows[reference], c)
                                    for c in columns if c.is_metric}
-    tests = _correct_for_many_tests(rows)
-    combinations, combined_by, combination_tests = _combinations(table, rows, columns)
+    _holm_in_place([row.comparisons for row in rows if row.comparisons])
+    combinations, combined_by = _combinations(table, rows, columns)
     shown = [c for c in columns if not c.optional or any(row.summary(c) for row in rows)]
     for column in shown:
         means = [summary.mean if (summary := row.summary(column)) else None for row in rows]
@@ -140,12 +140,10 @@ def _table(table: Table, heading: str | None, columns: list[Column], titles: dic
         about=[f"{titles.get(name, name)}: {details['about']}" for name, details in references.items()
                if details.get("about")],
         marked_pairs=sorted({c.pairs for row in rows for c in (row.comparisons or {}).values() if c.significant}),
-        tests=tests,
         note=conditions_line(table.condition, table.records, found["versions"]),
         outside_budget=_outside_budget(table),
         combinations=combinations,
         combined_by=combined_by,
-        combination_tests=combination_tests,
         time_to_quality=_time_to_quality(table, rows),
         provenance=found,
         protocols=protocols(table.rows),
@@ -259,18 +257,18 @@ def _compare(records: Sequence[CellRecord], reference: Sequence[CellRecord], col
     return Comparison(len(ours), difference, t, p)
 
 
-def _combinations(table: Table, rows: list[Row], columns: list[Column]) -> tuple[list[CombinationRow], str | None, int]:
+def _combinations(table: Table, rows: list[Row], columns: list[Column]) -> tuple[list[CombinationRow], str | None]:
     """Each row of two techniques whose techniques alone are rows here, against the better of them.
 
     The better one is chosen by the first metric column with a direction (the mean over seeds); the
     pair is then compared with it on every metric by the paired test, Holm-corrected over the
     combinations' own tests. Techniques are matched by name and parameters, the learning rate
-    aside (a pair may settle its members' rates). Returns the rows, the deciding metric and the count.
+    aside (a pair may settle its members' rates). Returns the rows and the deciding metric.
     """
     metric_columns = [c for c in columns if c.is_metric]
     deciding = next((c for c in metric_columns if c.better), None)
     if deciding is None:
-        return [], None, 0
+        return [], None
 
     def identity(ref) -> tuple:
         return ref.name, tuple(sorted((k, str(v)) for k, v in ref.params.items() if k != LR_PARAM))
@@ -291,12 +289,8 @@ def _combinations(table: Table, rows: list[Row], columns: list[Column]) -> tuple
         against = parts[means.index(best)]
         found.append(CombinationRow(label, parts, against,
                                     {c.name: _compare(records, table.rows[against], c) for c in metric_columns}))
-    tested = [(row, name, c) for row in found for name, c in row.comparisons.items()]
-    adjusted = holm([c.p for _, _, c in tested])
-    for (row, name, c), p_holm in zip(tested, adjusted):
-        if p_holm is not None and not math.isnan(p_holm):
-            row.comparisons[name] = replace(c, p_holm=p_holm)
-    return found, deciding.name if found else None, sum(p is not None and not math.isnan(p) for p in adjusted)
+    _holm_in_place([row.comparisons for row in found])
+    return found, deciding.name if found else None
 
 
 def _outside_budget(table: Table) -> list[OutsideBudget]:
@@ -315,16 +309,15 @@ def _outside_budget(table: Table) -> list[OutsideBudget]:
     return found
 
 
-def _correct_for_many_tests(rows: list[Row]) -> int:
-    """Holm's correction over every comparison of one table (each row's every metric against the
-    reference row): with some 20 tests a table, uncorrected p < 0.05 would mark about one difference
-    that is not there. Returns how many tests it counted."""
-    found = [(row, name, c) for row in rows for name, c in (row.comparisons or {}).items()]
-    adjusted = holm([c.p for _, _, c in found])
-    for (row, name, c), p_holm in zip(found, adjusted):
+def _holm_in_place(families: list[dict[str, Comparison]]) -> None:
+    """Holm's correction over every comparison in ``families`` (metric name -> comparison, per row),
+    taken as one family of tests: with some 20 tests a table, uncorrected p < 0.05 would mark about
+    one difference that is not there. Each usable comparison gets its ``p_holm``."""
+    found = [(comparisons, name) for comparisons in families for name in comparisons]
+    adjusted = holm([comparisons[name].p for comparisons, name in found])
+    for (comparisons, name), p_holm in zip(found, adjusted):
         if p_holm is not None and not math.isnan(p_holm):
-            row.comparisons[name] = replace(c, p_holm=p_holm)
-    return sum(p is not None and not math.isnan(p) for p in adjusted)
+            comparisons[name] = replace(comparisons[name], p_holm=p_holm)
 
 
 # -- reference values ----------------------------------------------------------------------------

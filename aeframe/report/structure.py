@@ -137,16 +137,24 @@ class ComparisonTable:
     references: dict[str, dict[str, Any]]  # metric name -> what it stored about the original images
     about: list[str]  # one line per reference: how it was obtained
     marked_pairs: list[int]  # pair counts of the significant comparisons, sorted, without repeats
-    tests: int  # how many comparisons (rows x metrics with a p) Holm's correction counted in this table
     note: str  # the conditions line
     outside_budget: list[OutsideBudget]  # the work its rows did outside the training budget, by row
     combinations: list[CombinationRow]  # pairs whose two techniques alone are rows of this table too
     combined_by: str | None  # the metric that picks each pair's better single technique
-    combination_tests: int  # the comparisons Holm's correction counted in the combinations table
     time_to_quality: TimeToQuality | None
     provenance: dict[str, Any]
     protocols: dict[str, Protocol]  # row label -> its training protocol
     figures: list[FigureLink]
+
+    @property
+    def tests(self) -> int:
+        """How many comparisons against the reference row Holm's correction counted (those with a p)."""
+        return _corrected(row.comparisons or {} for row in self.rows)
+
+    @property
+    def combination_tests(self) -> int:
+        """How many comparisons of the combinations table Holm's correction counted."""
+        return _corrected(row.comparisons for row in self.combinations)
 
     @property
     def several_seeds(self) -> bool:
@@ -190,3 +198,7 @@ class Report:
     @property
     def done_count(self) -> int:
         return sum(self.in_table)
+
+
+def _corrected(families) -> int:
+    return sum(c.p_holm is not None for comparisons in families for c in comparisons.values())

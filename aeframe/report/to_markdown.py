@@ -118,10 +118,15 @@ def _marker_line(table: ComparisonTable) -> str:
     """The line that explains the marker."""
     pairs = table.marked_pairs
     counts = str(pairs[0]) if len(pairs) == 1 else f"{pairs[0]}–{pairs[-1]}"
-    tests = f"the {table.tests} tests" if table.tests != 1 else "the 1 test"
     return (f"{MARKER} differs from the {table.reference_label} at p < {SIGNIFICANCE:g}: paired t-test over {counts} "
-            f"shared seeds, Holm-corrected for {tests} of this table (where every seed differs by the same amount, "
-            "the exact sign-flip p)")
+            f"shared seeds, {_corrected_for(table.tests, 'this table')}")
+
+
+def _corrected_for(tests: int, family: str) -> str:
+    """The end of a marker line: the correction, over how many tests, and the rule for equal differences."""
+    counted = f"the {tests} tests" if tests != 1 else "the 1 test"
+    return (f"Holm-corrected for {counted} of {family} (where every seed differs by the same amount, the exact "
+            "sign-flip p)")
 
 
 def _combinations_table(table: ComparisonTable) -> list[str]:
@@ -145,9 +150,8 @@ def _combinations_table(table: ComparisonTable) -> list[str]:
     direction = "lower" if by.better == "lower" else "higher"
     intro = (f"Combinations: does a pair beat the better of its two techniques alone (by {by.title}, {direction} is "
              "better)? Δ is the pair's mean minus that technique's, over the seeds both have.")
-    tests = f"the {table.combination_tests} tests" if table.combination_tests != 1 else "the 1 test"
-    note = (f"{MARKER} p < {SIGNIFICANCE:g}: paired t-test over shared seeds, Holm-corrected for {tests} of this "
-            "combinations table (where every seed differs by the same amount, the exact sign-flip p)")
+    note = (f"{MARKER} p < {SIGNIFICANCE:g}: paired t-test over shared seeds, "
+            f"{_corrected_for(table.combination_tests, 'this combinations table')}")
     return [intro, body, note]
 
 
