@@ -67,7 +67,9 @@ _EXPORTS = {
     "resolve_device": "aeframe.environment",
     # Images in memory.
     "to_unit": "aeframe.data",
-    "resize_uint8": "aeframe.data",
+    "resize_uint8": "aeframe.resample",
+    "dataset_view": "aeframe.resample",
+    "RESAMPLE_PARAM": "aeframe.resample",
     "epoch_order": "aeframe.data",
 }
 

@@ -9,31 +9,19 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import torch
-from torch.nn import functional as F
 
 from aeframe.dataset import ImageData, Split
-
-_RESIZE_CHUNK = 4096
-
-
-def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize of uint8 images (no antialiasing, half-pixel centres), rounded back to uint8.
-
-    Not fastai v1's affine-grid resample, which differs on Fashion-MNIST's 28 -> 32 by MSE 3.3e-3
-    (docs/protocol.md, "Resampling is not fastai v1's")."""
-    out = torch.empty((images.shape[0], images.shape[1], size, size), dtype=torch.uint8, device=images.device)
-    for start in range(0, images.shape[0], _RESIZE_CHUNK):
-        chunk = images[start : start + _RESIZE_CHUNK].float()
-        resized = F.interpolate(chunk, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
-        out[start : start + _RESIZE_CHUNK] = resized.round_().clamp_(0, 255).to(torch.uint8)
-    return out
+from aeframe.resample import HALF_PIXEL, resize_uint8
 
 
 class DeviceSplit:
-    """One split on the training device, with square views at other sizes made once and kept."""
+    """One split on the training device, with square views at other sizes made once and kept.
 
-    def __init__(self, split: Split, device: torch.device):
+    ``resample`` is how those views are made (:mod:`aeframe.resample`): the dataset's own choice."""
+
+    def __init__(self, split: Split, device: torch.device, resample: str = HALF_PIXEL):
         self.images = split.images.to(device)
+        self.resample = resample
         self.labels = split.labels.to(device)
         self.device = device
         self._views: dict[int, torch.Tensor] = {}
@@ -49,7 +37,7 @@ class DeviceSplit:
         if size is None or size == self.side:
             return self.images
         if size not in self._views:
-            self._views[size] = resize_uint8(self.images, size)
+            self._views[size] = resize_uint8(self.images, size, self.resample)
         return self._views[size]
 
     def batches(self, batch_size: int, size: int | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -80,4 +68,5 @@ class CellData:
 
 def on_device(data: ImageData, device: torch.device) -> CellData:
     """A loaded dataset's splits moved to the training device (no copy when that is the CPU)."""
-    return CellData(train=DeviceSplit(data.train, device), test=DeviceSplit(data.test, device), num_classes=len(data.classes))
+    return CellData(train=DeviceSplit(data.train, device, data.resample), test=DeviceSplit(data.test, device, data.resample),
+                    num_classes=len(data.classes))

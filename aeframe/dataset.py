@@ -40,11 +40,16 @@ class Split:
 
 @dataclass
 class ImageData:
-    """A loaded dataset: both splits in memory, and the class names (index = label)."""
+    """A loaded dataset: both splits in memory, and the class names (index = label).
+
+    ``resample`` is how the runner makes other sizes of these images (progressive resizing's 16 px):
+    ``"half-pixel"`` or ``"fastai-v1"`` (:mod:`aeframe.resample`), the dataset's ``resample`` parameter
+    where it offers one."""
 
     train: Split
     test: Split
     classes: Sequence[str]
+    resample: str = "half-pixel"
     _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -62,6 +67,10 @@ class ImageData:
         if self._fingerprint is None:
             digest = hashlib.sha256(b"aeframe-data-1")
             digest.update(json.dumps([str(c) for c in self.classes]).encode())
+            # Other resampling makes other resized views of the same pixels. Hashed only when not the
+            # default, so that the fingerprints of data loaded before the choice existed still match.
+            if self.resample != "half-pixel":
+                digest.update(f"resample={self.resample}".encode())
             for split in (self.train, self.test):
                 images = split.images.detach().cpu().contiguous()
                 # The shape first: the same bytes cut into other images are other data.

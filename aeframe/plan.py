@@ -20,6 +20,7 @@ from aeframe.record import (
     Provenance,
     TechniqueRef,
 )
+from aeframe.resample import RESAMPLE_PARAM
 from aeframe.spec import parse_combination, parse_component
 from aeframe.speed import Speed
 from aeframe.technique import LR_PARAM
@@ -39,7 +40,12 @@ class DatasetChoice:
         return f"{self.plugin.name}[{extra}]" if extra else self.plugin.name
 
     def describe(self) -> DatasetRef:
-        return DatasetRef(self.plugin.name, self.plugin.title, formatted(self.plugin.params, self.params))
+        params = formatted(self.plugin.params, self.params)
+        # The default resampling is recorded as if the parameter did not exist: cells stored before
+        # datasets offered it keep their keys, and tables do not list a choice nobody made.
+        if params.get(RESAMPLE_PARAM.name) == RESAMPLE_PARAM.default:
+            del params[RESAMPLE_PARAM.name]
+        return DatasetRef(self.plugin.name, self.plugin.title, params)
 
 
 @dataclass

@@ -75,6 +75,7 @@ def shippable(data: ImageData) -> dict[str, Any]:
         "train": (data.train.images.numpy(), data.train.labels.numpy()),
         "test": (data.test.images.numpy(), data.test.labels.numpy()),
         "classes": list(data.classes),
+        "resample": data.resample,
     }
 
 
@@ -93,7 +94,7 @@ def unshipped(arrays: dict[str, Any]) -> ImageData:
     def split(pair: tuple[np.ndarray, np.ndarray]) -> Split:
         return Split(tensor(pair[0]), tensor(pair[1]))
 
-    return ImageData(split(arrays["train"]), split(arrays["test"]), arrays["classes"])
+    return ImageData(split(arrays["train"]), split(arrays["test"]), arrays["classes"], arrays["resample"])
 
 
 def _why_missing(registry: Registry, kind: str, name: str, owner: str | None) -> str:

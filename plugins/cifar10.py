@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from aeframe import DatasetPlugin, DatasetUnavailable, ImageData, ProgressFn, Split, hookimpl
+from aeframe import RESAMPLE_PARAM, DatasetPlugin, DatasetUnavailable, ImageData, ProgressFn, Split, dataset_view, hookimpl
 from aeframe_builtins.torchvision_download import fetch
 
 FOLDER = "cifar-10-batches-py"
@@ -26,7 +26,7 @@ class CIFAR10(DatasetPlugin):
     name = "cifar10"
     title = "CIFAR-10"
     description = "32x32 colour photos in 10 classes (50k train, 10k test)"
-    params = ()
+    params = (RESAMPLE_PARAM,)
 
     def folder(self, data_dir: Path) -> Path:
         """The directory holding the batch files under ``data_dir``."""
@@ -67,11 +67,15 @@ class CIFAR10(DatasetPlugin):
             raise DatasetUnavailable(self._not_found(data_dir))
         from aeframe_builtins.cifar10_batches import read_batches, read_class_names
 
-        return ImageData(
-            train=Split(*read_batches([folder / n for n in TRAIN_FILES])),
-            test=Split(*read_batches([folder / TEST_FILE])),
-            classes=read_class_names(folder / META_FILE),
-        )
+        # .get: callers that load directly with the parameters of aeframe 0.1 pass no resample.
+        method = params.get("resample", RESAMPLE_PARAM.default)
+
+        def split(names: list[str], training: bool) -> Split:
+            images, labels = read_batches([folder / n for n in names])
+            return Split(dataset_view(images, images.shape[-1], method, training), labels)
+
+        return ImageData(train=split(list(TRAIN_FILES), True), test=split([TEST_FILE], False),
+                         classes=read_class_names(folder / META_FILE), resample=method)
 
 
 @hookimpl

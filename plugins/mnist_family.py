@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from aeframe import DatasetPlugin, DatasetUnavailable, ImageData, Param, ProgressFn, Split, hookimpl
+from aeframe import RESAMPLE_PARAM, DatasetPlugin, DatasetUnavailable, ImageData, Param, ProgressFn, Split, dataset_view, hookimpl
 from aeframe_builtins.torchvision_download import fetch
 
 # (split, images file, labels file), in torchvision's names.
@@ -38,6 +38,7 @@ class _IdxDataset(DatasetPlugin):
             "study: the 28x28 images resized to 32x32 (bilinear), grey copied to 3 channels; native: 1x28x28 as stored",
             choices=("study", "native"),
         ),
+        RESAMPLE_PARAM,
     )
 
     def raw_dir(self, data_dir: Path) -> Path:
@@ -99,13 +100,19 @@ class _IdxDataset(DatasetPlugin):
         from aeframe_builtins.mnist_files import read_split, to_study_view
 
         hint = f"delete it and download it again from {self.home} (or run where the network is reachable)"
+        # .get: callers that load directly with the parameters of aeframe 0.1 pass no resample.
+        method = params.get("resample", RESAMPLE_PARAM.default)
         splits = {}
         for split, images_name, labels_name in SPLIT_FILES:
             images, labels = read_split(files[images_name], files[labels_name], len(self.classes), hint)
+            training = split == "train"
             if params["view"] == "study":
-                images = to_study_view(images)
+                images = to_study_view(images, method, training)
+            else:
+                images = dataset_view(images, images.shape[-1], method, training)
             splits[split] = Split(images, labels)
-        return ImageData(train=splits["train"], test=splits["test"], classes=list(self.classes))
+        return ImageData(train=splits["train"], test=splits["test"], classes=list(self.classes),
+                         resample=method)
 
 
 class MNIST(_IdxDataset):

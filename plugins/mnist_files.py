@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aeframe import DatasetUnavailable, resize_uint8
+from aeframe import RESAMPLE_PARAM, DatasetUnavailable, dataset_view
 from aeframe_builtins.memory import beyond_memory
 
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
@@ -82,9 +82,9 @@ def read_split(images_path: Path, labels_path: Path, classes: int, hint: str) ->
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
-def to_study_view(images: torch.Tensor) -> torch.Tensor:
-    """(N, 1, 28, 28) uint8 → (N, 3, 32, 32) uint8: bilinear resize, grey replicated to RGB.
+def to_study_view(images: torch.Tensor, method: str = RESAMPLE_PARAM.default, training: bool = False) -> torch.Tensor:
+    """(N, 1, 28, 28) uint8 → (N, 3, 32, 32) uint8: bilinear resize by ``method``, grey replicated to RGB.
 
     This is the study's convention, so that MNIST-family models share the 32x32 RGB shape of CIFAR-10.
     """
-    return resize_uint8(images, 32).repeat(1, 3, 1, 1)
+    return dataset_view(images, 32, method, training).repeat(1, 3, 1, 1)

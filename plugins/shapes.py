@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from aeframe import DatasetPlugin, ImageData, Param, hookimpl
+from aeframe import RESAMPLE_PARAM, DatasetPlugin, ImageData, Param, Split, dataset_view, hookimpl
 from aeframe_builtins.memory import beyond_memory
 
 SIZE = 32
@@ -28,6 +28,7 @@ class Shapes(DatasetPlugin):
         Param("train", int, 20000, "number of training images (1 or more)"),
         Param("test", int, 2000, "number of test images (1 or more)"),
         Param("seed", int, 0, "which instance of the dataset to generate (train and test are disjoint draws)"),
+        RESAMPLE_PARAM,
     )
 
     def shape(self, params: dict[str, Any]) -> tuple[int, int, int]:
@@ -56,11 +57,15 @@ class Shapes(DatasetPlugin):
     def load(self, data_dir: Path, params: dict[str, Any]) -> ImageData:
         from aeframe_builtins.shapes_generator import CLASSES, generate
 
-        return ImageData(
-            train=generate(params["train"], params["seed"], "train"),
-            test=generate(params["test"], params["seed"], "test"),
-            classes=list(CLASSES),
-        )
+        # .get: callers that load directly with the parameters of aeframe 0.1 pass no resample.
+        method = params.get("resample", RESAMPLE_PARAM.default)
+
+        def split(count: int, which: str) -> Split:
+            drawn = generate(count, params["seed"], which)
+            return Split(dataset_view(drawn.images, SIZE, method, which == "train"), drawn.labels)
+
+        return ImageData(train=split(params["train"], "train"), test=split(params["test"], "test"),
+                         classes=list(CLASSES), resample=method)
 
 
 def __getattr__(name: str) -> Any:

@@ -123,9 +123,9 @@ def test_study_view_shape_and_resize(idx_dataset, tmp_path, rng):
 def test_study_view_resizes_in_chunks(monkeypatch):
     images = torch.randint(0, 256, (7, 1, 28, 28), dtype=torch.uint8)
     whole = mnist_files.to_study_view(images)
-    from aeframe import data
+    from aeframe import resample
 
-    monkeypatch.setattr(data, "_RESIZE_CHUNK", 3)
+    monkeypatch.setattr(resample, "_CHUNK", 3)
     assert torch.equal(mnist_files.to_study_view(images), whole)
 
 

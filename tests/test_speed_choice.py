@@ -247,9 +247,9 @@ def test_a_resized_copy_of_the_data_is_made_off_the_clock_even_in_the_first_cell
     # Progressive resizing's 16-px copy of Fashion-MNIST took 1.9 s, on the clock of the first cell only.
     real = aeframe.data.resize_uint8
 
-    def slow_resize(images, size):
+    def slow_resize(images, size, method):
         time.sleep(1.5)
-        return real(images, size)
+        return real(images, size, method)
 
     monkeypatch.setattr(aeframe.data, "resize_uint8", slow_resize)
     _bench(cli, tmp_path, _registry(registry), "-t", "progressive-resizing", "-d", SMALL, "--epochs", "1",
