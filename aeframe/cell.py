@@ -87,9 +87,11 @@ def _note_outside_budget(record: CellRecord, context: CellContext) -> None:
     reused or not), the learning-rate range test and the first compilation, in seconds."""
     if context.preparations:
         record.stats["preparation"] = [p.to_json() for p in context.preparations]
-    parts = [p.seconds for p in context.preparations if p.seconds is not None]
+    parts = [p.seconds for p in context.preparations]
     parts += [record.stats[name] for name in ("lr_find_seconds", "compile_seconds") if name in record.stats]
-    if context.preparations or parts:
+    # A part of unknown cost (reused from a cache that did not keep it) makes the total unknown: a
+    # sum of the known parts would show the row as cheaper than it was, 0 s when nothing is known.
+    if parts and all(p is not None for p in parts):
         record.stats["outside_budget_seconds"] = sum(parts)
 
 

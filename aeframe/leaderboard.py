@@ -128,6 +128,9 @@ def _phases_text(phases: Sequence[PhaseSummary]) -> str:
     texts = []
     for phase in phases:
         rates = "/".join(f"{lr:g}" for lr in phase.max_lr)
+        if len(phase.max_lr) > 3:
+            # Discriminative rates (one per layer group, ten for the ResNet) as a list would fill the line.
+            rates = f"{phase.max_lr[0]:g} to {phase.max_lr[-1]:g} over {len(phase.max_lr)} layer groups"
         size = f", {phase.image_size} px" if phase.image_size else ""
         texts.append(f"{phase.name or '?'}: {phase.fraction or 0:.0%} at {rates}{size}")
     return "; ".join(texts) or "–"

@@ -549,6 +549,35 @@ def test_work_outside_the_budget_is_a_column_and_a_line_under_the_table():
     assert "Outside Budget" not in plain and "Outside the training budget" not in plain
 
 
+def test_an_unknown_preparation_cost_is_shown_unknown_not_as_nothing():
+    # The leaderboard's Pretraining [weights=shapes] rows reused a body cached before its cost was
+    # kept; their cells stored outside_budget_seconds = 0 and the column read "0.0s ± 0.0s".
+    what = "pretrained the ResNet34 body as a classifier of shapes (20,000 images, 2 epochs)"
+    records = [done(label="Baseline", seed=0)]
+    for seed in (0, 1):
+        record = done(label="Pretraining [weights=shapes]", seed=seed)
+        record.stats["preparation"] = [{"what": what, "seconds": None, "reused": True}]
+        record.stats["outside_budget_seconds"] = 0.0  # as aeframe 0.1.0 stored it
+        records.append(record)
+    md = render(records, METRICS)
+    [[header, _, pretraining]] = tables(md)
+    assert pretraining[header.index("Outside Budget")] == "–"
+    assert f"Pretraining [weights=shapes]: {what}, cost not recorded" in md
+    table = json.loads(render(records, METRICS, "json"))["datasets"][0]["tables"][0]
+    assert "outside_budget_seconds" not in table["rows"][1]
+
+
+def test_the_protocol_table_names_the_range_of_many_discriminative_rates():
+    # pretrained-resnet's run 2 has ten rates, 1e-06 ... 0.01, which filled the leaderboard's line.
+    from aeframe.leaderboard import _phases_text
+    from aeframe.record import PhaseSummary
+
+    rates = [10 ** (-6 + 4 * i / 9) for i in range(10)]
+    text = _phases_text([PhaseSummary("run 1", 0.333333, [3e-3], None), PhaseSummary("run 2", 0.666667, rates, 16)])
+    assert text == "run 1: 33% at 0.003; run 2: 67% at 1e-06 to 0.01 over 10 layer groups, 16 px"
+    assert _phases_text([PhaseSummary("run 2", 1.0, [1e-4, 1e-3], None)]) == "run 2: 100% at 0.0001/0.001"
+
+
 def _with_techniques(record: CellRecord, *names: str) -> CellRecord:
     record.config = replace(record.config, techniques=[TechniqueRef(n, {"latent": "1000"}) for n in names])
     return record

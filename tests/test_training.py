@@ -93,13 +93,23 @@ class WrongShape(Technique):
         return torch.nn.Sequential(model, torch.nn.AvgPool2d(2))
 
 
+class ReusesUnknownCost(Technique):
+    """Reuses work from a cache that did not keep its cost (pretrained-resnet's body cached by 0.1.0)."""
+
+    name, title, base = "reuses-unknown-cost", "Reuses Unknown Cost", "baseline"
+
+    def wrap_model(self, model, ctx):
+        ctx.prepared_outside_budget("pretrained something earlier", None, reused=True)
+        return model
+
+
 @pytest.fixture
 def toy_registry(registry):
     from aeframe.plugins import Registry
 
     toys = Registry(executors=registry.executors,
                     techniques=dict(registry.techniques), datasets=registry.datasets, metrics=registry.metrics)
-    for tech in (Explodes(), Raises(), WrongShape()):
+    for tech in (Explodes(), Raises(), WrongShape(), ReusesUnknownCost()):
         toys.techniques[tech.name] = tech
     return toys
 
@@ -109,6 +119,14 @@ def test_nan_loss_is_recorded_as_diverged(toy_registry, shapes_data, workspace):
     assert record.status == "diverged"
     assert record.error == "training loss became nan by step 1 (epoch 1)"
     assert len(record.curve) == 1
+
+
+def test_a_preparation_of_unknown_cost_leaves_the_outside_budget_total_unknown(toy_registry, shapes_data, workspace):
+    # It was stored as 0 s: the leaderboard's Outside Budget column read "0.0s" for a 2-minute pretraining.
+    record = run_cell(one_cell(toy_registry, "reuses-unknown-cost"), shapes_data, metric_set(toy_registry), CPU, workspace)
+    assert record.status == "done"
+    assert record.stats["preparation"] == [{"what": "pretrained something earlier", "seconds": None, "reused": True}]
+    assert "outside_budget_seconds" not in record.stats
 
 
 def test_exception_becomes_a_failed_record_with_traceback(toy_registry, shapes_data, workspace):

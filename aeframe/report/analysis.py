@@ -159,6 +159,13 @@ def _numbers(records: Sequence[CellRecord], source: str, name: str) -> list[floa
     return [float(v) for v in found if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
+def _with_known_costs(records: Sequence[CellRecord]) -> list[CellRecord]:
+    """The records whose every preparation has a known cost: cells stored before aeframe left an
+    unknown cost out of ``outside_budget_seconds`` counted it as 0 s."""
+    return [r for r in records
+            if all(isinstance(p, Mapping) and _finite_number(p.get("seconds")) for p in r.stats.get("preparation") or [])]
+
+
 def _summarise(values: list[float]) -> Summary | None:
     if not values:
         return None
@@ -188,7 +195,8 @@ def _row(label: str, records: list[CellRecord], columns: list[Column]) -> Row:
         seeds=[r.config.seed for r in records],
         keys=[r.key for r in records],
         metrics=metrics,
-        stats={name: _summarise(_numbers(records, STATS, name)) for name in SUMMARISED_STATS},
+        stats={name: _summarise(_numbers(_with_known_costs(records) if name == "outside_budget_seconds" else records,
+                                         STATS, name)) for name in SUMMARISED_STATS},
         # A technique's size does not depend on the seed; more than one value flags that it did.
         params=distinct(_numbers(records, STATS, "params")),
         comparisons=None,
