@@ -57,12 +57,9 @@ class Member:
         return None if text == OWN_RATE else float(text)
 
     def describe(self) -> dict[str, Any]:
-        params = formatted(self.technique.accepted_params(), self.params)
-        # The declared rate is what the technique trained with before it declared one; recording
-        # lr=own would change the keys of the cells it stored then, so only an explicit lr= is kept.
-        if params.get(LR_PARAM) == OWN_RATE:
-            del params[LR_PARAM]
-        return {"name": self.technique.name, "params": params}
+        # lr=own is what the technique trained with before it declared a rate.
+        return {"name": self.technique.name,
+                "params": formatted(self.technique.accepted_params(), self.params, added_later=(LR_PARAM,))}
 
 
 def parse_rate(text: str, owner: str) -> None:

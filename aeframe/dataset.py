@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from aeframe.params import Param
+from aeframe.resample import HALF_PIXEL
 
 if TYPE_CHECKING:
     import torch
@@ -49,7 +50,7 @@ class ImageData:
     train: Split
     test: Split
     classes: Sequence[str]
-    resample: str = "half-pixel"
+    resample: str = HALF_PIXEL
     _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -69,7 +70,7 @@ class ImageData:
             digest.update(json.dumps([str(c) for c in self.classes]).encode())
             # Other resampling makes other resized views of the same pixels. Hashed only when not the
             # default, so that the fingerprints of data loaded before the choice existed still match.
-            if self.resample != "half-pixel":
+            if self.resample != HALF_PIXEL:
                 digest.update(f"resample={self.resample}".encode())
             for split in (self.train, self.test):
                 images = split.images.detach().cpu().contiguous()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 from aeframe.errors import SpecError
 
@@ -114,6 +114,10 @@ def non_default(declared: Sequence[Param], values: dict[str, Any]) -> dict[str, 
     return {p.name: p.format(values[p.name]) for p in declared if values.get(p.name) != p.default}
 
 
-def formatted(declared: Sequence[Param], values: dict[str, Any]) -> dict[str, str]:
-    """Every declared parameter's value, formatted as the user would type it (for records)."""
-    return {p.name: p.format(values[p.name]) for p in declared}
+def formatted(declared: Sequence[Param], values: dict[str, Any], added_later: Collection[str] = ()) -> dict[str, str]:
+    """Every declared parameter's value, formatted as the user would type it (for records).
+
+    Parameters named in ``added_later`` are left out while at their default: cells stored before a
+    plugin offered them were recorded without them, and must keep their keys."""
+    return {p.name: p.format(values[p.name]) for p in declared
+            if not (p.name in added_later and values.get(p.name) == p.default)}

@@ -40,12 +40,9 @@ class DatasetChoice:
         return f"{self.plugin.name}[{extra}]" if extra else self.plugin.name
 
     def describe(self) -> DatasetRef:
-        params = formatted(self.plugin.params, self.params)
-        # The default resampling is recorded as if the parameter did not exist: cells stored before
-        # datasets offered it keep their keys, and tables do not list a choice nobody made.
-        if params.get(RESAMPLE_PARAM.name) == RESAMPLE_PARAM.default:
-            del params[RESAMPLE_PARAM.name]
-        return DatasetRef(self.plugin.name, self.plugin.title, params)
+        # The built-in datasets offered resample after 0.1; tables then also list no choice nobody made.
+        return DatasetRef(self.plugin.name, self.plugin.title,
+                          formatted(self.plugin.params, self.params, added_later=(RESAMPLE_PARAM.name,)))
 
 
 @dataclass

@@ -62,9 +62,9 @@ def dataset_view(images: torch.Tensor, size: int, method: str, training: bool) -
     grid is symmetric, so flipping after sampling equals sampling the flipped image: the exact flips of
     aeframe's augmentation on the sampled image give fastai's result, and the sampling can be done once.
     """
-    if method == FASTAI_V1 and training:
-        return resize_uint8(images, size, method)
-    return resize_uint8(images, size, method) if images.shape[-1] != size else images
+    if images.shape[-1] == size and not (method == FASTAI_V1 and training):
+        return images
+    return resize_uint8(images, size, method)
 
 
 def _half_pixel(images: torch.Tensor, size: int) -> torch.Tensor:
