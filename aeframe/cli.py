@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import click
 
-from aeframe.durations import parse_duration
+from aeframe.cells.durations import parse_duration
 from aeframe.errors import AeframeError, EnvironmentProblem, UsageProblem, describe
-from aeframe.progress import say
+from aeframe.console import say
 
 if TYPE_CHECKING:
-    from aeframe.plugins import Registry
+    from aeframe.registry.plugins import Registry
 
 DEFAULT_STORE = "aeframe.sqlite"
 DEBUG_ENV = "AEFRAME_DEBUG"
@@ -41,7 +41,7 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 
 def _registry() -> Registry:
     """The plugins, loaded on first use: ``--help`` and ``--version`` need none of them."""
-    from aeframe.plugins import get_registry
+    from aeframe.registry.plugins import get_registry
 
     registry = get_registry()
     for warning in registry.warnings:
@@ -167,8 +167,8 @@ def cli(debug: bool) -> None:
 def _directories(ctx: click.Context, data_dir: Path | None, cache: bool = True) -> Path:
     """The data directory, checked (and the cache directory, created): a run that cannot use them stops
     here, naming the option or variable that set them, before any cell runs."""
-    from aeframe.directories import check_cache_dir, check_data_dir
-    from aeframe.loading import CACHE_ENV, DATA_ENV, default_cache_dir, default_data_dir
+    from aeframe.data.directories import check_cache_dir, check_data_dir
+    from aeframe.data.loading import CACHE_ENV, DATA_ENV, default_cache_dir, default_data_dir
 
     origin = ctx.get_parameter_source("data_dir")
     source = {click.core.ParameterSource.COMMANDLINE: "--data-dir",
@@ -243,9 +243,9 @@ def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, devic
     command resumes it. Stdout carries only the tables: `aeframe bench --all > results.md` works.
     With --executor ray the cells train side by side on a Ray cluster (docs/distributed.md).
     """
-    from aeframe.bench import BenchRequest, run_bench
-    from aeframe.budget import Budget
-    from aeframe.executor import PLACEMENT_OPTIONS, ExecutorSettings
+    from aeframe.execution.bench import BenchRequest, run_bench
+    from aeframe.cells.budget import Budget
+    from aeframe.contract.executor import PLACEMENT_OPTIONS, ExecutorSettings
 
     if not (all_ or techniques or datasets):
         raise click.UsageError("nothing to run: give --all, or -t TECHNIQUE and/or -d DATASET")
@@ -331,8 +331,8 @@ def list_techniques(as_json: bool) -> None:
 @click.pass_context
 def list_datasets(ctx: click.Context, as_json: bool, data_dir: Path | None) -> None:
     """Each dataset: name, title, image shape, parameters, and whether it is available here (and if not, why)."""
-    from aeframe.loading import availability
-    from aeframe.plan import resolve_dataset
+    from aeframe.data.loading import availability
+    from aeframe.planning.plan import resolve_dataset
 
     registry = _registry()
     data_dir = _directories(ctx, data_dir, cache=False)
@@ -358,7 +358,7 @@ def list_datasets(ctx: click.Context, as_json: bool, data_dir: Path | None) -> N
 @click.option("--json", "as_json", is_flag=True, help="Output JSON.")
 def list_executors(as_json: bool) -> None:
     """Each executor: name, title, what it does, whether it can run here (and if not, how to get it)."""
-    from aeframe.executor import PLACEMENT_OPTIONS
+    from aeframe.contract.executor import PLACEMENT_OPTIONS
 
     registry = _registry()
     rows = []
@@ -434,8 +434,8 @@ def validate(ctx: click.Context, names: tuple[str, ...], data_dir: Path | None) 
     NAME is a technique as -t takes it (baseline[latent=64], a+b), a dataset or a metric; without
     NAME, everything registered is checked. Exits 1 when a check failed, 2 for an unknown name.
     """
-    from aeframe.loading import default_cache_dir
-    from aeframe.validate import FAIL, PASS, SKIP, Setting, checks_for, resolve_names
+    from aeframe.data.loading import default_cache_dir
+    from aeframe.validate.checks import FAIL, PASS, SKIP, Setting, checks_for, resolve_names
 
     data_dir = _directories(ctx, data_dir)
     setting = Setting(_registry(), data_dir, default_cache_dir(), say=say)
@@ -465,8 +465,8 @@ def report(store_path: Path, fmt: str, output: str | None, images_dir: Path | No
     Links to pictures are relative to where the output is written (the page's or --output's
     folder, else the current directory), so they render where the file is read.
     """
-    from aeframe.report import render
-    from aeframe.store import Store
+    from aeframe.report.render import render
+    from aeframe.store.sqlite_store import Store
 
     if page is not None and output:
         raise click.UsageError("--docs writes the page itself; leave out --output")
@@ -486,7 +486,7 @@ def report(store_path: Path, fmt: str, output: str | None, images_dir: Path | No
         return records, samples
 
     records, samples = _guard(read)
-    from aeframe.publish import draw, write_page
+    from aeframe.report.publish import draw, write_page
 
     figures = _guard(lambda: draw(records, samples, images_dir, say)) if images_dir is not None else None
     metrics = list(registry.metrics.values())
@@ -510,7 +510,7 @@ def merge(out: Path, inputs: tuple[Path, ...]) -> None:
     Every IN is checked before anything is written: a store of a newer aeframe, or a file that is
     not a store, stops the merge with OUT untouched. A summary goes to stderr.
     """
-    from aeframe.merge import merge_stores
+    from aeframe.store.merge import merge_stores
 
     if not inputs:
         raise click.UsageError(f"nothing to merge into {out}: give one or more stores after it (aeframe merge OUT IN...)")

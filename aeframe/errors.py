@@ -32,7 +32,7 @@ ENVIRONMENT = "environment"
 
 
 def is_environment_failure(error: str | None) -> bool:
-    """Whether a failed cell's error is the environment's (see :func:`aeframe.directories.environment_failure`)."""
+    """Whether a failed cell's error is the environment's (see :func:`aeframe.data.directories.environment_failure`)."""
     return (error or "").startswith(f"{ENVIRONMENT}: ")
 
 

@@ -16,11 +16,11 @@ from functools import lru_cache
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from aeframe.budget import Budget
-from aeframe.dataset import ImageData
-from aeframe.plan import resolve_dataset
-from aeframe.plugins import BUILTIN_DIST, GROUP, Registry, build_registry
-from aeframe.validate import FAIL, TINY, Check, Setting, checks_for
+from aeframe.cells.budget import Budget
+from aeframe.contract.dataset import ImageData
+from aeframe.planning.plan import resolve_dataset
+from aeframe.registry.plugins import BUILTIN_DIST, GROUP, Registry, build_registry
+from aeframe.validate.checks import FAIL, TINY, Check, Setting, checks_for
 
 __all__ = [
     "QUICK_BUDGET", "TINY", "assert_valid_dataset", "assert_valid_metric", "assert_valid_technique",

@@ -10,14 +10,14 @@ import torch
 # The benchmarks measure the built-ins only, whatever else is installed (the subprocess inherits it).
 os.environ["AEFRAME_DISABLE_PLUGIN_AUTOLOAD"] = "1"
 
-from aeframe.environment import device_info, resolve_device  # noqa: E402
-from aeframe.loading import default_cache_dir, default_data_dir, make_workspace  # noqa: E402
-from aeframe.plan import resolve_dataset  # noqa: E402
-from aeframe.plugins import build_registry  # noqa: E402
-from aeframe.protocol import STUDY_BATCH_SIZE  # noqa: E402
-from aeframe.precision_probe import choose_precision  # noqa: E402
-from aeframe.speed import Speed, resolve_speed  # noqa: E402
-from aeframe.speed_cache import SpeedCache  # noqa: E402
+from aeframe.execution.environment import device_info, resolve_device  # noqa: E402
+from aeframe.data.loading import default_cache_dir, default_data_dir, make_workspace  # noqa: E402
+from aeframe.planning.plan import resolve_dataset  # noqa: E402
+from aeframe.registry.plugins import build_registry  # noqa: E402
+from aeframe.contract.protocol import STUDY_BATCH_SIZE  # noqa: E402
+from aeframe.speed.precision_probe import choose_precision  # noqa: E402
+from aeframe.cells.settings import Speed, resolve_speed  # noqa: E402
+from aeframe.speed.cache import SpeedCache  # noqa: E402
 
 from speed_cells import load_bench_data  # noqa: E402
 from speed_config import DATASET, DEVICE, PRECISION, ROUNDS, STEPS, WARMUP_ROUNDS, WORKERS  # noqa: E402

@@ -177,7 +177,7 @@ def resolve_device(args: argparse.Namespace):
     """The torch device to check, or a CheckProblem saying why the check cannot run here."""
     import torch
 
-    from aeframe.environment import resolve_device as aeframe_device
+    from aeframe.execution.environment import resolve_device as aeframe_device
     from aeframe.errors import UsageProblem
 
     text = args.device.strip().lower()
@@ -216,7 +216,7 @@ def environment(device, commit: str | None = None) -> dict[str, Any]:
     import torch
 
     import aeframe
-    from aeframe.environment import source_revision
+    from aeframe.execution.environment import source_revision
 
     found: dict[str, Any] = {
         "device": str(device),
@@ -254,7 +254,7 @@ def fashion_mnist_dir(given: Path | None, work: Path) -> Path | None:
     """
     if given is None:
         return None
-    from aeframe_builtins.mnist_family import FILE_NAMES
+    from aeframe_builtins.datasets.mnist_family import FILE_NAMES
 
     where = "Fashion-MNIST's four files (train-images-idx3-ubyte.gz ..., as /usr/share/datasets/fashion-mnist has them)"
     if not given.is_dir():
@@ -298,7 +298,7 @@ def _remove_store(store: Path) -> None:
 
 def _stored(store: Path) -> list:
     """The records a step's ``aeframe bench`` left in ``store`` (none when it wrote no store)."""
-    from aeframe.store import Store
+    from aeframe.store.sqlite_store import Store
 
     if not store.is_file():
         return []
@@ -322,7 +322,7 @@ class Check:
     """One run of the check: its settings, each step's outcome, and the JSON they make."""
 
     def __init__(self, args: argparse.Namespace, device) -> None:
-        from aeframe.plugins import build_registry
+        from aeframe.registry.plugins import build_registry
 
         self.args, self.device = args, device
         self.cuda = device.type == "cuda"
@@ -444,8 +444,8 @@ class Check:
             step.status = "failed"
 
     def _protocol(self, step: Step) -> None:
-        from aeframe.plan import resolve_technique
-        from aeframe.record import DONE
+        from aeframe.planning.plan import resolve_technique
+        from aeframe.cells.record import DONE
 
         data_dir = fashion_mnist_dir(self.args.data_dir, self.work)
         store = self.logs / "protocol.sqlite"
@@ -552,7 +552,7 @@ class Check:
     def _ray(self, step: Step) -> None:
         from importlib.util import find_spec
 
-        from aeframe.record import DONE
+        from aeframe.cells.record import DONE
 
         if find_spec("ray") is None:
             raise CheckProblem("Ray is not installed here: pip install 'aeframe[ray]' (on the device machine, "

@@ -25,7 +25,7 @@ def describe_gpu(device) -> dict[str, Any]:
     """What the environment record says about the device (only CUDA devices have more than a name)."""
     import torch
 
-    from aeframe.environment import device_info
+    from aeframe.execution.environment import device_info
 
     found: dict[str, Any] = {"device_name": device_info(device)["name"]}
     if device.type == "cuda":
@@ -43,7 +43,7 @@ def describe_gpu(device) -> dict[str, Any]:
 
 
 def peak(args: argparse.Namespace) -> dict[str, Any]:
-    from aeframe.environment import resolve_device
+    from aeframe.execution.environment import resolve_device
     from gpu_peak import datasheet_bf16_tflops, measured_bf16_tflops
 
     device = resolve_device(args.device)
@@ -62,11 +62,11 @@ def peak(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def flops(args: argparse.Namespace) -> dict[str, Any]:
-    from aeframe.environment import resolve_device
-    from aeframe.loading import default_data_dir, make_workspace
-    from aeframe.plan import resolve_dataset
-    from aeframe.plugins import build_registry
-    from aeframe.technique import CellContext
+    from aeframe.execution.environment import resolve_device
+    from aeframe.data.loading import default_data_dir, make_workspace
+    from aeframe.planning.plan import resolve_dataset
+    from aeframe.registry.plugins import build_registry
+    from aeframe.contract.technique import CellContext
     from gpu_peak import training_flops
 
     device = resolve_device(args.device)

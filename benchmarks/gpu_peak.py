@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from aeframe.output import training_loss
-from aeframe.plan import resolve_technique
-from aeframe.technique import CellContext
+from aeframe.contract.output import training_loss
+from aeframe.planning.plan import resolve_technique
+from aeframe.contract.technique import CellContext
 
 # NVIDIA's datasheet figures for dense bf16 on the tensor cores (TFLOP/s, without sparsity), by a
 # pattern of the name torch reports. First match wins: the H100's variants differ.

@@ -11,15 +11,15 @@ from typing import Callable
 import torch
 from torch import nn
 
-from aeframe.cell import seed_everything
-from aeframe.composition import Composition
-from aeframe.data import CellData, on_device
-from aeframe.dataset import ImageData
-from aeframe.loading import Workspace
-from aeframe.plan import DatasetChoice
-from aeframe.schedule import Schedule
-from aeframe.speed import Speed
-from aeframe.technique import CellContext
+from aeframe.training.cell import seed_everything
+from aeframe.planning.composition import Composition
+from aeframe.data.splits import CellData, on_device
+from aeframe.contract.dataset import ImageData
+from aeframe.data.loading import Workspace
+from aeframe.planning.plan import DatasetChoice
+from aeframe.contract.schedule import Schedule
+from aeframe.cells.settings import Speed
+from aeframe.contract.technique import CellContext
 
 from study_style import UInt8Images
 

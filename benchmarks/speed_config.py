@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from aeframe.protocol import STUDY_BATCH_SIZE
+from aeframe.contract.protocol import STUDY_BATCH_SIZE
 
 
 def _positive_int(name: str, default: int) -> int:

@@ -23,11 +23,11 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from aeframe.budget import Budget
-from aeframe.numerics import speed_model
-from aeframe.schedule import Phase, Schedule
-from aeframe.speed import Speed
-from aeframe.train import train
+from aeframe.cells.budget import Budget
+from aeframe.speed.numerics import speed_model
+from aeframe.contract.schedule import Phase, Schedule
+from aeframe.cells.settings import Speed
+from aeframe.training.train import train
 
 from speed_cells import BenchData, FreshCell
 from speed_config import WORKERS

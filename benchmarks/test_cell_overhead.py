@@ -15,7 +15,7 @@ import time
 from itertools import count
 from pathlib import Path
 
-from aeframe.store import Store
+from aeframe.store.sqlite_store import Store
 
 from speed_config import DATASET, ROUNDS
 from speed_summary import CellOverhead
@@ -38,7 +38,7 @@ def _precision_probe(device) -> float:
     """What ``--precision auto`` costs with an empty cache (each round's fresh cache measures it again)."""
     import torch
 
-    from aeframe.precision_probe import candidates, measure
+    from aeframe.speed.precision_probe import candidates, measure
 
     device = torch.device(device)
     started = time.perf_counter()

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from aeframe.store import Store
+from aeframe.store.sqlite_store import Store
 
 from speed_config import ROUNDS
 from speed_summary import ExecutorComparison, ExecutorOverhead

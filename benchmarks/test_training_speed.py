@@ -15,13 +15,13 @@ from itertools import count
 import pytest
 import torch
 
-from aeframe.dataset import DatasetUnavailable
-from aeframe.environment import device_info
-from aeframe.layout_tuning import choose_layout, layout_key
-from aeframe.plan import resolve_technique
-from aeframe.plugins import build_registry
-from aeframe.speed_cache import SpeedCache
-from aeframe.technique import TechniqueUnavailable
+from aeframe.contract.dataset import DatasetUnavailable
+from aeframe.execution.environment import device_info
+from aeframe.speed.layout import choose_layout, layout_key
+from aeframe.planning.plan import resolve_technique
+from aeframe.registry.plugins import build_registry
+from aeframe.speed.cache import SpeedCache
+from aeframe.contract.technique import TechniqueUnavailable
 
 from speed_cells import build_fresh, cell_context
 from speed_config import DATASET, ROUNDS, STEPS, WARMUP_ROUNDS, WORKERS, technique_texts

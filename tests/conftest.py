@@ -21,7 +21,7 @@ TINY_SHAPES = "shapes[train=512,test=128]"
 
 @pytest.fixture(scope="session")
 def registry():
-    from aeframe.plugins import build_registry
+    from aeframe.registry.plugins import build_registry
 
     return build_registry(autoload=False)
 
@@ -49,7 +49,7 @@ def installed_plugin_env(tmp_path: Path, dist: str, module: str, source: str) ->
 def installed_registry(tmp_path: Path, monkeypatch, dist: str, module: str, source: str):
     """For a fixture: the built-ins and ``source``, installed as pip would leave a plugin (see
     :func:`installed_plugin_env`) and found through its entry point in this process."""
-    from aeframe.plugins import build_registry
+    from aeframe.registry.plugins import build_registry
 
     env = installed_plugin_env(tmp_path, dist, module, source)
     monkeypatch.syspath_prepend(env["PYTHONPATH"])
@@ -61,8 +61,8 @@ def cell_data(text: str, registry, device=None):
     """The dataset ``text`` (as ``-d`` takes it) loaded and on ``device`` (the CPU by default), as cells get it."""
     import torch
 
-    from aeframe.data import on_device
-    from aeframe.plan import resolve_dataset
+    from aeframe.data.splits import on_device
+    from aeframe.planning.plan import resolve_dataset
 
     choice = resolve_dataset(text, registry)
     return on_device(choice.plugin.load(Path("."), choice.params), device or torch.device("cpu"))
@@ -74,7 +74,7 @@ _metric_sets: dict[int, object] = {}
 def metric_set(registry):
     """The registry's metrics as a run holds them, one set per session: each dataset's metrics are
     prepared once (a reference classifier is loaded once), as in one ``aeframe bench``."""
-    from aeframe.metric_set import MetricSet
+    from aeframe.training.metric_set import MetricSet
 
     key = id(registry.metrics)
     if key not in _metric_sets:
@@ -85,7 +85,7 @@ def metric_set(registry):
 @pytest.fixture(scope="session")
 def workspace(registry, tmp_path_factory):
     """A data directory with nothing in it and a private cache, loading datasets from ``registry``."""
-    from aeframe.loading import make_workspace
+    from aeframe.data.loading import make_workspace
 
     root = tmp_path_factory.mktemp("workspace")
     return make_workspace(registry, root / "data", root / "cache", lambda _: None)
@@ -111,13 +111,13 @@ def cli(monkeypatch):
     """
     from click.testing import CliRunner
 
-    import aeframe.plugins
+    import aeframe.registry.plugins
     from aeframe.cli import cli as command
 
     def run(*args: str, cwd: Path, env: dict | None = None, registry=None) -> Ran:
         monkeypatch.chdir(cwd)
         if registry is not None:
-            monkeypatch.setattr(aeframe.plugins, "_registry", registry)
+            monkeypatch.setattr(aeframe.registry.plugins, "_registry", registry)
         result = CliRunner().invoke(command, list(args), env=env, catch_exceptions=True)
         stderr = result.stderr
         if result.exception is not None and not isinstance(result.exception, SystemExit):

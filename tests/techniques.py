@@ -6,11 +6,11 @@ from pathlib import Path
 import torch
 
 from aeframe import CellContext
-from aeframe.budget import Budget
-from aeframe.cell import run_cell
-from aeframe.environment import device_info, versions
+from aeframe.cells.budget import Budget
+from aeframe.training.cell import run_cell
+from aeframe.execution.environment import device_info, versions
 from conftest import cell_data, metric_set
-from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
+from aeframe.planning.plan import plan_cells, resolve_dataset, resolve_technique
 
 CPU = torch.device("cpu")
 

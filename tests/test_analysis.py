@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import aeframe.report.analysis
-from aeframe.leaderboard import page_markdown
-from aeframe.report import analyse, write
-from aeframe.store import Store
+from aeframe.report.leaderboard import page_markdown
+from aeframe.report.render import analyse, write
+from aeframe.store.sqlite_store import Store
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -86,7 +86,7 @@ def test_statistics_are_computed_once_and_the_renderers_only_read_them(records, 
 
     for name in ("paired_t_test", "mean_std", "confidence_interval"):
         monkeypatch.setattr(aeframe.report.analysis, name, computed_again)
-        monkeypatch.setattr(f"aeframe.stats.{name}", computed_again)
+        monkeypatch.setattr(f"aeframe.report.stats.{name}", computed_again)
     outputs = {fmt: write(report, fmt) for fmt in ("markdown", "json", "csv")}
     page = page_markdown(report, "aeframe report --docs leaderboard.md", datetime(2026, 11, 30, tzinfo=timezone.utc))
     assert outputs["markdown"].rstrip("\n") == (DATA / "report-0.1.0.md").read_text().rstrip("\n")

@@ -1,6 +1,6 @@
 import pytest
 
-from aeframe.budget import Budget, BudgetTracker
+from aeframe.cells.budget import Budget, BudgetTracker
 
 
 def test_budget_needs_a_limit_and_describes_itself():

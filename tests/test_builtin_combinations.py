@@ -7,8 +7,8 @@ import torch
 
 from aeframe import study_schedule
 from aeframe.errors import CompositionError
-from aeframe.plan import resolve_technique
-from aeframe_builtins.study_rates import SECOND_RUN, SECOND_RUN_RATES
+from aeframe.planning.plan import resolve_technique
+from aeframe_builtins.techniques.study_rates import SECOND_RUN, SECOND_RUN_RATES
 
 from conftest import TINY_SHAPES
 from techniques import build, context
@@ -45,7 +45,7 @@ def second_run(text, registry, dataset="shapes", lr="study"):
 @pytest.fixture(scope="module")
 def body_file(tmp_path_factory):
     """A state dict of a random ResNet34 body, so that pretrained-resnet builds offline."""
-    from aeframe_builtins.resnet_model import resnet34_body
+    from aeframe_builtins.techniques.resnet_model import resnet34_body
 
     path = tmp_path_factory.mktemp("weights") / "body.pt"
     torch.manual_seed(5)

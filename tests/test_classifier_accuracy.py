@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from aeframe import CellContext, Metric
-from aeframe.metric_set import MetricSet
-from aeframe_builtins import reference_classifier
-from aeframe_builtins.classifier_accuracy import ClassifierAccuracy
-from aeframe_builtins.shapes import Shapes, generate
+from aeframe.training.metric_set import MetricSet
+from aeframe_builtins.metrics import reference_classifier
+from aeframe_builtins.metrics.classifier_accuracy import ClassifierAccuracy
+from aeframe_builtins.datasets.shapes import Shapes, generate
 
 CPU = torch.device("cpu")
 
@@ -128,7 +128,7 @@ class NoiseLabels(Shapes):
 
 
 def test_a_reference_classifier_at_chance_is_reported_instead_of_scoring_reconstructions(tmp_path, cli, registry):
-    from aeframe.plugins import Registry
+    from aeframe.registry.plugins import Registry
 
     noisy = Registry(executors=registry.executors,
                      techniques=registry.techniques, datasets={**registry.datasets, "noise-labels": NoiseLabels()},

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from aeframe.plugins import build_registry
+from aeframe.registry.plugins import build_registry
 
 from conftest import TINY_SHAPES, run_cli
 

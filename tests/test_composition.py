@@ -7,10 +7,10 @@ from torch import nn
 
 from aeframe import CellContext, Param, Technique
 from aeframe.errors import CompositionError
-from aeframe.plan import resolve_technique
-from aeframe.plugins import Registry
-from aeframe.protocol import study_schedule
-from aeframe.composition import Composition, Member
+from aeframe.planning.plan import resolve_technique
+from aeframe.registry.plugins import Registry
+from aeframe.contract.protocol import study_schedule
+from aeframe.planning.composition import Composition, Member
 
 CTX = CellContext(shape=(3, 8, 8), dataset="toy", num_classes=2, seed=0, device=torch.device("cpu"), data_dir=Path("."),
                   cache_dir=Path("."), load_dataset=lambda text: None)

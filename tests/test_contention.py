@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from aeframe.contention import BUSY_BELOW
-from aeframe.plugins import Registry
+from aeframe.speed.contention import BUSY_BELOW
+from aeframe.registry.plugins import Registry
 
 DATASET = "shapes[train=256,test=64]"
 

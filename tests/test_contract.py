@@ -10,8 +10,8 @@ from torch import nn
 
 from aeframe import CellContext, DatasetPlugin, Metric, Param, PeakRate, Phase, Technique, study_schedule
 from aeframe.errors import CompositionError, SpecError
-from aeframe.plan import resolve_technique
-from aeframe.plugins import InvalidPlugin, Registry, _validate
+from aeframe.planning.plan import resolve_technique
+from aeframe.registry.plugins import InvalidPlugin, Registry, _validate
 
 CTX = CellContext(shape=(3, 8, 8), dataset="mnist", num_classes=2, seed=0, device=torch.device("cpu"),
                   data_dir=Path("."), cache_dir=Path("."), load_dataset=lambda text: None)

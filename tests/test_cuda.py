@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from aeframe import Technique
-from aeframe.budget import Clock
-from aeframe.plugins import Registry
-from aeframe.store import Store
+from aeframe.cells.budget import Clock
+from aeframe.registry.plugins import Registry
+from aeframe.store.sqlite_store import Store
 
 pytestmark = pytest.mark.cuda
 
@@ -257,8 +257,8 @@ def test_a_whole_bench_cell_on_the_gpu_through_the_cli(tmp_path, cli, registry):
 
 
 def test_the_precision_probe_measures_every_precision_the_gpu_has(tmp_path):
-    from aeframe.precision_probe import candidates, choose_precision
-    from aeframe.speed_cache import SpeedCache
+    from aeframe.speed.precision_probe import candidates, choose_precision
+    from aeframe.speed.cache import SpeedCache
 
     name = torch.cuda.get_device_name(GPU)
     choice = choose_precision(GPU, name, SpeedCache(tmp_path))

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from aeframe import ImageData, Split
-from aeframe.plan import cell_key, with_fingerprint
-from aeframe.record import CellConfig, DatasetRef
-from aeframe_builtins import reference_classifier
-from aeframe_builtins.shapes import CLASSES, generate
+from aeframe.planning.plan import cell_key, with_fingerprint
+from aeframe.cells.record import CellConfig, DatasetRef
+from aeframe_builtins.metrics import reference_classifier
+from aeframe_builtins.datasets.shapes import CLASSES, generate
 
 from dataset_files import fake_mnist, write_mnist
 
@@ -60,8 +60,8 @@ def test_the_fingerprint_is_kept_in_the_config_and_decides_the_key():
 
 
 def test_with_fingerprint_gives_a_planned_cell_its_final_key(registry):
-    from aeframe.budget import Budget
-    from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
+    from aeframe.cells.budget import Budget
+    from aeframe.planning.plan import plan_cells, resolve_dataset, resolve_technique
 
     [cell] = plan_cells([resolve_technique("baseline", registry)], [resolve_dataset("shapes", registry)], 1,
                         Budget(epochs=1), {"type": "cpu", "name": "a CPU"}, {"aeframe": "0", "torch": "0"}, registry)

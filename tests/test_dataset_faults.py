@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aeframe.plugins import build_registry
+from aeframe.registry.plugins import build_registry
 
 from dataset_files import fake_mnist, write_mnist
 

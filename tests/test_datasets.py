@@ -12,14 +12,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aeframe.dataset import DatasetPlugin, DatasetUnavailable, ImageData
+from aeframe.contract.dataset import DatasetPlugin, DatasetUnavailable, ImageData
 from aeframe.errors import SpecError
-from aeframe.params import Param
-from aeframe_builtins import cifar10, mnist_family, mnist_files, shapes, shapes_generator, torchvision_download
-from aeframe_builtins.cifar10 import CIFAR10
-from aeframe_builtins.cifar10_batches import RestrictedUnpickler, restricted_load
-from aeframe_builtins.mnist_family import MNIST, FashionMNIST
-from aeframe_builtins.shapes import Shapes
+from aeframe.contract.params import Param
+from aeframe_builtins.datasets import cifar10, mnist_family, mnist_files, shapes, shapes_generator, torchvision_download
+from aeframe_builtins.datasets.cifar10 import CIFAR10
+from aeframe_builtins.datasets.cifar10_batches import RestrictedUnpickler, restricted_load
+from aeframe_builtins.datasets.mnist_family import MNIST, FashionMNIST
+from aeframe_builtins.datasets.shapes import Shapes
 from dataset_files import IDX_NAMES, fake_mnist, write_cifar, write_idx, write_mnist
 
 NATIVE = {"view": "native"}
@@ -490,7 +490,7 @@ def test_shapes_empty_counts(tmp_path):
     ("shapes[test=-5]", "dataset shapes: test=-5 is negative; give a number of images, 1 or more"),
 ])
 def test_negative_shapes_counts_are_usage_errors_before_anything_loads(registry, text, message):
-    from aeframe.plan import resolve_dataset
+    from aeframe.planning.plan import resolve_dataset
 
     with pytest.raises(SpecError) as caught:
         resolve_dataset(text, registry)

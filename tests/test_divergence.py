@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from aeframe import Technique
-from aeframe.plugins import Registry
+from aeframe.registry.plugins import Registry
 
 # 2,560 images in batches of 128: 20 steps per epoch, so an end-of-epoch check would stop at step 20.
 LONG_EPOCH = "shapes[train=2560,test=64]"

@@ -97,7 +97,7 @@ def _run_examples(tmp_path) -> list[tuple[str, object]]:
 @pytest.fixture(scope="module")
 def doc_examples(tmp_path_factory) -> list[tuple[str, object]]:
     """What the examples register, each checked as registration checks it."""
-    from aeframe.plugins import _validate
+    from aeframe.registry.plugins import _validate
 
     objects = _run_examples(tmp_path_factory.mktemp("examples"))
     for kind, obj in objects:
@@ -108,7 +108,7 @@ def doc_examples(tmp_path_factory) -> list[tuple[str, object]]:
 @pytest.fixture(scope="module")
 def doc_registry(registry, doc_examples):
     """The built-ins plus everything the examples register."""
-    from aeframe.plugins import Registry
+    from aeframe.registry.plugins import Registry
 
     combined = Registry(executors=registry.executors,
                         techniques=dict(registry.techniques), datasets=dict(registry.datasets),
@@ -138,7 +138,7 @@ def test_every_example_keeps_its_contract(doc_registry, kind, name):
 
 def test_the_composition_rules_the_examples_show(doc_registry):
     from aeframe.errors import CompositionError
-    from aeframe.plan import resolve_technique
+    from aeframe.planning.plan import resolve_technique
 
     assert resolve_technique("denoising[sigma=0.3]+pixel-shuffle", doc_registry).label == (
         "Denoising [sigma=0.3] + Pixel Shuffle")

@@ -1,7 +1,7 @@
 """Durations and budgets read and written one way everywhere: the report, the progress lines, the CLI."""
 import pytest
 
-from aeframe.durations import describe_budget, format_duration, parse_duration
+from aeframe.cells.durations import describe_budget, format_duration, parse_duration
 
 
 @pytest.mark.parametrize("text, seconds", [("45s", 45), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("90", 90), ("2.5m", 150)])

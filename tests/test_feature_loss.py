@@ -12,15 +12,15 @@ import torchvision
 from torch import nn
 
 from aeframe import CellContext, TechniqueUnavailable
-from aeframe.budget import Budget
-from aeframe.cell import run_cell
-from aeframe.environment import device_info, versions
+from aeframe.cells.budget import Budget
+from aeframe.training.cell import run_cell
+from aeframe.execution.environment import device_info, versions
 from aeframe.errors import SpecError
 from conftest import TINY_SHAPES, cell_data, metric_set
-from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
-from aeframe_builtins import pretrained
-from aeframe_builtins.feature_loss import RELUS
-from aeframe_builtins.vgg_loss import VGGFeatureLoss, gram_matrix, vgg16_bn_features
+from aeframe.planning.plan import plan_cells, resolve_dataset, resolve_technique
+from aeframe_builtins.techniques import pretrained
+from aeframe_builtins.techniques.feature_loss import RELUS
+from aeframe_builtins.techniques.vgg_loss import VGGFeatureLoss, gram_matrix, vgg16_bn_features
 
 CPU = torch.device("cpu")
 CHECKPOINT = "vgg16_bn-6c64b313.pth"

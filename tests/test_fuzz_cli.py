@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from aeframe.plugins import build_registry
+from aeframe.registry.plugins import build_registry
 
 from conftest import installed_plugin_env
 
@@ -200,15 +200,15 @@ def skipped_store(tmp_path_factory, fuzz_registry):
     from click.testing import CliRunner
 
     from aeframe.cli import cli as command
-    import aeframe.plugins
+    import aeframe.registry.plugins
 
     folder = tmp_path_factory.mktemp("store")
-    saved = aeframe.plugins._registry
-    aeframe.plugins._registry = fuzz_registry
+    saved = aeframe.registry.plugins._registry
+    aeframe.registry.plugins._registry = fuzz_registry
     try:
         CliRunner().invoke(command, ["bench", "-t", "baseline", "-d", "absent", "--store", str(folder / "r.sqlite")])
     finally:
-        aeframe.plugins._registry = saved
+        aeframe.registry.plugins._registry = saved
     assert (folder / "r.sqlite").exists()
     return folder / "r.sqlite"
 

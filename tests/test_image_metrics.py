@@ -1,4 +1,4 @@
-"""PSNR and SSIM (plugins/image_metrics.py) against values worked out by hand or by a slow reference."""
+"""PSNR and SSIM (plugins/metrics/image_metrics.py) against values worked out by hand or by a slow reference."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from aeframe import Metric
-from aeframe_builtins import image_metrics
-from aeframe_builtins.image_metrics import PSNR, PSNR_MAX_DB, SSIM
+from aeframe_builtins.metrics import image_metrics
+from aeframe_builtins.metrics.image_metrics import PSNR, PSNR_MAX_DB, SSIM
 
 C1, C2 = 0.01**2, 0.03**2
 
@@ -185,7 +185,7 @@ def test_plugin_registers_psnr_and_ssim_metrics():
 
 
 def test_builtins_include_image_metrics_next_to_pixel_metrics():
-    from aeframe.plugins import build_registry
+    from aeframe.registry.plugins import build_registry
 
     registry = build_registry(autoload=False)
     assert {"mae", "mse", "psnr", "ssim"} <= set(registry.metrics)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from aeframe_builtins.layers import MaxPoolTo
+from aeframe_builtins.techniques.layers import MaxPoolTo
 
 
 def _forward_backward(pool: nn.Module, x: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

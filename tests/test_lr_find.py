@@ -3,9 +3,9 @@ import math
 import torch
 from torch import nn
 
-from aeframe.budget import Budget
-from aeframe.lr_find import range_test, valley
-from aeframe.protocol import study_schedule
+from aeframe.cells.budget import Budget
+from aeframe.training.lr_find import range_test, valley
+from aeframe.contract.protocol import study_schedule
 
 from techniques import train_cell
 
@@ -40,8 +40,8 @@ def test_range_test_leaves_the_model_as_it_was():
 
 
 def test_lr_find_cells_record_the_rate_and_its_cost_apart(registry, workspace):
-    from aeframe.environment import device_info, versions
-    from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
+    from aeframe.execution.environment import device_info, versions
+    from aeframe.planning.plan import plan_cells, resolve_dataset, resolve_technique
 
     record = train_cell("baseline", registry, workspace, budget=Budget(epochs=3), lr="find")
     assert record.status == "done" and record.config.lr == "find"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from aeframe.store import Store
+from aeframe.store.sqlite_store import Store
 from test_store import make_record, snapshot
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -180,7 +180,7 @@ def test_the_sample_images_follow_the_attempt_that_counts(stores, cli):
 def test_a_done_attempt_without_pictures_that_counts_takes_the_older_pictures_away(tmp_path, cli):
     import torch
 
-    from aeframe.samples import Samples
+    from aeframe.cells.samples import Samples
 
     with Store(tmp_path / "old.sqlite") as store:
         done = make_record()

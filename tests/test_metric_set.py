@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from aeframe import CellContext, MeanMetric, Metric, RunningMean
-from aeframe.metric_set import MetricSet
-from aeframe.plugins import Registry
-from aeframe.store import Store
+from aeframe.training.metric_set import MetricSet
+from aeframe.registry.plugins import Registry
+from aeframe.store.sqlite_store import Store
 from conftest import TINY_SHAPES
 
 CPU = torch.device("cpu")
@@ -147,7 +147,7 @@ def _old_style(per_batch_sum, per_batch_count):
 
 
 def test_builtin_values_are_exactly_those_of_the_old_accumulation(registry):
-    from aeframe_builtins.image_metrics import ssim_per_image
+    from aeframe_builtins.metrics.image_metrics import ssim_per_image
 
     def psnr(r, t):
         mse = (r.double() - t.double()).square().flatten(1).mean(1)
@@ -276,8 +276,8 @@ def test_old_style_third_party_metrics_work_through_bench(registry, cli, tmp_pat
 
 
 def test_metric_modules_import_without_torch():
-    modules = ["aeframe.metric", "aeframe.metric_set", "aeframe_builtins.pixel_metrics",
-               "aeframe_builtins.image_metrics", "aeframe_builtins.classifier_accuracy"]
+    modules = ["aeframe.contract.metric", "aeframe.training.metric_set", "aeframe_builtins.metrics.pixel_metrics",
+               "aeframe_builtins.metrics.image_metrics", "aeframe_builtins.metrics.classifier_accuracy"]
     code = (f"import sys\nfor m in {modules!r}:\n    __import__(m)\n"
             "loaded = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
             "assert not loaded, loaded\n")

@@ -11,9 +11,9 @@ import torch.nn.functional as F
 
 from aeframe import ModelOutput
 from aeframe.errors import AeframeError
-from aeframe.output import training_loss
-from aeframe.plugins import build_registry
-from aeframe.store import Store
+from aeframe.contract.output import training_loss
+from aeframe.registry.plugins import build_registry
+from aeframe.store.sqlite_store import Store
 
 from conftest import TINY_SHAPES
 
@@ -102,7 +102,7 @@ def test_the_family_keeps_aeframes_technique_contract(family, technique):
 
 def test_a_cell_evaluates_the_reconstruction_only(family, workspace):
     """Evaluation, samples and metrics see the image; terms returned in eval mode are ignored."""
-    from aeframe.budget import Budget
+    from aeframe.cells.budget import Budget
     from techniques import train_cell
 
     record = train_cell("beta-vae", family, workspace, dataset=TINY_SHAPES, budget=Budget(epochs=1))

@@ -10,11 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from aeframe.grouping import group
-from aeframe.leaderboard import leaderboard_page
-from aeframe.pictures import ORIGINAL_ROW, _sample_rows, write_figures
-from aeframe.record import CellConfig, CellRecord
-from aeframe.samples import Samples
+from aeframe.report.grouping import group
+from aeframe.report.leaderboard import leaderboard_page
+from aeframe.report.pictures import ORIGINAL_ROW, _sample_rows, write_figures
+from aeframe.cells.record import CellConfig, CellRecord
+from aeframe.cells.samples import Samples
 from conftest import TINY_SHAPES, run_cli
 
 
@@ -155,7 +155,7 @@ def test_report_option_clashes_are_usage_errors(tmp_path, cli, args, message):
 
 
 def test_the_json_report_carries_each_tables_provenance_and_protocols():
-    from aeframe.report import render
+    from aeframe.report.render import render
 
     records = [_record("Baseline", 0, 10), _record("Pixel Shuffle", 1, 30)]
     table = json.loads(render(records, [], "json"))["datasets"][0]["tables"][0]
@@ -169,7 +169,7 @@ def test_the_json_report_carries_each_tables_provenance_and_protocols():
 
 
 def test_an_output_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path, cli):
-    from aeframe.store import Store
+    from aeframe.store.sqlite_store import Store
 
     Store(tmp_path / "r.sqlite").close()
     (tmp_path / "taken").write_text("a file where a folder should be")

@@ -1,6 +1,6 @@
 import torch
 
-from aeframe_builtins.pixel_shuffle_decoder import PixelShuffleICNR, icnr_
+from aeframe_builtins.techniques.pixel_shuffle_decoder import PixelShuffleICNR, icnr_
 
 from techniques import build, train_cell
 
@@ -68,7 +68,7 @@ def test_scale_one_keeps_the_input_size():
 
 
 def test_row_name_and_parameter(registry):
-    from aeframe.plan import resolve_technique
+    from aeframe.planning.plan import resolve_technique
 
     assert resolve_technique("pixel-shuffle", registry).label == "Pixel Shuffle"
     assert resolve_technique("pixel-shuffle[icnr=true]", registry).label == "Pixel Shuffle [icnr=true]"

@@ -6,11 +6,11 @@ import textwrap
 
 import pytest
 
-from aeframe.plugins import build_registry
+from aeframe.registry.plugins import build_registry
 
 GOOD = '''
 from aeframe import Technique, hookimpl
-from aeframe_builtins.baseline import Baseline
+from aeframe_builtins.techniques.baseline import Baseline
 
 class Wider(Technique):
     name, title, base = "wider", "Wider", "baseline"

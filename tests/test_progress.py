@@ -1,7 +1,7 @@
 import io
 
-from aeframe.progress import CellProgress
-from aeframe.record import CellConfig, CellRecord
+from aeframe.execution.progress import CellProgress
+from aeframe.cells.record import CellConfig, CellRecord
 
 
 def test_progress_line_shows_epoch_step_loss_and_budget_left():

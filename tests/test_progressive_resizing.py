@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from aeframe.errors import SpecError
-from aeframe.plan import resolve_technique
-from aeframe.train import _PhaseState
+from aeframe.planning.plan import resolve_technique
+from aeframe.training.train import _PhaseState
 
 from techniques import build, context, train_cell
 

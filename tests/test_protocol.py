@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from aeframe import protocol
-from aeframe.schedule import Phase, Schedule
-from aeframe.train import _PhaseState
-from aeframe_builtins.layers import baseline_autoencoder as BaselineAE
+from aeframe.contract.schedule import Phase, Schedule
+from aeframe.training.train import _PhaseState
+from aeframe_builtins.techniques.layers import baseline_autoencoder as BaselineAE
 
 
 def test_baseline_has_the_studys_parameter_count_and_shapes():

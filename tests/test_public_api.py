@@ -33,9 +33,9 @@ def test_builtins_import_only_the_public_api(path):
 
 
 def test_the_check_sees_every_kind_of_private_import():
-    source = ("import aeframe.plugins\nfrom aeframe.data import to_unit\nfrom aeframe import Technique, SpecError\n"
-              "from aeframe_builtins.layers import Autoencoder\nimport aeframe\n")
-    assert private_imports(source) == ["import aeframe.plugins", "from aeframe.data import to_unit",
+    source = ("import aeframe.registry.plugins\nfrom aeframe.data.splits import to_unit\nfrom aeframe import Technique, SpecError\n"
+              "from aeframe_builtins.techniques.layers import Autoencoder\nimport aeframe\n")
+    assert private_imports(source) == ["import aeframe.registry.plugins", "from aeframe.data.splits import to_unit",
                                        "from aeframe import SpecError (not in aeframe.__all__)"]
 
 

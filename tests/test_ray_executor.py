@@ -21,9 +21,9 @@ def _warm() -> int:
     """Import what a cell needs, so that two cells submitted together start together."""
     import os
 
-    import aeframe.plugins
+    import aeframe.registry.plugins
 
-    aeframe.plugins.get_registry()
+    aeframe.registry.plugins.get_registry()
     time.sleep(0.5)  # holds its CPU, so the other call lands in the other worker process
     return os.getpid()
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from aeframe.record import (
+from aeframe.cells.record import (
     CELL,
     SKIPPED_DATASET,
     SKIPPED_TECHNIQUE,
@@ -21,8 +21,8 @@ from aeframe.record import (
     Provenance,
     TechniqueRef,
 )
-from aeframe.speed import Speed
-from aeframe.store import Store
+from aeframe.cells.settings import Speed
+from aeframe.store.sqlite_store import Store
 
 # A done cell's config exactly as aeframe 0.1.0 stored it (tests/data/store-0.1.0.sqlite).
 CELL_0_1_0 = {
@@ -149,9 +149,9 @@ def test_the_store_writes_the_kind_and_reads_it_back(tmp_path):
 
 
 def test_a_dataset_that_cannot_be_had_is_one_record_of_its_kind(registry):
-    from aeframe.budget import Budget
-    from aeframe.groups import skipped_record
-    from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
+    from aeframe.cells.budget import Budget
+    from aeframe.execution.groups import skipped_record
+    from aeframe.planning.plan import plan_cells, resolve_dataset, resolve_technique
 
     cell = plan_cells([resolve_technique("baseline", registry)], [resolve_dataset("shapes[train=256]", registry)], 2,
                       Budget(epochs=1), {"type": "cpu", "name": "Test CPU"}, {"aeframe": "0", "torch": "0"},
@@ -162,7 +162,7 @@ def test_a_dataset_that_cannot_be_had_is_one_record_of_its_kind(registry):
 
 
 def test_a_skip_fails_the_run_only_where_its_dataset_or_technique_was_named():
-    from aeframe.bench import BenchOutcome
+    from aeframe.execution.bench import BenchOutcome
 
     dataset = CellRecord("d", CellConfig(kind=SKIPPED_DATASET, dataset=DatasetRef("cifar10")), "skipped")
     technique = CellRecord("t", CellConfig(kind=SKIPPED_TECHNIQUE, dataset=DatasetRef("shapes")), "skipped")

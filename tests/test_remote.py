@@ -1,4 +1,4 @@
-"""What travels to a worker and what the worker rebuilds (aeframe.remote), without any cluster: orders are
+"""What travels to a worker and what the worker rebuilds (aeframe.execution.remote), without any cluster: orders are
 plain data, the data arrives without copies, and a worker whose plugins differ refuses, saying where."""
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from aeframe.budget import Budget
-from aeframe.plan import plan_cells, resolve_dataset, resolve_technique, with_fingerprint
-from aeframe.plugins import Registry
-from aeframe.remote import PluginMismatch, cell_of, order_of, run_order, shippable, unshipped
-from aeframe.speed import Speed
+from aeframe.cells.budget import Budget
+from aeframe.planning.plan import plan_cells, resolve_dataset, resolve_technique, with_fingerprint
+from aeframe.registry.plugins import Registry
+from aeframe.execution.remote import PluginMismatch, cell_of, order_of, run_order, shippable, unshipped
+from aeframe.cells.settings import Speed
 from conftest import TINY_SHAPES
 
 

@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 
-from aeframe.metric import Metric
-from aeframe.record import SKIPPED_DATASET, CellConfig, CellRecord, Protocol, TechniqueRef
-from aeframe.speed import Speed
-from aeframe.report import render
-from aeframe.stats import holm
+from aeframe.contract.metric import Metric
+from aeframe.cells.record import SKIPPED_DATASET, CellConfig, CellRecord, Protocol, TechniqueRef
+from aeframe.cells.settings import Speed
+from aeframe.report.render import render
+from aeframe.report.stats import holm
 
 VERSIONS = {"aeframe": "0.1.0", "torch": "2.4.1", "torchvision": "0.19.1", "python": "3.11.7"}
 
@@ -569,8 +569,8 @@ def test_an_unknown_preparation_cost_is_shown_unknown_not_as_nothing():
 
 def test_the_protocol_table_names_the_range_of_many_discriminative_rates():
     # pretrained-resnet's run 2 has ten rates, 1e-06 ... 0.01, which filled the leaderboard's line.
-    from aeframe.leaderboard import _phases_text
-    from aeframe.record import PhaseSummary
+    from aeframe.report.leaderboard import _phases_text
+    from aeframe.cells.record import PhaseSummary
 
     rates = [10 ** (-6 + 4 * i / 9) for i in range(10)]
     text = _phases_text([PhaseSummary("run 1", 0.333333, [3e-3], None), PhaseSummary("run 2", 0.666667, rates, 16)])

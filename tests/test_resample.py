@@ -12,13 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from aeframe import RESAMPLE_PARAM, dataset_view, resize_uint8
-from aeframe.data import on_device
+from aeframe.data.splits import on_device
 from aeframe.errors import SpecError
-from aeframe.plan import resolve_dataset
-from aeframe.remote import shippable, unshipped
-from aeframe_builtins.cifar10 import CIFAR10
-from aeframe_builtins.mnist_family import FashionMNIST
-from aeframe_builtins.shapes import Shapes
+from aeframe.planning.plan import resolve_dataset
+from aeframe.execution.remote import shippable, unshipped
+from aeframe_builtins.datasets.cifar10 import CIFAR10
+from aeframe_builtins.datasets.mnist_family import FashionMNIST
+from aeframe_builtins.datasets.shapes import Shapes
 from dataset_files import fake_mnist, write_cifar, write_mnist
 
 FASTAI = "fastai-v1"

@@ -9,14 +9,14 @@ import pytest
 import torch
 from torchvision.models import resnet34
 
-import aeframe_builtins.resnet_model as rm
-import aeframe_builtins.resnet_weights as rw
+import aeframe_builtins.techniques.resnet_model as rm
+import aeframe_builtins.techniques.resnet_weights as rw
 from aeframe import ImageData, Preparation, TechniqueUnavailable
 from aeframe.errors import CompositionError, SpecError
-from aeframe.plan import resolve_technique
-from aeframe.train import _PhaseState
-from aeframe_builtins.resnet import STUDY_CHECKPOINT, WEIGHTS_URL, is_path
-from aeframe_builtins.shapes_generator import CLASSES, generate
+from aeframe.planning.plan import resolve_technique
+from aeframe.training.train import _PhaseState
+from aeframe_builtins.techniques.resnet import STUDY_CHECKPOINT, WEIGHTS_URL, is_path
+from aeframe_builtins.datasets.shapes_generator import CLASSES, generate
 
 from techniques import context, train_cell
 
@@ -45,7 +45,7 @@ def fake_imagenet(tmp_path_factory):
 
 @pytest.fixture
 def hub(monkeypatch, fake_imagenet):
-    monkeypatch.setattr("aeframe_builtins.pretrained.hub_checkpoints", lambda: fake_imagenet[0])
+    monkeypatch.setattr("aeframe_builtins.techniques.pretrained.hub_checkpoints", lambda: fake_imagenet[0])
     return fake_imagenet
 
 
@@ -55,7 +55,7 @@ def offline(monkeypatch, tmp_path):
     def no_network(*args, **kwargs):
         raise urllib.error.URLError("no network in tests")
 
-    monkeypatch.setattr("aeframe_builtins.pretrained.hub_checkpoints", lambda: tmp_path)
+    monkeypatch.setattr("aeframe_builtins.techniques.pretrained.hub_checkpoints", lambda: tmp_path)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
     return tmp_path
 
@@ -154,7 +154,7 @@ def test_frozen_body_keeps_its_weights_but_batchnorm_statistics_follow_the_data(
 
 def test_the_studys_older_imagenet_checkpoint_is_accepted(registry, monkeypatch, tmp_path, fake_imagenet):
     (tmp_path / STUDY_CHECKPOINT).symlink_to(fake_imagenet[0] / IMAGENET_FILE)
-    monkeypatch.setattr("aeframe_builtins.pretrained.hub_checkpoints", lambda: tmp_path)
+    monkeypatch.setattr("aeframe_builtins.techniques.pretrained.hub_checkpoints", lambda: tmp_path)
     model, _, _ = build("pretrained-resnet", registry)
     assert torch.equal(body_of(model)["conv1.weight"], fake_imagenet[1]["conv1.weight"])
 

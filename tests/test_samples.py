@@ -6,12 +6,12 @@ import sqlite3
 import torch
 from torch import nn
 
-from aeframe.data import DeviceSplit
-from aeframe.dataset import Split
-from aeframe.record import CellConfig, CellRecord, DatasetRef
-from aeframe.samples import Samples, capture_samples, sample_indices
-from aeframe.store import Store
-from aeframe.budget import Budget
+from aeframe.data.splits import DeviceSplit
+from aeframe.contract.dataset import Split
+from aeframe.cells.record import CellConfig, CellRecord, DatasetRef
+from aeframe.cells.samples import Samples, capture_samples, sample_indices
+from aeframe.store.sqlite_store import Store
+from aeframe.cells.budget import Budget
 from techniques import train_cell
 
 

@@ -1,8 +1,8 @@
 import pytest
 
 from aeframe.errors import SpecError
-from aeframe.params import Param, non_default, resolve_params
-from aeframe.spec import ComponentSpec, parse_combination, parse_component
+from aeframe.contract.params import Param, non_default, resolve_params
+from aeframe.planning.syntax import ComponentSpec, parse_combination, parse_component
 
 SIZES = Param("sizes", "ints", (16, 32), "image side of each phase")
 ICNR = Param("icnr", bool, False, "real ICNR initialisation")

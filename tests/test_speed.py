@@ -7,14 +7,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from aeframe.budget import Budget
-from aeframe.cell import run_cell
-from aeframe.environment import device_info, versions
+from aeframe.cells.budget import Budget
+from aeframe.training.cell import run_cell
+from aeframe.execution.environment import device_info, versions
 from aeframe.errors import UsageProblem
-from aeframe.numerics import SpeedModel, speed_model
-from aeframe.plan import cell_key, plan_cells, resolve_dataset, resolve_technique
-from aeframe.record import CellConfig
-from aeframe.speed import MEASURED, Speed, compile_requirement, resolve_speed
+from aeframe.speed.numerics import SpeedModel, speed_model
+from aeframe.planning.plan import cell_key, plan_cells, resolve_dataset, resolve_technique
+from aeframe.cells.record import CellConfig
+from aeframe.cells.settings import MEASURED, Speed, compile_requirement, resolve_speed
 
 from conftest import cell_data, metric_set
 
@@ -130,9 +130,9 @@ def test_lower_precision_cells_train_to_finite_metrics(registry, tiny_data, work
 
 def test_compiled_cell_trains_as_the_eager_one_and_keeps_compile_time_off_the_clock(
         registry, tiny_data, workspace, monkeypatch):
-    import aeframe.budget
-    import aeframe.numerics
-    import aeframe.train
+    import aeframe.cells.budget
+    import aeframe.speed.numerics
+    import aeframe.training.train
 
     # A fake clock that moves 1 s per reading, and a warm-up that "takes" 1000 s of it: if the
     # warm-up were on the training clock, train_seconds would exceed 1000.
@@ -142,18 +142,18 @@ def test_compiled_cell_trains_as_the_eager_one_and_keeps_compile_time_off_the_cl
         now[0] += 1.0
         return now[0]
 
-    monkeypatch.setattr(aeframe.budget.time, "perf_counter", tick)
-    real_warm_up = aeframe.train.warm_up
+    monkeypatch.setattr(aeframe.cells.budget.time, "perf_counter", tick)
+    real_warm_up = aeframe.training.train.warm_up
 
     def slow_warm_up(*args, **kwargs):
         real_warm_up(*args, **kwargs)
         now[0] += 1000.0
         return 1000.0
 
-    monkeypatch.setattr(aeframe.train, "warm_up", slow_warm_up)
+    monkeypatch.setattr(aeframe.training.train, "warm_up", slow_warm_up)
     # Dynamo's graph capture with the eager backend: the compile path without minutes of C++ builds.
-    monkeypatch.setattr(aeframe.numerics, "compiled", lambda model: torch.compile(model, backend="eager"))
-    monkeypatch.setattr(aeframe.cell, "compiled", aeframe.numerics.compiled)
+    monkeypatch.setattr(aeframe.speed.numerics, "compiled", lambda model: torch.compile(model, backend="eager"))
+    monkeypatch.setattr(aeframe.training.cell, "compiled", aeframe.speed.numerics.compiled)
     metrics = metric_set(registry)
     compiled = run_cell(one_cell(registry, Speed("fp32", False, True)), tiny_data, metrics, CPU, workspace)
     assert compiled.status == "done", compiled.error
@@ -183,7 +183,7 @@ def test_the_versions_name_torchvision_without_importing_it():
 
     import torchvision
 
-    code = ("import sys; from aeframe.environment import versions; found = versions(); "
+    code = ("import sys; from aeframe.execution.environment import versions; found = versions(); "
             "print(found['torchvision'], 'torchvision' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == [torchvision.__version__.split("+")[0], "False"]

@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch import nn
 
-import aeframe.data
+import aeframe.data.splits
 from aeframe import Technique
-from aeframe.contention import is_busy
-from aeframe.layout_tuning import CACHED, FORCED, MEASURED, layout_key
-from aeframe.plugins import Registry
-from aeframe.precision_probe import (FORWARD_TOLERANCE, MIN_GAIN, TRAINED_TOLERANCE, Measurement, candidates,
+from aeframe.speed.contention import is_busy
+from aeframe.speed.layout import CACHED, FORCED, MEASURED, layout_key
+from aeframe.registry.plugins import Registry
+from aeframe.speed.precision_probe import (FORWARD_TOLERANCE, MIN_GAIN, TRAINED_TOLERANCE, Measurement, candidates,
                                      choose_precision, pick)
-from aeframe.speed_cache import SpeedCache
+from aeframe.speed.cache import SpeedCache
 
 SMALL = "shapes[train=256,test=64]"
 CPU = torch.device("cpu")
@@ -179,7 +179,7 @@ def test_a_measurement_on_a_busy_machine_is_not_cached(tmp_path, registry, monke
     monkeypatch.setattr(layout_tuning, "is_busy", lambda stats: True)
     cache = SpeedCache(tmp_path)
     key = layout_key("cpu", "x", [], (3, 32, 32), 128, "fp32")
-    from aeframe.speed import Speed
+    from aeframe.cells.settings import Speed
 
     choice = layout_tuning.choose_layout(built.model, built.loss, built.schedule, Speed("fp32", None), CPU,
                                          data.train, cache, key)
@@ -245,13 +245,13 @@ def test_precision_auto_is_shown_recorded_and_keyed_as_the_precision_it_chose(tm
 
 def test_a_resized_copy_of_the_data_is_made_off_the_clock_even_in_the_first_cell(tmp_path, cli, registry, monkeypatch):
     # Progressive resizing's 16-px copy of Fashion-MNIST took 1.9 s, on the clock of the first cell only.
-    real = aeframe.data.resize_uint8
+    real = aeframe.data.splits.resize_uint8
 
     def slow_resize(images, size, method):
         time.sleep(1.5)
         return real(images, size, method)
 
-    monkeypatch.setattr(aeframe.data, "resize_uint8", slow_resize)
+    monkeypatch.setattr(aeframe.data.splits, "resize_uint8", slow_resize)
     _bench(cli, tmp_path, _registry(registry), "-t", "progressive-resizing", "-d", SMALL, "--epochs", "1",
            "--seeds", "2", "--precision", "fp32", "--no-channels-last")
     first, second = (stats for _, stats in _rows(tmp_path / "r.sqlite"))

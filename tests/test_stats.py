@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from aeframe.stats import (confidence_interval, holm, mean_std, paired_t_test, sign_flip_p, regularized_incomplete_beta, t_cdf,
+from aeframe.report.stats import (confidence_interval, holm, mean_std, paired_t_test, sign_flip_p, regularized_incomplete_beta, t_cdf,
                            t_quantile, t_sf)
 
 

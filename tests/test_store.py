@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from aeframe.errors import StoreError
-from aeframe.record import CellConfig, CellRecord
-from aeframe.store import FORMAT_MARKER, SCHEMA_VERSION, Store
+from aeframe.cells.record import CellConfig, CellRecord
+from aeframe.store.sqlite_store import FORMAT_MARKER, SCHEMA_VERSION, Store
 
 
 def make_record(key: str = "k1", status: str = "done", finished_at: str = "2024-05-01T10:00:00", **kw) -> CellRecord:
@@ -200,8 +200,8 @@ def test_a_reader_cannot_save(tmp_path):
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from aeframe.record import CellConfig, CellRecord, DatasetRef
-    from aeframe.store import Store
+    from aeframe.cells.record import CellConfig, CellRecord, DatasetRef
+    from aeframe.store.sqlite_store import Store
 
     store = Store(sys.argv[1])
     store.save(CellRecord(key="survivor", config=CellConfig(label="Baseline", dataset=DatasetRef("mnist")),

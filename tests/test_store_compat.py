@@ -30,7 +30,7 @@ def old_store(tmp_path) -> Path:
 
 
 def _records(path: Path):
-    from aeframe.store import Store
+    from aeframe.store.sqlite_store import Store
 
     with Store(path, write=False) as store:
         return store.records()
@@ -44,7 +44,7 @@ def test_every_cell_of_a_0_1_0_store_reads(old_store):
 
 @pytest.mark.parametrize("fmt", sorted(GOLDEN))
 def test_a_0_1_0_store_renders_as_0_1_0_rendered_it(old_store, registry, fmt):
-    from aeframe.report import render
+    from aeframe.report.render import render
 
     text = render(_records(old_store), list(registry.metrics.values()), fmt)
     assert text.rstrip("\n") == (DATA / GOLDEN[fmt]).read_text().rstrip("\n")
@@ -55,7 +55,7 @@ PAGE_COMMAND = "aeframe report --store store-0.1.0.sqlite --docs leaderboard.md"
 
 
 def test_a_0_1_0_store_gives_0_1_0_s_leaderboard_page(old_store, registry):
-    from aeframe.leaderboard import leaderboard_page
+    from aeframe.report.leaderboard import leaderboard_page
 
     page = leaderboard_page(_records(old_store), list(registry.metrics.values()), old_store.parent / "leaderboard.md",
                             PAGE_COMMAND, GENERATED)
@@ -77,13 +77,13 @@ def test_planning_a_0_1_0_command_again_does_not_take_the_cells_it_stored(old_st
     """Changed on purpose when cell keys came to include the data's fingerprint: 0.1.0 stored none, so
     nothing proves its cells saw the data a run loads today, and a bench trains them again (the
     report still shows them until then: tests below)."""
-    import aeframe.plan
-    from aeframe.budget import Budget
-    from aeframe.plan import plan_cells, resolve_dataset, resolve_technique, with_fingerprint
-    from aeframe.speed import Speed
+    import aeframe.planning.plan
+    from aeframe.cells.budget import Budget
+    from aeframe.planning.plan import plan_cells, resolve_dataset, resolve_technique, with_fingerprint
+    from aeframe.cells.settings import Speed
 
     # A key includes each technique's plugin version: 0.1.0's built-ins were 0.1.0, whatever is installed now.
-    monkeypatch.setattr(aeframe.plan, "_plugin_version", lambda registry, kind, name: "0.1.0")
+    monkeypatch.setattr(aeframe.planning.plan, "_plugin_version", lambda registry, kind, name: "0.1.0")
     versions = {"aeframe": "0.1.0", "torch": "2.14.1", "torchvision": "0.29.1", "python": "3.11.7"}
     dataset = resolve_dataset("shapes[train=256,test=64]", registry)
     cells = plan_cells([resolve_technique(t, registry) for t in techniques], [dataset], seeds, Budget(epochs=epochs),
@@ -117,10 +117,10 @@ from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-import aeframe.durations, aeframe.grouping, aeframe.pictures, aeframe.provenance, aeframe.publish, aeframe.samples
-from aeframe.leaderboard import leaderboard_page
-from aeframe.report import render
-from aeframe.store import Store
+import aeframe.cells.durations, aeframe.report.grouping, aeframe.report.pictures, aeframe.report.provenance, aeframe.report.publish, aeframe.cells.samples
+from aeframe.report.leaderboard import leaderboard_page
+from aeframe.report.render import render
+from aeframe.store.sqlite_store import Store
 
 store, data, metrics, goldens, generated, command = sys.argv[1:]
 data, metrics = Path(data), [SimpleNamespace(**m) for m in json.loads(metrics)]

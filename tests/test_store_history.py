@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from aeframe.errors import StoreError
-from aeframe.store import Store
+from aeframe.store.sqlite_store import Store
 from store_helpers import flaky_registry
 from test_store import make_record, snapshot
 
@@ -50,7 +50,7 @@ def test_a_0_1_0_store_read_for_a_report_is_not_modified(old_store):
 
 
 def test_a_0_1_0_store_opened_by_a_bench_moves_to_schema_2_keeping_every_record(old_store, registry):
-    from aeframe.report import render
+    from aeframe.report.render import render
 
     with Store(old_store, write=False) as store:
         records = store.records()
@@ -87,7 +87,7 @@ def test_a_migration_that_fails_leaves_the_old_store_as_it_was(old_store):
 def test_a_failed_attempt_keeps_the_samples_of_the_done_one(tmp_path):
     import torch
 
-    from aeframe.samples import Samples
+    from aeframe.cells.samples import Samples
 
     pictures = Samples([0, 1], torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.ones(2, 1, 2, 2, dtype=torch.uint8))
     with Store(tmp_path / "r.sqlite") as store:

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from aeframe.store import Store
+from aeframe.store.sqlite_store import Store
 from conftest import run_cli
 from store_helpers import flaky_registry, require_permissions_bind, run_as_user
 from test_store import make_record, snapshot
@@ -179,7 +179,7 @@ def test_a_store_on_a_read_only_directory_can_be_reported(tmp_path):
 _KILLED_WRITER = """
 import os, sys
 sys.path.insert(0, sys.argv[2])
-from aeframe.store import Store
+from aeframe.store.sqlite_store import Store
 from test_store import make_record
 store = Store(sys.argv[1])
 store.save(make_record("survivor", label="Survivor"))

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from aeframe import Technique
-from aeframe.budget import Budget
-from aeframe.cell import run_cell
-from aeframe.environment import device_info, versions
-from aeframe.plan import plan_cells, resolve_dataset, resolve_technique
+from aeframe.cells.budget import Budget
+from aeframe.training.cell import run_cell
+from aeframe.execution.environment import device_info, versions
+from aeframe.planning.plan import plan_cells, resolve_dataset, resolve_technique
 
 from conftest import TINY_SHAPES, cell_data, metric_set
 
@@ -105,7 +105,7 @@ class ReusesUnknownCost(Technique):
 
 @pytest.fixture
 def toy_registry(registry):
-    from aeframe.plugins import Registry
+    from aeframe.registry.plugins import Registry
 
     toys = Registry(executors=registry.executors,
                     techniques=dict(registry.techniques), datasets=registry.datasets, metrics=registry.metrics)

@@ -5,8 +5,8 @@ import textwrap
 
 import pytest
 
-from aeframe.plugins import Registry
-from aeframe.validate import FAIL, PASS, SKIP, Setting, checks_for, resolve_names
+from aeframe.registry.plugins import Registry
+from aeframe.validate.checks import FAIL, PASS, SKIP, Setting, checks_for, resolve_names
 
 # A third-party plugin with one defect per technique, each built on the Baseline.
 BROKEN = '''

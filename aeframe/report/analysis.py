@@ -15,10 +15,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aeframe.contention import is_busy
-from aeframe.grouping import Section, Table, condition_of, group, label_of
-from aeframe.provenance import distinct, protocols, provenance
-from aeframe.record import CellRecord, Protocol, full_size_points
+from aeframe.speed.contention import is_busy
+from aeframe.report.grouping import Section, Table, condition_of, group, label_of
+from aeframe.report.provenance import distinct, protocols, provenance
+from aeframe.cells.record import CellRecord, Protocol, full_size_points
 from aeframe.report.columns import METRICS, STATS, SUMMARISED_STATS, Column, table_columns
 from aeframe.report.conditions import conditions_line, difference
 from aeframe.report.structure import (
@@ -36,14 +36,14 @@ from aeframe.report.structure import (
     Summary,
     TimeToQuality,
 )
-from aeframe.stats import confidence_interval, holm, mean_std, paired_t_test
-from aeframe.technique import LR_PARAM
+from aeframe.report.stats import confidence_interval, holm, mean_std, paired_t_test
+from aeframe.contract.technique import LR_PARAM
 
 if TYPE_CHECKING:
-    from aeframe.metric import Metric
-    from aeframe.pictures import Figure
+    from aeframe.contract.metric import Metric
+    from aeframe.report.pictures import Figure
 
-# (dataset name, condition key) -> the pictures drawn for that table (see aeframe.pictures).
+# (dataset name, condition key) -> the pictures drawn for that table (see aeframe.report.pictures).
 Figures = Mapping[tuple[str, str], Sequence["Figure"]]
 
 # Shares of the reference time (the shortest row's training time) at which rows are compared.

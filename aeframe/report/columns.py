@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aeframe.durations import format_duration
+from aeframe.cells.durations import format_duration
 
 if TYPE_CHECKING:
-    from aeframe.metric import Metric
+    from aeframe.contract.metric import Metric
 
 METRICS, STATS = "metrics", "stats"  # where a column's number is found in a record
 
@@ -45,7 +45,7 @@ class Column:
 # writes it apart, as one number).
 SUMMARISED_STATS = ("train_seconds", "eval_seconds", "lr_find_seconds", "compile_seconds", "outside_budget_seconds",
                     "epochs", "images_per_second", "cpu_share", "params")
-# The columns that depend on how much of the machine the training clock had (aeframe.contention).
+# The columns that depend on how much of the machine the training clock had (aeframe.speed.contention).
 CLOCK_STATS = ("train_seconds", "epochs", "images_per_second")
 
 _STAT_COLUMNS = (

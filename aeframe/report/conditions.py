@@ -7,11 +7,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from aeframe.durations import describe_budget
-from aeframe.grouping import Condition
-from aeframe.provenance import distinct
-from aeframe.record import DONE, CellRecord
-from aeframe.speed import MEASURED
+from aeframe.cells.durations import describe_budget
+from aeframe.report.grouping import Condition
+from aeframe.report.provenance import distinct
+from aeframe.cells.record import DONE, CellRecord
+from aeframe.cells.settings import MEASURED
 
 _LR_TEXT = {
     "study": "Learning rates: each technique's own (the study's)",
@@ -91,7 +91,7 @@ def _shared_gpus_text(records: Sequence[CellRecord]) -> str:
 
 def _timing_text(records: Sequence[CellRecord]) -> str:
     """The timing policy the rows were trained under. Since the equal-treatment policy
-    (:mod:`aeframe.cell_preparation`) every cell's one-time set-up is off its clock and its record
+    (:mod:`aeframe.speed.preparation`) every cell's one-time set-up is off its clock and its record
     says how long it took; cells stored before it were timed from their first step."""
     prepared = {"prepare_seconds" in r.stats for r in records if r.status == DONE}
     policies = []

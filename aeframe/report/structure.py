@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from aeframe.grouping import Condition
-from aeframe.record import CellRecord, Protocol
+from aeframe.report.grouping import Condition
+from aeframe.cells.record import CellRecord, Protocol
 from aeframe.report.columns import Column
 
 SIGNIFICANCE = 0.05  # a comparison with p below this is marked in the markdown
@@ -30,7 +30,7 @@ class Comparison:
     pairs: int
     mean_difference: float | None  # mean of (row − reference) over the pairs; None without pairs
     t: float | None  # None for fewer than two pairs
-    p: float | None  # the test's own p (aeframe.stats.paired_t_test: never 0 for equal differences)
+    p: float | None  # the test's own p (aeframe.report.stats.paired_t_test: never 0 for equal differences)
     # p after Holm's correction over every comparison of its table; what the marker uses. None: not corrected.
     p_holm: float | None = None
 
@@ -61,7 +61,7 @@ class Row:
     params: list[float]  # the distinct parameter counts of its seeds (one, unless they disagree)
     comparisons: dict[str, Comparison] | None  # metric name -> comparison; None on the reference row
     best: set[str] = field(default_factory=set)  # ids of the columns whose best mean this row has
-    # Seeds whose training clock was shared (aeframe.contention.is_busy): seed -> what it got.
+    # Seeds whose training clock was shared (aeframe.speed.contention.is_busy): seed -> what it got.
     busy: list[BusySeed] = field(default_factory=list)
     # Metric name -> why the row has no value for it (a metric's ``not_scored`` detail).
     not_scored: dict[str, str] = field(default_factory=dict)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import csv
 import io
 
-from aeframe.contention import is_busy
+from aeframe.speed.contention import is_busy
 from aeframe.errors import first_line
-from aeframe.grouping import label_of
+from aeframe.report.grouping import label_of
 from aeframe.report.structure import Report
 
 STAT_COLUMNS = ("train_seconds", "eval_seconds", "lr_find_seconds", "compile_seconds", "epochs", "steps",

@@ -7,8 +7,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from aeframe.contention import BUSY_BELOW
-from aeframe.durations import format_duration
+from aeframe.speed.contention import BUSY_BELOW
+from aeframe.cells.durations import format_duration
 from aeframe.errors import first_line
 from aeframe.report.columns import CLOCK_STATS, Column
 from aeframe.report.conditions import difference
@@ -17,7 +17,7 @@ from aeframe.report.structure import SIGNIFICANCE, ComparisonTable, NotDone, Rep
 MISSING = "–"
 MARKER = "†"  # follows a metric value that differs from the reference row's at p < SIGNIFICANCE
 STAND_IN_MARKER = "§"  # follows the label of a row that stands in, offline, for a technique that cannot run here
-BUSY_MARKER = "‡"  # follows the time columns of a row whose training clock was shared (aeframe.contention)
+BUSY_MARKER = "‡"  # follows the time columns of a row whose training clock was shared (aeframe.speed.contention)
 REFERENCE_ROW = "Original Image"  # the metrics' values on the original images
 
 

@@ -9,9 +9,9 @@ from typing import Iterator
 
 import torch
 
-from aeframe.dataset import ImageData
-from aeframe.loading import availability
-from aeframe.plan import resolve_dataset
+from aeframe.contract.dataset import ImageData
+from aeframe.data.loading import availability
+from aeframe.planning.plan import resolve_dataset
 from aeframe.validate.params import param_problems
 from aeframe.errors import describe
 from aeframe.validate.report import SKIP, Check, verdict

@@ -9,9 +9,9 @@ from typing import Iterator
 
 import torch
 
-from aeframe.data import to_unit
+from aeframe.data.splits import to_unit
 from aeframe.errors import describe
-from aeframe.metric_set import MetricSet
+from aeframe.training.metric_set import MetricSet
 from aeframe.validate.report import Check, verdict
 from aeframe.validate.setting import Setting
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from aeframe.errors import SpecError
-from aeframe.params import Param
+from aeframe.contract.params import Param
 
 
 def param_problems(params: Sequence[Param], check_params: Callable[[dict[str, Any]], None] | None = None) -> list[str]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-from aeframe.budget import Budget, BudgetTracker
-from aeframe.schedule import Schedule
+from aeframe.cells.budget import Budget, BudgetTracker
+from aeframe.contract.schedule import Schedule
 
 STEPS_PER_EPOCH = 200
 SIMULATED = (Budget(epochs=3), Budget(epochs=None, seconds=60.0), Budget(epochs=3, seconds=45.0))

@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 
-from aeframe.dataset import ImageData
-from aeframe.loading import make_workspace
-from aeframe.plan import resolve_dataset
-from aeframe.plugins import Registry
-from aeframe.technique import CellContext
+from aeframe.contract.dataset import ImageData
+from aeframe.data.loading import make_workspace
+from aeframe.planning.plan import resolve_dataset
+from aeframe.registry.plugins import Registry
+from aeframe.contract.technique import CellContext
 
 # Generated in well under a second, no files: every check that needs real images uses it.
 TINY = "shapes[train=256,test=64]"

@@ -1,7 +1,7 @@
 """Every image shape the registered datasets yield, each with one dataset text that gives it."""
 from __future__ import annotations
 
-from aeframe.plan import resolve_dataset
+from aeframe.planning.plan import resolve_dataset
 from aeframe.validate.setting import Setting
 
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from aeframe.budget import Budget
-from aeframe.cell import seed_everything
-from aeframe.composition import Composition
-from aeframe.data import on_device, to_unit
-from aeframe.output import training_loss
-from aeframe.train import train
+from aeframe.cells.budget import Budget
+from aeframe.training.cell import seed_everything
+from aeframe.planning.composition import Composition
+from aeframe.data.splits import on_device, to_unit
+from aeframe.contract.output import training_loss
+from aeframe.training.train import train
 from aeframe.validate.setting import Setting
 
 BATCH = 16  # 256 tiny images make 16 steps of 16

@@ -1,0 +1,127 @@
+"""The dataset contract: what a dataset plugin registers and what it hands to the runner."""
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from aeframe.contract.params import Param
+from aeframe.contract.resample import HALF_PIXEL
+
+if TYPE_CHECKING:
+    import torch
+
+
+class DatasetUnavailable(Exception):
+    """The dataset cannot be had here; the message says which files to put where (or what to run)."""
+
+
+@dataclass
+class Split:
+    """One split held in memory: ``images`` uint8 (N, C, H, W), ``labels`` int64 (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        import torch  # here, not at the top: registering a dataset plugin must not import torch
+
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError("labels must be one int per image")
+        self.labels = self.labels.long()
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+@dataclass
+class ImageData:
+    """A loaded dataset: both splits in memory, and the class names (index = label).
+
+    ``resample`` is how the runner makes other sizes of these images (progressive resizing's 16 px):
+    ``"half-pixel"`` or ``"fastai-v1"`` (:mod:`aeframe.contract.resample`), the dataset's ``resample`` parameter
+    where it offers one."""
+
+    train: Split
+    test: Split
+    classes: Sequence[str]
+    resample: str = HALF_PIXEL
+    _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
+
+    def fingerprint(self) -> str:
+        """A hash of exactly this data: both splits' uint8 images and labels, and the class names.
+
+        Two loads give the same fingerprint only if every pixel, label and class name agrees, so a
+        result or a cache kept under it can never be reused for other data. Computed on the first
+        call (a fraction of a second for 60,000 images) and kept; the splits must not be changed
+        afterwards.
+        """
+        if self._fingerprint is None:
+            digest = hashlib.sha256(b"aeframe-data-1")
+            digest.update(json.dumps([str(c) for c in self.classes]).encode())
+            # Other resampling makes other resized views of the same pixels. Hashed only when not the
+            # default, so that the fingerprints of data loaded before the choice existed still match.
+            if self.resample != HALF_PIXEL:
+                digest.update(f"resample={self.resample}".encode())
+            for split in (self.train, self.test):
+                images = split.images.detach().cpu().contiguous()
+                # The shape first: the same bytes cut into other images are other data.
+                digest.update(json.dumps(list(images.shape)).encode())
+                digest.update(memoryview(images.numpy()).cast("B"))
+                # Little-endian int64 whatever the platform, so the hash does not depend on it.
+                digest.update(split.labels.detach().cpu().numpy().astype("<i8").tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+
+# Progress callback for downloads: (what, bytes_done, bytes_total or None).
+ProgressFn = Callable[[str, int, "int | None"], None]
+
+
+class DatasetPlugin(ABC):
+    """Base class for datasets. Subclass it, set the class attributes, implement the methods.
+
+    ``name`` is what users type after ``-d``; ``title`` heads the report's section; ``params``
+    declares the ``-d name[key=value]`` parameters (typed, with defaults and help).
+    """
+
+    name: str = ""
+    title: str = ""
+    description: str = ""
+    params: Sequence[Param] = ()
+
+    @abstractmethod
+    def shape(self, params: dict[str, Any]) -> tuple[int, int, int]:
+        """The (C, H, W) of the images this dataset yields with these parameters, without loading."""
+
+    @abstractmethod
+    def missing(self, data_dir: Path, params: dict[str, Any]) -> str | None:
+        """``None`` if the files are at hand; else why not, naming the exact files, directory and fix.
+
+        Must be cheap (no decoding) and must not touch the network.
+        """
+
+    def check_params(self, params: dict[str, Any]) -> None:
+        """Raise ``ValueError`` for parameter values that cannot work (e.g. a negative count); the user
+        sees the message, naming the dataset, before anything runs."""
+
+    def can_download(self) -> bool:
+        """Whether :meth:`download` may be tried when files are missing."""
+        return False
+
+    def download(self, data_dir: Path, progress: ProgressFn) -> None:
+        """Fetch the missing files into ``data_dir``; raise :class:`DatasetUnavailable` on failure."""
+        raise DatasetUnavailable(f"{self.name} cannot be downloaded")
+
+    @abstractmethod
+    def load(self, data_dir: Path, params: dict[str, Any]) -> ImageData:
+        """Read the files (already checked by :meth:`missing`) into memory."""

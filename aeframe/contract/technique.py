@@ -1,0 +1,189 @@
+"""The technique contract: what a technique plugin registers, and what its methods are told.
+
+A training cell has three parts. For each part a technique may **provide** it (build it from
+nothing) or **wrap** it (take what another technique provided and return a changed one):
+
+=========  ===========================  ====================================
+part       provide it with              wrap it with
+=========  ===========================  ====================================
+model      ``build_model(ctx)``         ``wrap_model(model, ctx)``
+loss       ``build_loss(ctx)``          ``wrap_loss(loss, ctx)``
+schedule   ``build_schedule(ctx)``      ``wrap_schedule(schedule, ctx)``
+=========  ===========================  ====================================
+
+How the parts of several techniques combine (``-t a+b+c``) is :mod:`aeframe.planning.composition`'s job.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from aeframe.contract.params import Param
+
+if TYPE_CHECKING:
+    import torch
+
+PARTS = ("model", "loss", "schedule")
+PART_METHODS = tuple(f"{verb}_{part}" for part in PARTS for verb in ("build", "wrap"))
+
+# The parameter the core adds to every technique that declares learning rates: the row's own rate.
+LR_PARAM = "lr"
+OWN_RATE = "own"
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """Work a technique did for a cell outside its training budget, as the cell's record keeps it.
+
+    what:    what was done, as a reader of the table should see it ("pretrained the ResNet34 body
+             as a classifier of shapes (20,000 images, 2 epochs)").
+    seconds: what it cost when it was done; None where that is not known.
+    reused:  True when it was done earlier (kept in the cache) and this cell reused it.
+    """
+
+    what: str
+    seconds: float | None
+    reused: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"what": self.what, "seconds": self.seconds, "reused": self.reused}
+
+
+@dataclass(frozen=True)
+class CellContext:
+    """What a technique's hooks know about the cell they are building for.
+
+    shape:       (C, H, W) of the dataset's images (the model's input and output at full size).
+    dataset:     the dataset's name, e.g. "fashion-mnist" (for per-dataset settings such as a learning rate).
+    dataset_spec: the dataset as ``-d`` takes it, parameters included (for ``load_dataset``).
+    num_classes: how many labels the dataset has.
+    params:      the typed parameters of the technique being called (each technique sees its own).
+    seed:        the cell's seed (already applied to torch's generators before the model is built).
+    device:      where training runs; the core moves every part built or wrapped to it.
+    data_dir:    the data directory.
+    cache_dir:   where plugins may keep files they derive (e.g. weights they trained), for reuse.
+    load_dataset: loads another registered dataset from its ``-d`` text (e.g. ``"shapes[train=500]"``)
+                 into memory as an :class:`aeframe.ImageData`; raises :class:`aeframe.DatasetUnavailable`
+                 when it cannot be had (an unknown name included).
+    preparations: what :meth:`prepared_outside_budget` was told for this cell, in order.
+    """
+
+    shape: tuple[int, int, int]
+    dataset: str
+    num_classes: int
+    seed: int
+    device: torch.device
+    data_dir: Path
+    cache_dir: Path
+    load_dataset: Callable[[str], Any]
+    dataset_spec: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    # Shared by the contexts each technique of a composition gets (dataclasses.replace keeps the list).
+    preparations: list[Preparation] = field(default_factory=list)
+
+    def prepared_outside_budget(self, what: str, seconds: float | None, reused: bool = False) -> None:
+        """Tell aeframe about work done for this cell outside its training budget (pretraining an
+        encoder, say): the table shows its cost in the "Outside Budget" column and names it under
+        the table, so that a row is not read as cheaper than it was. ``seconds``: its cost when it
+        was done (None: not known); ``reused``: done earlier and taken from a cache.
+        """
+        self.preparations.append(Preparation(what, None if seconds is None else float(seconds), reused))
+
+
+class TechniqueUnavailable(Exception):
+    """Raised by a technique that cannot run here (e.g. pretrained weights missing offline).
+
+    The cell is stored as skipped with this message, which must say what to put where (or which
+    parameter gives an alternative), and the run goes on.
+    """
+
+
+@dataclass(frozen=True)
+class PeakRate:
+    """A peak learning rate a technique declares for one phase: one value for every dataset, with
+    exceptions for named datasets.
+
+    A value is one rate, or a tuple of rates, one per parameter group of the phase.
+    """
+
+    default: float | tuple[float, ...]
+    datasets: Mapping[str, float | tuple[float, ...]] = field(default_factory=dict)
+
+    def on(self, dataset: str) -> float | tuple[float, ...]:
+        """The rate for ``dataset`` (its name as ``-d`` takes it, without parameters)."""
+        return self.datasets.get(dataset, self.default)
+
+    def values(self) -> list[float | tuple[float, ...]]:
+        return [self.default, *self.datasets.values()]
+
+
+class Technique:
+    """Base class for techniques. Set the attributes, then define any of the part methods above.
+
+    name:           what users type after ``-t`` (lowercase, dashes).
+    title:          the row name in tables, e.g. "Pixel Shuffle".
+    description:    one line for ``aeframe list techniques``.
+    params:         the declared ``-t name[key=value]`` parameters (:class:`aeframe.Param`).
+    base:           the technique whose parts fill in what this one does not provide (or None).
+    reference:      True for the one technique the others are compared with in the report's paired
+                    tests (the study's Baseline); only its cells alone and at default parameters count.
+    learning_rates: phase name -> the peak learning rate this technique trains that phase with, a
+                    number (or one per parameter group) or a :class:`PeakRate` that differs by dataset.
+                    It replaces the schedule's own rate for that phase, whichever technique provides
+                    the schedule. A technique that declares rates accepts the parameter ``lr`` too
+                    (``-t name[lr=3e-4]``): the rate for this row instead of the declared one.
+
+    Registration is strict: a method named ``build_*`` or ``wrap_*`` that is not one of the six part
+    methods, an attribute close to a contract name (``titel``), or a technique with a ``base`` that
+    provides, wraps and declares nothing is refused when the plugin loads, naming the plugin.
+    """
+
+    name: str = ""
+    title: str = ""
+    description: str = ""
+    params: Sequence[Param] = ()
+    base: str | None = None
+    reference: bool = False
+    learning_rates: Mapping[str, float | tuple[float, ...] | PeakRate] = MappingProxyType({})
+
+    def check_params(self, params: dict[str, Any]) -> None:
+        """Raise ``ValueError`` for parameter values that are fine one by one but not together (e.g.
+        two lists of different lengths); the user sees the message before anything runs."""
+
+    def check_shape(self, params: dict[str, Any], shape: tuple[int, int, int]) -> None:
+        """Raise ``ValueError`` when these parameters cannot work on images of ``shape`` (C, H, W), e.g. a
+        size larger than the images. Called at planning for each dataset of the run, from the dataset's
+        ``shape(params)`` (nothing is loaded); the user sees the message, naming the technique and the
+        dataset, before anything runs."""
+
+    def stand_in(self, params: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+        """The parameters of an offline stand-in for ``params``, and one sentence on what differs.
+
+        Asked by ``aeframe bench --stand-ins`` after a cell of this technique was skipped as unable
+        to run here (:class:`TechniqueUnavailable`: pretrained weights that cannot be had, say). The
+        returned parameters (only those that change) must run without what was missing; the row is
+        marked as a stand-in and the sentence printed under its table. None (the default): no
+        stand-in, the cell stays skipped.
+        """
+        return None
+
+    def provides(self, part: str) -> bool:
+        """Whether this technique builds ``part`` ("model", "loss" or "schedule")."""
+        return callable(getattr(self, f"build_{part}", None))
+
+    def wraps(self, part: str) -> bool:
+        """Whether this technique wraps ``part`` built by another."""
+        return callable(getattr(self, f"wrap_{part}", None))
+
+    def accepted_params(self) -> tuple[Param, ...]:
+        """Every parameter ``-t name[...]`` accepts: :attr:`params`, and ``lr`` when rates are declared."""
+        if not self.learning_rates:
+            return tuple(self.params)
+        phases = ", ".join(repr(p) for p in self.learning_rates)
+        return (*self.params, Param(
+            LR_PARAM, str, OWN_RATE,
+            f"peak learning rate of phase {phases} for this row: {OWN_RATE} (this technique's declared "
+            "rate) or a number such as 3e-4; settles a combination of techniques that both declare one",
+        ))

@@ -1,0 +1,283 @@
+"""The rule by which techniques compose (``-t a+b+c``), and the building of a cell's parts by it.
+
+The rule, the same whatever order the user types the techniques in:
+
+- **Provide.** Each part has exactly one provider among the listed techniques; a part that none of
+  them provides comes from their ``base``. Two listed providers of one part are refused, naming both.
+  To **replace** a part (an L1 loss instead of the Baseline's MSE), provide it: then it cannot be
+  combined with another technique that replaces the same part, instead of one silently dropping the
+  other.
+- **Wrap.** Every listed technique's wrappers then run, left to right as typed. A wrapper must use
+  what it is given: a model wrapper returns a model that contains it, a loss wrapper calls the loss it
+  wraps (checked before training; a wrapper that drops it is refused).
+- **Learning rates** are declared data (:attr:`Technique.learning_rates`), not something a wrapper
+  sets: a declared peak rate replaces the schedule's own for that phase. Two listed techniques that
+  declare a rate for the same phase are refused, naming both, unless the combination settles it:
+  ``lr=RATE`` given to one of them (the row's name shows it) or ``--lr find`` (the range test sets the
+  phase's rate; the table's conditions show it). A wrapper that changes a phase's rate that something
+  else also sets is refused the same way.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from aeframe.errors import CompositionError, SpecError
+from aeframe.contract.params import formatted, non_default
+from aeframe.contract.technique import LR_PARAM, OWN_RATE, PARTS, CellContext, PeakRate, Technique
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from aeframe.contract.schedule import Schedule
+
+Loss = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One technique of a combination with its typed parameter values."""
+
+    technique: Technique
+    params: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        changed = non_default(self.technique.accepted_params(), self.params)
+        if not changed:
+            return self.technique.title
+        return f"{self.technique.title} [{', '.join(f'{k}={v}' for k, v in changed.items())}]"
+
+    @property
+    def explicit_rate(self) -> float | None:
+        """The rate given with ``lr=``, or None when the technique's declared rates apply."""
+        text = self.params.get(LR_PARAM, OWN_RATE)
+        return None if text == OWN_RATE else float(text)
+
+    def describe(self) -> dict[str, Any]:
+        # lr=own is what the technique trained with before it declared a rate.
+        return {"name": self.technique.name,
+                "params": formatted(self.technique.accepted_params(), self.params, added_later=(LR_PARAM,))}
+
+
+def parse_rate(text: str, owner: str) -> None:
+    """Refuse an ``lr=`` value that is neither ``own`` nor a positive number."""
+    if text == OWN_RATE:
+        return
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise SpecError(f"{owner}: {LR_PARAM}={text} is not a learning rate; give a positive number such as 3e-4, "
+                        f"or {OWN_RATE}")
+
+
+@dataclass
+class BuiltCell:
+    """A cell's parts, built and on the cell's device."""
+
+    model: nn.Module
+    loss: Loss
+    schedule: Schedule
+    # Loss wrappers and the loss each was given, watched to find a wrapper that drops what it wraps.
+    watched: list[tuple[str, Any]] = field(default_factory=list)
+
+    def unused_losses(self) -> list[str]:
+        """Techniques whose loss wrapper has not called the loss it wraps (after the loss ran once)."""
+        return [name for name, probe in self.watched if probe.calls == 0]
+
+
+class Composition:
+    """Techniques combined by the rule in this module's docstring; checked when constructed.
+
+    ``lr`` is the run's learning-rate policy ("study" or "find"): under "find" the range test settles
+    a phase whose rate two techniques declare.
+    """
+
+    def __init__(self, members: Sequence[Member], lookup: Callable[[str], Technique | None], lr: str = "study"):
+        self.members = list(members)
+        self.lr = lr
+        names = [m.technique.name for m in self.members]
+        if len(set(names)) != len(names):
+            raise CompositionError(f"technique {self._spelled()!r} lists the same technique twice")
+        self.providers: dict[str, Member] = {part: self._provider(part, lookup) for part in PARTS}
+        self.rates, self._contested = self._settle_rates()
+
+    def _spelled(self) -> str:
+        return "+".join(m.technique.name for m in self.members)
+
+    def _provider(self, part: str, lookup: Callable[[str], Technique | None]) -> Member:
+        own = [m for m in self.members if m.technique.provides(part)]
+        if len(own) > 1:
+            a, b = own[0].technique.name, own[1].technique.name
+            raise CompositionError(
+                f"cannot combine {a} and {b}: both provide the {part}; combine techniques that change different parts"
+            )
+        if own:
+            return own[0]
+        bases: dict[str, Member] = {}
+        for m in self.members:
+            base_name = m.technique.base
+            if base_name is None or base_name in bases:
+                continue
+            base = lookup(base_name)
+            if base is None:
+                raise CompositionError(f"technique {m.technique.name} builds on {base_name!r}, which is not installed")
+            if base.provides(part):
+                bases[base_name] = Member(base, {p.name: p.default for p in base.accepted_params()})
+        if len(bases) > 1:
+            raise CompositionError(
+                f"{self._spelled()}: no technique provides the {part} and their bases disagree ({', '.join(bases)})"
+            )
+        if not bases:
+            raise CompositionError(
+                f"{self._spelled()}: no technique provides the {part}; add one that does (e.g. baseline)"
+            )
+        return next(iter(bases.values()))
+
+    def _settle_rates(self) -> tuple[dict[str, Member], set[str]]:
+        """Phase name -> the member whose rate it trains with, and the phases left to the range test.
+
+        An explicit ``lr=`` beats declared rates; two of the same standing on one phase are refused.
+        """
+        claims: dict[str, list[Member]] = {}
+        for m in self.members:
+            for phase in m.technique.learning_rates:
+                claims.setdefault(phase, []).append(m)
+        settled, contested = {}, set()
+        for phase, claimants in claims.items():
+            explicit = [m for m in claimants if m.explicit_rate is not None]
+            deciding = explicit or claimants
+            if len(deciding) == 1:
+                settled[phase] = deciding[0]
+            elif not explicit and self.lr == "find":
+                contested.add(phase)
+            else:
+                a, b = (m.technique.name for m in deciding[:2])
+                how = ("give lr= to only one of them" if explicit else
+                       f"choose it for this row with {LR_PARAM}=RATE on one of them "
+                       f"(e.g. -t '{self._with_rate(deciding[-1])}') or use --lr find")
+                raise CompositionError(
+                    f"cannot combine {a} and {b}: both set the peak learning rate of phase {phase!r}; {how}"
+                )
+        return settled, contested
+
+    def _with_rate(self, member: Member) -> str:
+        return "+".join(m.technique.name + (f"[{LR_PARAM}=1e-4]" if m is member else "") for m in self.members)
+
+    @property
+    def label(self) -> str:
+        return " + ".join(m.label for m in self.members)
+
+    @property
+    def is_reference(self) -> bool:
+        """Whether this is the reference technique alone at its defaults (the report's comparison row)."""
+        if len(self.members) != 1:
+            return False
+        only = self.members[0]
+        return only.technique.reference and not non_default(only.technique.accepted_params(), only.params)
+
+    def build(self, ctx: CellContext) -> BuiltCell:
+        """Build model, loss and schedule on ``ctx.device``: each provider, then the wrappers left to right."""
+        model = self._build_model(ctx)
+        loss, watched = self._build_loss(ctx)
+        schedule = self._build_schedule(ctx)
+        return BuiltCell(model, loss, schedule, watched)
+
+    def _context(self, member: Member, ctx: CellContext) -> CellContext:
+        return replace(ctx, params=member.params)
+
+    def _wrappers(self, part: str) -> list[Member]:
+        return [m for m in self.members if m.technique.wraps(part)]
+
+    def _build_model(self, ctx: CellContext) -> nn.Module:
+        provider = self.providers["model"]
+        model = provider.technique.build_model(self._context(provider, ctx)).to(ctx.device)
+        for m in self._wrappers("model"):
+            wrapped = m.technique.wrap_model(model, self._context(m, ctx))
+            if not any(module is model for module in getattr(wrapped, "modules", lambda: ())()):
+                raise CompositionError(
+                    f"technique {m.technique.name}'s wrap_model returned a model that does not contain the model it "
+                    "was given; a technique that replaces the model provides it (build_model) instead"
+                )
+            model = wrapped.to(ctx.device)
+        return model
+
+    def _build_loss(self, ctx: CellContext) -> tuple[Loss, list[tuple[str, Any]]]:
+        provider = self.providers["loss"]
+        loss = _on_device(provider.technique.build_loss(self._context(provider, ctx)), ctx.device)
+        watched = []
+        for m in self._wrappers("loss"):
+            probe = _Watched(loss)
+            watched.append((m.technique.name, probe))
+            loss = _on_device(m.technique.wrap_loss(probe, self._context(m, ctx)), ctx.device)
+        return loss, watched
+
+    def _build_schedule(self, ctx: CellContext) -> Schedule:
+        provider = self.providers["schedule"]
+        schedule = provider.technique.build_schedule(self._context(provider, ctx))
+        setters: dict[str, str] = {}  # phase name -> who set its rate
+        phases = {p.name for p in schedule.phases}
+        for phase_name, member in self.rates.items():
+            if phase_name not in phases:
+                raise CompositionError(
+                    f"technique {member.technique.name} declares a learning rate for phase {phase_name!r}, but the "
+                    f"schedule of {provider.technique.name} has the phases {', '.join(map(repr, sorted(phases)))}"
+                )
+            setters[phase_name] = member.technique.name
+        for phase in schedule.phases:
+            if phase.name in self._contested and not phase.find_lr:
+                raise CompositionError(
+                    f"two techniques set the peak learning rate of phase {phase.name!r}, which --lr find does not "
+                    f"test; give {LR_PARAM}=RATE to one of them"
+                )
+            if phase.name in self.rates:
+                phase.max_lr = _rate_for(self.rates[phase.name], phase.name, phase.max_lr, ctx.dataset)
+        for m in self._wrappers("schedule"):
+            before = {p.name: p.lrs() for p in schedule.phases}
+            schedule = m.technique.wrap_schedule(schedule, self._context(m, ctx))
+            for phase in schedule.phases:
+                if phase.name in before and phase.lrs() != before[phase.name]:
+                    if phase.name in setters:
+                        raise CompositionError(
+                            f"cannot combine {setters[phase.name]} and {m.technique.name}: both set the peak learning "
+                            f"rate of phase {phase.name!r} ({m.technique.name} in its wrap_schedule; declare it in "
+                            "learning_rates instead, so that aeframe can settle it)"
+                        )
+                    setters[phase.name] = m.technique.name
+        return schedule
+
+
+def _rate_for(member: Member, phase: str, current: Any, dataset: str) -> float | tuple[float, ...]:
+    """The phase's peak rate from ``member``: its ``lr=``, or what it declares for ``dataset``.
+
+    An ``lr=`` for a phase with one rate per parameter group sets the top group's rate; the other
+    groups keep their ratios to it (as the range test of ``--lr find`` does).
+    """
+    explicit = member.explicit_rate
+    if explicit is None:
+        declared = member.technique.learning_rates[phase]
+        return declared.on(dataset) if isinstance(declared, PeakRate) else declared
+    if isinstance(current, (int, float)):
+        return explicit
+    top = max(current)
+    return tuple(explicit * r / top for r in current)
+
+
+def _on_device(part: Any, device: torch.device) -> Any:
+    return part.to(device) if hasattr(part, "to") and hasattr(part, "parameters") else part
+
+
+class _Watched:
+    """A loss that counts its calls; what a loss wrapper is given, so that dropping it shows."""
+
+    def __init__(self, loss: Loss):
+        self.loss = loss
+        self.calls = 0
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.loss(output, target)

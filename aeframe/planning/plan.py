@@ -1,0 +1,244 @@
+"""Planning a run: which (technique combination, dataset, seed) cells to train, and their keys."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+from aeframe.cells.budget import Budget
+from aeframe.planning.composition import Composition, Member, parse_rate
+from aeframe.contract.dataset import DatasetPlugin
+from aeframe.errors import SpecError, UsageProblem
+from aeframe.contract.params import formatted, non_default, resolve_params
+from aeframe.registry.plugins import Registry
+from aeframe.cells.record import (
+    BudgetLimits,
+    CellConfig,
+    DatasetRef,
+    DeviceRef,
+    Provenance,
+    TechniqueRef,
+)
+from aeframe.contract.resample import RESAMPLE_PARAM
+from aeframe.planning.syntax import parse_combination, parse_component
+from aeframe.cells.settings import Speed
+from aeframe.contract.technique import LR_PARAM
+
+
+@dataclass(frozen=True)
+class DatasetChoice:
+    """A dataset plugin with typed parameter values."""
+
+    plugin: DatasetPlugin
+    params: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        changed = non_default(self.plugin.params, self.params)
+        extra = ",".join(f"{k}={v}" for k, v in changed.items())
+        return f"{self.plugin.name}[{extra}]" if extra else self.plugin.name
+
+    def describe(self) -> DatasetRef:
+        # The built-in datasets offered resample after 0.1; tables then also list no choice nobody made.
+        return DatasetRef(self.plugin.name, self.plugin.title,
+                          formatted(self.plugin.params, self.params, added_later=(RESAMPLE_PARAM.name,)))
+
+
+@dataclass
+class Cell:
+    composition: Composition
+    dataset: DatasetChoice
+    seed: int
+    budget: Budget
+    config: CellConfig
+    key: str
+
+
+def resolve_technique(text: str, registry: Registry, lr: str = "study") -> Composition:
+    """``a+b[k=v]`` -> a checked :class:`Composition` (unknown names, parameters, conflicts refused).
+
+    ``lr`` is the run's learning-rate policy, which settles some combinations (see :mod:`aeframe.planning.composition`).
+    """
+    members = []
+    for spec in parse_combination(text):
+        technique = registry.technique(spec.name)
+        owner = f"technique {spec.name}"
+        params = resolve_params(technique.accepted_params(), spec.given_dict, owner)
+        if LR_PARAM in params:
+            parse_rate(params[LR_PARAM], owner)
+        try:
+            technique.check_params(params)
+        except ValueError as exc:
+            raise SpecError(f"{owner}: {exc}") from None
+        members.append(Member(technique, params))
+    return Composition(members, lookup=registry.techniques.get, lr=lr)
+
+
+def pairs_of(texts: Sequence[str], registry: Registry, lr: str = "study") -> tuple[list[Composition], list[tuple[str, str]]]:
+    """Every pair ``a+b`` of the single techniques in ``texts``, in their order: the pairs that can be
+    combined, and ``(pair, reason)`` for each that cannot (two of them provide the same part, say).
+
+    Texts that are already combinations (``a+b``) are not paired again.
+    """
+    singles = [text for text in texts if len(parse_combination(text)) == 1]
+    pairs, refused = [], []
+    for i, first in enumerate(singles):
+        for second in singles[i + 1:]:
+            text = f"{first}+{second}"
+            try:
+                pairs.append(resolve_technique(text, registry, lr))
+            except UsageProblem as exc:  # CompositionError and SpecError included
+                refused.append((text, str(exc)))
+    return pairs, refused
+
+
+def stand_in_for(composition: Composition, registry: Registry) -> tuple[Composition, str] | None:
+    """The combination with each member that declares an offline stand-in (``Technique.stand_in``)
+    replaced by it, and what differs, one sentence per member; None when no member has one or the
+    stand-ins cannot be combined."""
+    members, notes = [], []
+    for member in composition.members:
+        found = member.technique.stand_in(dict(member.params))
+        if found is None:
+            members.append(member)
+            continue
+        changed, note = found
+        members.append(Member(member.technique, {**member.params, **changed}))
+        notes.append(note)
+    if not notes:
+        return None
+    try:
+        return Composition(members, lookup=registry.techniques.get, lr=composition.lr), "; ".join(notes)
+    except UsageProblem:
+        return None
+
+
+def resolve_dataset(text: str, registry: Registry) -> DatasetChoice:
+    """``name[k=v]`` -> the dataset plugin with checked, typed parameters."""
+    spec = parse_component(text)
+    plugin = registry.dataset(spec.name)
+    params = resolve_params(plugin.params, spec.given_dict, f"dataset {spec.name}")
+    try:
+        plugin.check_params(params)
+    except ValueError as exc:
+        raise SpecError(f"dataset {spec.name}: {exc}") from None
+    return DatasetChoice(plugin, params)
+
+
+def check_shapes(compositions: Sequence[Composition], datasets: Sequence[DatasetChoice]) -> None:
+    """Refuse a technique whose parameters cannot work on a dataset's image shape (``Technique.check_shape``),
+    from the dataset's declared shape: at planning, so that no cell is stored as failed for it."""
+    for dataset in datasets:
+        shape = tuple(dataset.plugin.shape(dataset.params))
+        for composition in compositions:
+            for member in composition.members:
+                # Techniques written before check_shape existed may not inherit it.
+                check = getattr(member.technique, "check_shape", None)
+                if check is None:
+                    continue
+                try:
+                    check(member.params, shape)
+                except ValueError as exc:
+                    raise SpecError(f"technique {member.technique.name} on dataset {dataset.label} "
+                                    f"({'x'.join(map(str, shape))}): {exc}") from None
+
+
+def plugin_origin(registry: Registry, kind: str, name: str) -> str:
+    """Which plugin registered the ``kind`` (technique, dataset, metric) ``name``, as a failure message names it."""
+    info = registry.plugin_of(kind, name)
+    if info is None:
+        return "an unknown plugin"
+    where = f"{info.dist} {info.version}" if info.dist else "no distribution"
+    return f"plugin {info.name!r} ({where}{', built in' if info.builtin else ''})"
+
+
+def _plugin_version(registry: Registry, kind: str, name: str) -> str | None:
+    info = registry.plugin_of(kind, name)
+    return info.version if info else None
+
+
+def cell_key(config: CellConfig) -> str:
+    """A hash of everything that decides a cell's numbers (not the device's name or the label).
+
+    The data's fingerprint is part of it: a cell trained on other data (another ``--data-dir``,
+    changed files, another version of a generator) is another cell. Cells stored before
+    fingerprints existed (aeframe 0.1.0) were hashed without it, so no key matches them any more:
+    nothing proves they saw today's data.
+    """
+    decisive = {
+        "techniques": [t.to_json() for t in config.techniques],
+        "dataset": {"name": config.dataset.name, "params": config.dataset.params,
+                    "fingerprint": config.dataset.fingerprint},
+        "seed": config.seed,
+        "budget": config.budget.to_json(),
+        "lr": config.lr,
+        "device": config.device.type,
+        "versions": {k: config.versions[k] for k in ("aeframe", "torch")},
+    }
+    # Precision changes the rounding of every step; channels_last and compile change the order of
+    # float sums (so the last bits), and under a time budget how many steps fit: all three decide
+    # the numbers. Only values other than plain eager fp32 are hashed, so that cells stored before
+    # these settings existed (all plain fp32) keep their keys.
+    plain = Speed().decisive()
+    decisive.update({k: v for k, v in config.speed.decisive().items() if v != plain[k]})
+    return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def with_fingerprint(cell: Cell, fingerprint: str) -> Cell:
+    """``cell`` with the fingerprint of the data it will train on in its config, and its final key."""
+    config = replace(cell.config, dataset=replace(cell.config.dataset, fingerprint=fingerprint))
+    return replace(cell, config=config, key=cell_key(config))
+
+
+def plan_cells(
+    compositions: Sequence[Composition],
+    datasets: Sequence[DatasetChoice],
+    seeds: int,
+    budget: Budget,
+    device: dict[str, str],
+    versions: dict[str, str],
+    registry: Registry,
+    lr: str = "study",
+    provenance: Provenance | None = None,
+    speed: Speed | None = None,
+) -> list[Cell]:
+    """Every combination x dataset x seed, datasets outermost so each is loaded once.
+
+    ``device`` is ``{"type", "name"}`` (see :func:`aeframe.execution.environment.device_info`). ``lr`` is
+    "study" (each technique's own rates) or "find" (a range test sets the rates of the phases that
+    ask for it). ``provenance`` (the command and the source commit) is kept in each cell's config
+    for the leaderboard, but is not part of the key: it does not change the numbers. ``speed``
+    (precision, channels_last, compile; plain eager fp32 when None) is in the config and the key.
+
+    The keys are provisional: the data's fingerprint is known only once the dataset is loaded, and
+    :func:`with_fingerprint` then gives each cell its final key.
+    """
+    speed = speed or Speed()
+    check_shapes(compositions, datasets)
+    cells = []
+    for dataset in datasets:
+        for composition in compositions:
+            for seed in range(seeds):
+                config = CellConfig(
+                    label=composition.label,
+                    reference=composition.is_reference,
+                    techniques=[
+                        TechniqueRef(**m.describe(), version=_plugin_version(registry, "technique", m.technique.name))
+                        for m in composition.members
+                    ],
+                    dataset=dataset.describe(),
+                    seed=seed,
+                    budget=BudgetLimits(budget.epochs, budget.seconds),
+                    lr=lr,
+                    speed=speed,
+                    device=DeviceRef(device.get("type"), device.get("name")),
+                    versions=dict(versions),
+                    provenance=provenance,
+                    # Not part of the key: who registered a technique does not change its numbers,
+                    # but a failure report must say whose code failed.
+                    plugins={m.technique.name: plugin_origin(registry, "technique", m.technique.name)
+                             for m in composition.members},
+                )
+                cells.append(Cell(composition, dataset, seed, budget, config, cell_key(config)))
+    return cells

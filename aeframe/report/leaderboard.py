@@ -1,0 +1,136 @@
+"""The leaderboard page (``aeframe report --docs PAGE``): the tables and pictures of a store, with
+everything a reader needs to trust or redo them: the commands, the code and library versions, the
+device, and each technique's training protocol.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tabulate import tabulate
+
+from aeframe.cells.record import CellRecord, PhaseSummary
+from aeframe.report.render import Figures, Report, analyse
+from aeframe.report.to_markdown import markdown
+
+if TYPE_CHECKING:
+    from aeframe.contract.metric import Metric
+
+_NOT_RECORDED = "(not recorded: these cells were run through the Python API)"
+
+
+def leaderboard_page(
+    records: Sequence[CellRecord],
+    metrics: Sequence[Metric],
+    page: Path,
+    report_command: str,
+    generated: datetime,
+    figures: Figures | None = None,
+) -> str:
+    """The markdown of the page written at ``page``; ``report_command`` is the command that writes it."""
+    return page_markdown(analyse(records, metrics, figures, link_base=page.parent), report_command, generated)
+
+
+def page_markdown(report: Report, report_command: str, generated: datetime) -> str:
+    """The page for an analysed report (its figures linked from the page's folder)."""
+    found = report.provenance
+    parts = [
+        "# Leaderboard",
+        f"<!-- Written by `{report_command}`; edit the code or rerun it, not this file. -->",
+        _intro(report, generated),
+        "## How to reproduce",
+        _reproduce(found, report_command),
+        "## Provenance",
+        _provenance(found, generated),
+        "## Training protocol",
+        _protocols(report),
+        markdown(report).rstrip("\n"),
+        "## How to cite",
+        _how_to_cite(found, generated),
+    ]
+    return "\n\n".join(parts) + "\n"
+
+
+def _intro(report: Report, generated: datetime) -> str:
+    finished = report.provenance["finished"]
+    span = f", finished between {finished[0]} and {finished[1]}" if finished else ""
+    return (
+        "Autoencoder training techniques from the study \"Applying Modern Best Practices to Autoencoders\" "
+        "(2020), each trained under the same fixed budget and evaluated the same way by aeframe. "
+        f"This page was generated on {generated:%Y-%m-%d} from {report.done_count} finished cells "
+        f"({len(report.cells)} stored){span}. Each table states its budget, seeds, device and versions."
+    )
+
+
+def _reproduce(found: dict[str, Any], report_command: str) -> str:
+    bench = found["commands"] or [_NOT_RECORDED]
+    lines = ["From a clone of the aeframe repository at the commit named under Provenance, after the "
+             "README's setup, run:", "", "```sh", *bench, report_command, "```", ""]
+    lines.append("A bench command resumes: cells already in its store are not trained again "
+                 "(`--rerun` trains them anew). Timings depend on the device and on what else runs on it. "
+                 "Under an epoch budget a rerun on the CPU gives the same metrics; under a time budget "
+                 "they depend on how many steps fit in it.")
+    return "\n".join(lines)
+
+
+def _provenance(found: dict[str, Any], generated: datetime) -> str:
+    versions = found["versions"]
+
+    def joined(name: str) -> str:
+        return ", ".join(map(str, versions.get(name, []))) or "unknown"
+
+    commits = ", ".join(f"git {c}" for c in found["commits"]) or "no git commit recorded (not run from a clone)"
+    cuda = joined("cuda") if "cuda" in versions else "not used (every cell ran on the CPU)"
+    if "cuda" in versions and "cpu" in found["device_types"]:
+        cuda += "; some cells ran on the CPU"
+    rows = [
+        ["aeframe", f"{joined('aeframe')} ({commits})"],
+        ["torch", joined("torch")],
+        ["torchvision", joined("torchvision")],
+        ["CUDA", cuda],
+        ["Python", joined("python")],
+        ["Device", "; ".join(found["devices"]) or "unknown"],
+        ["Page generated", generated.isoformat(timespec="seconds")],
+    ]
+    return tabulate(rows, headers=["What", "Value"], tablefmt="pipe", disable_numparse=True)
+
+
+def _how_to_cite(found: dict[str, Any], generated: datetime) -> str:
+    """The citation of this page: aeframe's version and the commits its cells ran from (CITATION.cff)."""
+    version = ", ".join(map(str, found["versions"].get("aeframe", []))) or "unknown"
+    commits = ", ".join(found["commits"]) or "no commit recorded"
+    return (f"Cite aeframe as its `CITATION.cff` says, and name this page's numbers by the version and "
+            f"commit they came from: aeframe {version}, commit {commits}, leaderboard generated on "
+            f"{generated:%Y-%m-%d}. For example:\n\n"
+            f"> The aeframe developers. *aeframe: a plugin-based benchmark of autoencoder training techniques*, "
+            f"version {version}, leaderboard of {generated:%Y-%m-%d} (commit {commits}).")
+
+
+def _protocols(report: Report) -> str:
+    """Per dataset, one row per technique: its batch size and phases (share of the budget, peak learning
+    rates, image size), as that dataset's cells recorded them."""
+    intro = ("Every technique trains with the study's recipe unless its row says otherwise: AdamW, a "
+             "one-cycle learning rate in each phase, dihedral flips and lighting changes as augmentation "
+             "(docs/protocol.md has the details). A phase's share is of the whole budget, epochs or seconds. "
+             "The learning rates are each dataset's own, as its cells trained.")
+    parts = [intro]
+    for dataset, protocols in report.protocols.items():
+        rows = [[label.replace("|", "\\|"), str(p.batch_size) if p.batch_size is not None else "–",
+                 _phases_text(p.phases)] for label, p in protocols.items()]
+        parts += [f"### {dataset}", tabulate(rows, headers=["Method", "Batch", "Phases: share of the budget, peak learning rate"],
+                                              tablefmt="pipe", disable_numparse=True)]
+    return "\n\n".join(parts)
+
+
+def _phases_text(phases: Sequence[PhaseSummary]) -> str:
+    texts = []
+    for phase in phases:
+        rates = "/".join(f"{lr:g}" for lr in phase.max_lr)
+        if len(phase.max_lr) > 3:
+            # Discriminative rates (one per layer group, ten for the ResNet) as a list would fill the line.
+            rates = f"{phase.max_lr[0]:g} to {phase.max_lr[-1]:g} over {len(phase.max_lr)} layer groups"
+        size = f", {phase.image_size} px" if phase.image_size else ""
+        texts.append(f"{phase.name or '?'}: {phase.fraction or 0:.0%} at {rates}{size}")
+    return "; ".join(texts) or "–"

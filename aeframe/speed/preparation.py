@@ -1,0 +1,85 @@
+"""Everything a cell does once before its training clock starts, the same way for every cell.
+
+The policy (docs/speed.md, "Equal treatment"): a cell's clock measures its training steps only. So
+before it starts, and whether the cell is the first of its run or the tenth:
+
+1. the training and test images are made at every size a phase trains at (progressive resizing's
+   downsized copies), so no cell pays for a resize on its clock;
+2. the memory layout is decided (:mod:`aeframe.speed.layout`), by measurement unless it is forced;
+3. a throwaway copy of the model takes a few training steps in every phase, and one evaluation
+   batch, in the chosen settings, so that the process's one-off set-up for those shapes (kernel
+   creation, cuDNN's algorithm search, allocator growth) is paid here.
+
+Random number generators are left as they were: the cell trains exactly as it would have without
+this preparation. Its duration is kept apart (the record's ``prepare_seconds``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import torch
+from torch import nn
+
+from aeframe.data.splits import CellData
+from aeframe.training.evaluate import EVAL_BATCH
+from aeframe.speed.layout import FORCED, UNMEASURED, LayoutChoice, choose_layout
+from aeframe.speed.rehearsal import Rehearsal, RehearsalUnavailable, synchronize
+from aeframe.contract.schedule import Schedule
+from aeframe.cells.settings import Speed
+from aeframe.speed.cache import SpeedCache
+
+# Training steps per phase of the warm-up rehearsal: the first pays the set-up, the second
+# runs with everything created (some allocators and autotuners settle on the second call).
+WARM_UP_STEPS = 2
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """What a cell's preparation decided and how long it took."""
+
+    speed: Speed  # the run's settings with this cell's layout filled in
+    layout: LayoutChoice
+    seconds: float
+
+
+def prepare_cell(
+    model: nn.Module,
+    loss_fn: Callable,
+    schedule: Schedule,
+    speed: Speed,
+    data: CellData,
+    device: torch.device,
+    cache: SpeedCache,
+    layout_key: str,
+) -> Preparation:
+    """Prepare one cell (see the module's docstring); ``model`` is the technique's, before the settings apply."""
+    synchronize(device)
+    start = time.perf_counter()
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        for phase in schedule.phases:
+            data.train.view(phase.image_size)
+            data.test.view(phase.image_size)
+        try:
+            if speed.tuned_layout:
+                layout = choose_layout(model, loss_fn, schedule, speed, device, data.train, cache, layout_key)
+            else:
+                layout = LayoutChoice(bool(speed.channels_last), FORCED)
+            chosen = replace(speed, channels_last=layout.channels_last)
+            _warm_up(model, loss_fn, schedule, chosen, data, device)
+        except RehearsalUnavailable:
+            # Nothing to measure or warm up with: every such cell trains untuned and unwarmed alike.
+            layout = LayoutChoice(bool(speed.channels_last), FORCED if not speed.tuned_layout else UNMEASURED)
+            chosen = replace(speed, channels_last=layout.channels_last)
+    synchronize(device)
+    return Preparation(chosen, layout, time.perf_counter() - start)
+
+
+def _warm_up(model: nn.Module, loss_fn: Callable, schedule: Schedule, speed: Speed, data: CellData,
+             device: torch.device) -> None:
+    for i, phase in enumerate(schedule.phases):
+        rehearsal = Rehearsal(model, loss_fn, schedule, i, speed, device, data.train.view(phase.image_size))
+        rehearsal.steps(WARM_UP_STEPS)
+        rehearsal.evaluate(data.test.view(phase.image_size)[:EVAL_BATCH])

@@ -1,0 +1,46 @@
+"""The built-in executors, registered through the same hook as a third party's.
+
+Nothing heavy is imported here: ``aeframe list executors`` must not pay for torch or Ray.
+"""
+from __future__ import annotations
+
+import importlib.util
+
+from aeframe import Executor, ExecutorSession, ExecutorSettings, hookimpl
+
+
+class Local(Executor):
+    name = "local"
+    title = "Local"
+    description = "every cell one after another in this process, on --device"
+
+    def open(self, settings: ExecutorSettings) -> ExecutorSession:
+        from aeframe_builtins.executors.local_session import LocalSession
+
+        return LocalSession(settings)
+
+
+class Ray(Executor):
+    name = "ray"
+    title = "Ray"
+    description = ("each cell a Ray task with its own CPUs or GPUs, on the cluster at --ray-address "
+                   "(or RAY_ADDRESS), else on a local cluster started on this machine")
+    accepts = ("address", "gpus_per_cell", "cpus_per_cell", "retries")
+
+    def missing(self) -> str | None:
+        try:
+            found = importlib.util.find_spec("ray") is not None
+        except (ImportError, ValueError):  # a broken or blocked installation
+            found = False
+        return None if found else "Ray is not installed; install it with: pip install 'aeframe[ray]'"
+
+    def open(self, settings: ExecutorSettings) -> ExecutorSession:
+        from aeframe_builtins.executors.ray_session import RaySession
+
+        return RaySession(settings)
+
+
+@hookimpl
+def register_executors(register):
+    register(Local())
+    register(Ray())
