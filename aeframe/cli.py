@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import click
 
 from aeframe.cells.durations import parse_duration
-from aeframe.errors import AeframeError, EnvironmentProblem, UsageProblem, describe
 from aeframe.console import say
+from aeframe.errors import AeframeError, EnvironmentProblem, UsageProblem, describe
 
 if TYPE_CHECKING:
     from aeframe.registry.plugins import Registry
@@ -37,6 +37,7 @@ MAX_EPOCHS = 1_000_000
 # Shell conventions: 128 + the signal's number.
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_TERMINATED = 128 + signal.SIGTERM
+_ARGS = "aeframe.args"  # where the root context keeps the arguments it was given
 
 
 def _registry() -> Registry:
@@ -122,7 +123,16 @@ def _where(exc: BaseException) -> str:
 
 
 class _Aeframe(click.Group):
-    """The top-level handler: whatever escapes a command ends as one line, an exit code, and no traceback."""
+    """The top-level handler: whatever escapes a command ends as one line, an exit code, and no traceback.
+
+    It also keeps the arguments it was given, so that a record or a page names the command that made it.
+    """
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        given = list(args)
+        ctx = super().make_context(info_name, args, parent, **extra)
+        ctx.meta[_ARGS] = given
+        return ctx
 
     def invoke(self, ctx: click.Context):
         with _terminate_like_ctrl_c():
@@ -243,9 +253,9 @@ def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, devic
     command resumes it. Stdout carries only the tables: `aeframe bench --all > results.md` works.
     With --executor ray the cells train side by side on a Ray cluster (docs/distributed.md).
     """
-    from aeframe.execution.bench import BenchRequest, run_bench
     from aeframe.cells.budget import Budget
     from aeframe.contract.executor import PLACEMENT_OPTIONS, ExecutorSettings
+    from aeframe.execution.bench import BenchRequest, run_bench
 
     if not (all_ or techniques or datasets):
         raise click.UsageError("nothing to run: give --all, or -t TECHNIQUE and/or -d DATASET")
@@ -268,7 +278,7 @@ def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, devic
         precision=precision,
         channels_last=channels_last,
         compile=compile_,
-        command=_command_line(),
+        command=_command_line(ctx),
         executor=executor,
         placement=placement,
         shard=shard,
@@ -276,15 +286,16 @@ def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, devic
         stand_ins=stand_ins,
     )
     outcome = _guard(lambda: run_bench(request, _registry()))
-    _emit(outcome.render(fmt), output)
+    from aeframe.report.render import render
+
+    _emit(render(outcome.shown, outcome.metrics, fmt), output)
     sys.exit(outcome.exit_code)
 
 
-def _command_line() -> str | None:
-    """The command as typed, or None when aeframe was not started as a program (e.g. in-process tests)."""
-    if Path(sys.argv[0]).name not in ("aeframe", "__main__.py"):
-        return None
-    return shlex.join(["aeframe", *sys.argv[1:]])
+def _command_line(ctx: click.Context) -> str:
+    """The command as this invocation was given its arguments (not ``sys.argv``, which belongs to whatever
+    program called aeframe in-process: a test runner, a notebook), as a shell would take it."""
+    return shlex.join(["aeframe", *ctx.find_root().meta.get(_ARGS, [])])
 
 
 def _guard(action):
@@ -314,7 +325,7 @@ def list_techniques(as_json: bool) -> None:
         rows.append({
             "name": name,
             "title": tech.title,
-            "description": tech.description,
+            "description": _description(tech),
             "provides": [p for p in ("model", "loss", "schedule") if tech.provides(p)],
             "wraps": [p for p in ("model", "loss", "schedule") if tech.wraps(p)],
             "base": tech.base,
@@ -343,7 +354,7 @@ def list_datasets(ctx: click.Context, as_json: bool, data_dir: Path | None) -> N
         rows.append({
             "name": name,
             "title": plugin.title,
-            "description": plugin.description,
+            "description": _description(plugin),
             "shape": list(plugin.shape(choice.params)),
             "available": why is None,
             "unavailable_reason": why,
@@ -367,7 +378,7 @@ def list_executors(as_json: bool) -> None:
             why = executor.missing()
         except Exception as exc:  # a third-party executor's bug must not hide the others
             why = f"checking it failed: {describe(exc)}"
-        rows.append({"name": name, "title": executor.title, "description": executor.description,
+        rows.append({"name": name, "title": executor.title, "description": _description(executor),
                      "available": why is None, "unavailable_reason": why,
                      "options": [PLACEMENT_OPTIONS[o] for o in executor.accepts if o in PLACEMENT_OPTIONS],
                      "plugin": registry.origin.get(("executor", name)), "params": []})
@@ -379,6 +390,15 @@ def list_executors(as_json: bool) -> None:
         state = "available" if row["available"] else f"not available here: {row['unavailable_reason']}"
         options = f"; options {', '.join(row['options'])}" if row["options"] else ""
         click.echo(f"    {state}{options}")
+
+
+def _description(obj: object) -> str:
+    """A plugin object's ``description``, else the first line of its class's docstring."""
+    found = str(getattr(obj, "description", "") or "").strip()
+    if found:
+        return found
+    doc = (type(obj).__doc__ or "").strip()
+    return doc.splitlines()[0].strip() if doc else ""
 
 
 def _listing(rows: Sequence[dict]) -> str:
@@ -491,7 +511,7 @@ def report(store_path: Path, fmt: str, output: str | None, images_dir: Path | No
     figures = _guard(lambda: draw(records, samples, images_dir, say)) if images_dir is not None else None
     metrics = list(registry.metrics.values())
     if page is not None:
-        command = _command_line() or f"aeframe report --store {store_path} --docs {page}"
+        command = _command_line(click.get_current_context())
         _guard(lambda: write_page(records, metrics, page, command, figures, say))
         return
     link_base = Path(output).parent if output else Path(".")

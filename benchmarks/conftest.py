@@ -16,7 +16,8 @@ from aeframe.planning.plan import resolve_dataset  # noqa: E402
 from aeframe.registry.plugins import build_registry  # noqa: E402
 from aeframe.contract.protocol import STUDY_BATCH_SIZE  # noqa: E402
 from aeframe.speed.precision_probe import choose_precision  # noqa: E402
-from aeframe.cells.settings import Speed, resolve_speed  # noqa: E402
+from aeframe.cells.settings import Speed
+from aeframe.speed.resolve import resolve_speed  # noqa: E402
 from aeframe.speed.cache import SpeedCache  # noqa: E402
 
 from speed_cells import load_bench_data  # noqa: E402

@@ -498,7 +498,7 @@ class Check:
             "steps": stats.get("steps"),
             "params": stats.get("params"),
             "metrics": dict(record.metrics),
-            "stats": dict(stats),  # everything the record keeps: preparation, layout, CPU share, classifier ...
+            "stats": stats.to_json(),  # everything the record keeps: preparation, layout, CPU share, classifier ...
         }
 
     def _flops(self, step: Step) -> None:

@@ -33,4 +33,4 @@ def train_cell(technique: str, registry, workspace, dataset="shapes[train=256,te
     choice = resolve_dataset(dataset, registry)
     cell = plan_cells([comp], [choice], 1, budget, device_info(CPU), versions(), registry, lr)[0]
     data = cell_data(choice.label, registry)
-    return run_cell(cell, data, metric_set(registry), CPU, workspace)
+    return run_cell(cell, data, metric_set(registry), CPU, workspace, registry)

@@ -1,6 +1,7 @@
 import pytest
 
-from aeframe.cells.budget import Budget, BudgetTracker
+from aeframe.cells.budget import Budget
+from aeframe.training.clock import BudgetTracker
 
 
 def test_budget_needs_a_limit_and_describes_itself():

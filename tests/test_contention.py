@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from aeframe.speed.contention import BUSY_BELOW
+from aeframe.cells.record import BUSY_BELOW
 from aeframe.registry.plugins import Registry
 
 DATASET = "shapes[train=256,test=64]"

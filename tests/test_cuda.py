@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from aeframe import Technique
-from aeframe.cells.budget import Clock
+from aeframe.training.clock import Clock
 from aeframe.registry.plugins import Registry
 from aeframe.store.sqlite_store import Store
 

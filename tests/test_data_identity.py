@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from aeframe import ImageData, Split
-from aeframe.planning.plan import cell_key, with_fingerprint
+from aeframe.cells.spec import cell_key
 from aeframe.cells.record import CellConfig, DatasetRef
 from aeframe_builtins.metrics import reference_classifier
 from aeframe_builtins.datasets.shapes import CLASSES, generate
@@ -59,15 +59,16 @@ def test_the_fingerprint_is_kept_in_the_config_and_decides_the_key():
     assert len({cell_key(config), cell_key(other), cell_key(CellConfig.from_json(old))}) == 3
 
 
-def test_with_fingerprint_gives_a_planned_cell_its_final_key(registry):
+def test_a_planned_cell_is_keyed_once_its_datas_fingerprint_is_known(registry):
     from aeframe.cells.budget import Budget
     from aeframe.planning.plan import plan_cells, resolve_dataset, resolve_technique
 
     [cell] = plan_cells([resolve_technique("baseline", registry)], [resolve_dataset("shapes", registry)], 1,
                         Budget(epochs=1), {"type": "cpu", "name": "a CPU"}, {"aeframe": "0", "torch": "0"}, registry)
-    final = with_fingerprint(cell, "0123456789abcdef")
+    assert cell.key is None  # planning makes no key: without the data's fingerprint it would be the wrong one
+    final = cell.keyed("0123456789abcdef")
     assert final.config.dataset.fingerprint == "0123456789abcdef" and cell.config.dataset.fingerprint is None
-    assert final.key == cell_key(final.config) != cell.key
+    assert final.key == cell_key(final.config) != cell_key(cell.config)
 
 
 def test_the_reference_classifier_cache_is_per_data_not_per_name(tmp_path):

@@ -123,7 +123,7 @@ def test_study_view_shape_and_resize(idx_dataset, tmp_path, rng):
 def test_study_view_resizes_in_chunks(monkeypatch):
     images = torch.randint(0, 256, (7, 1, 28, 28), dtype=torch.uint8)
     whole = mnist_files.to_study_view(images)
-    from aeframe import resample
+    from aeframe.contract import resample
 
     monkeypatch.setattr(resample, "_CHUNK", 3)
     assert torch.equal(mnist_files.to_study_view(images), whole)
@@ -533,7 +533,7 @@ def test_every_module_registers_dataset_plugins():
 def test_hooks_work_through_pluggy():
     import pluggy
 
-    from aeframe import hookspecs
+    from aeframe.contract import hookspecs
 
     manager = pluggy.PluginManager("aeframe")
     manager.add_hookspecs(hookspecs)

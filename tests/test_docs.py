@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import aeframe
-from aeframe import hookspecs
+from aeframe.contract import hookspecs
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS_DOC = ROOT / "docs" / "plugins.md"
@@ -60,9 +60,21 @@ def test_every_exported_name_is_in_the_api_reference_and_resolves():
         assert getattr(aeframe, name) is not None
 
 
+def _listed(heading: str) -> set[str]:
+    section = _doc().split(heading, 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"^\| `(\w+)` \|", section, re.M))
+
+
 def test_every_name_the_api_reference_lists_is_exported():
-    section = _doc().split("## The plugin API", 1)[1].split("\n## ", 1)[0]
-    assert set(re.findall(r"^\| `(\w+)` \|", section, re.M)) == set(aeframe.__all__)
+    assert _listed("## The plugin API") == set(aeframe.__all__)
+
+
+def test_the_executor_api_lists_exactly_what_aeframe_executors_exports():
+    import aeframe.executors
+
+    assert _listed("## The executor API") == set(aeframe.executors.__all__)
+    for name in aeframe.executors.__all__:
+        assert getattr(aeframe.executors, name) is not None
 
 
 def test_the_entry_point_shown_is_the_example_packages_and_registers_something():
@@ -125,7 +137,7 @@ def test_the_examples_register_what_the_docs_say(doc_examples):
 
 
 @pytest.mark.parametrize("kind, name", [
-    ("technique", "denoising[sigma=0.3]"), ("technique", "l1-loss+pixel-shuffle"), ("technique", "tiny-vae"),
+    ("technique", "denoising[noise=0.3]"), ("technique", "l1-loss+pixel-shuffle"), ("technique", "tiny-vae"),
     ("technique", "gentle"), ("dataset", "checkers[train=64,test=16]"), ("metric", "relative-mse"),
 ])
 def test_every_example_keeps_its_contract(doc_registry, kind, name):
@@ -140,8 +152,8 @@ def test_the_composition_rules_the_examples_show(doc_registry):
     from aeframe.errors import CompositionError
     from aeframe.planning.plan import resolve_technique
 
-    assert resolve_technique("denoising[sigma=0.3]+pixel-shuffle", doc_registry).label == (
-        "Denoising [sigma=0.3] + Pixel Shuffle")
+    assert resolve_technique("denoising[noise=0.3]+pixel-shuffle", doc_registry).label == (
+        "Denoising [noise=0.3] + Pixel Shuffle")
     with pytest.raises(CompositionError, match="cannot combine l1-loss and feature-loss: both provide the loss"):
         resolve_technique("l1-loss+feature-loss", doc_registry)
     with pytest.raises(CompositionError, match="cannot combine gentle and progressive-resizing: both set"):

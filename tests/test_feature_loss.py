@@ -229,7 +229,7 @@ def run_one_cell(registry, workspace, technique, dataset=SMALL_SHAPES, budget=Bu
     choice = resolve_dataset(dataset, registry)
     cell = plan_cells([comp], [choice], 1, budget, device_info(CPU), versions(), registry)[0]
     data = cell_data(choice.label, registry)
-    return run_cell(cell, data, metric_set(registry), CPU, workspace)
+    return run_cell(cell, data, metric_set(registry), CPU, workspace, registry)
 
 
 def test_missing_imagenet_weights_skip_the_cell_with_the_way_out(registry, workspace, empty_hub):

@@ -53,4 +53,4 @@ def test_lr_find_cells_record_the_rate_and_its_cost_apart(registry, workspace):
     cpu = torch.device("cpu")
     args = ([resolve_technique("baseline", registry)], [resolve_dataset("shapes", registry)], 1, Budget(epochs=1),
             device_info(cpu), versions(), registry)
-    assert plan_cells(*args, "find")[0].key != plan_cells(*args, "study")[0].key
+    assert plan_cells(*args, "find")[0].keyed("f").key != plan_cells(*args, "study")[0].keyed("f").key

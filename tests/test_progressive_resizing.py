@@ -5,7 +5,7 @@ import torch
 
 from aeframe.errors import SpecError
 from aeframe.planning.plan import resolve_technique
-from aeframe.training.train import _PhaseState
+from aeframe.training.train import _Phases
 
 from techniques import build, context, train_cell
 
@@ -13,9 +13,9 @@ from techniques import build, context, train_cell
 def output_sizes(built, side=32):
     """The model's output side at the start of each phase, fed that phase's image size."""
     sizes = []
-    state = _PhaseState()
+    state = _Phases(built.schedule, built.model)
     for i, phase in enumerate(built.schedule.phases):
-        state.enter(i, phase, built.schedule, built.model)
+        state.enter(i)
         size = phase.image_size or side
         sizes.append((size, built.model(torch.rand(2, 3, size, size)).shape[-1]))
     return sizes
@@ -33,10 +33,10 @@ def test_study_phases_train_at_16_then_32_with_the_last_upsample_as_identity(reg
 
 def test_optimizer_is_kept_across_the_resize(registry):
     built = build("progressive-resizing", registry)
-    state = _PhaseState()
-    state.enter(0, built.schedule.phases[0], built.schedule, built.model)
+    state = _Phases(built.schedule, built.model)
+    state.enter(0)
     first = state.optimizer
-    state.enter(1, built.schedule.phases[1], built.schedule, built.model)
+    state.enter(1)
     assert state.optimizer is first
 
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from aeframe import protocol
+from aeframe.contract import protocol
 from aeframe.contract.schedule import Phase, Schedule
-from aeframe.training.train import _PhaseState
+from aeframe.training.train import _Phases
 from aeframe_builtins.techniques.layers import baseline_autoencoder as BaselineAE
 
 
@@ -71,13 +71,13 @@ def test_schedule_fractions_must_cover_the_budget():
 def test_optimizer_state_is_kept_between_phases_unless_fresh():
     model = nn.Linear(3, 3)
     keep = protocol.study_schedule()
-    state = _PhaseState()
-    state.enter(0, keep.phases[0], keep, model)
+    state = _Phases(keep, model)
+    state.enter(0)
     first = state.optimizer
-    state.enter(1, keep.phases[1], keep, model)
+    state.enter(1)
     assert state.optimizer is first
-    fresh = protocol.study_schedule(fresh_optimizer=True)
-    state.enter(1, fresh.phases[1], fresh, model)
+    state.schedule = protocol.study_schedule(fresh_optimizer=True)
+    state.enter(1)
     assert state.optimizer is not first
 
 
@@ -86,9 +86,9 @@ def test_per_group_learning_rates_follow_their_own_cycle():
     schedule = protocol.study_schedule(
         second_lr=(1e-6, 1e-2), fresh_optimizer=True, param_groups=lambda m: [list(m[0].parameters()), list(m[1].parameters())]
     )
-    state = _PhaseState()
-    state.enter(1, schedule.phases[1], schedule, model)
-    state.set_rates(schedule, 0.3)
+    state = _Phases(schedule, model)
+    state.enter(1)
+    state.set_rates(0.3)
     assert [g["lr"] for g in state.optimizer.param_groups] == pytest.approx([1e-6, 1e-2])
     assert state.optimizer.param_groups[0]["betas"] == pytest.approx((0.85, 0.99))
 

@@ -260,7 +260,7 @@ def test_a_skipped_dataset_that_later_ran_is_no_longer_listed_as_skipped():
 def test_lr_find_cost_shows_in_its_own_column_and_the_conditions_line():
     found = done()
     found.config = replace(found.config, lr="find")
-    found.stats["lr_find_seconds"] = 4.0
+    found.stats.lr_find_seconds = 4.0
     out = render([found], METRICS)
     assert "LR Find" in out.splitlines()[2] and "4.0s |" in out
     assert "Learning rates: a range test per cell ('valley')" in out
@@ -285,7 +285,7 @@ def test_precision_separates_tables_and_shows_in_the_conditions_line():
 def test_compile_time_shows_in_its_own_column():
     compiled = done()
     compiled.config = replace(compiled.config, speed=Speed(compile=True))
-    compiled.stats["compile_seconds"] = 12.5
+    compiled.stats.compile_seconds = 12.5
     out = render([compiled], METRICS)
     [[header, row]] = tables(out)
     assert header[-1] == "Compile" and row[-1] == "12s"
@@ -487,7 +487,7 @@ def test_original_image_row_and_how_the_reference_was_obtained():
     for label, acc in (("Baseline", 0.80), ("Pixel Shuffle", 0.85)):
         record = done(label=label)
         record.metrics["classifier_accuracy"] = acc
-        record.stats["metric_details"] = {"classifier_accuracy": {"reference": 0.9060, "about": "a small CNN"}}
+        record.stats.metric_details = {"classifier_accuracy": {"reference": 0.9060, "about": "a small CNN"}}
         records.append(record)
     out = render(records, [MSE, ACC])
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in out.splitlines() if line.startswith("|")]
@@ -531,8 +531,8 @@ def test_work_outside_the_budget_is_a_column_and_a_line_under_the_table():
     records = [done(label="Baseline", seed=s) for s in (0, 1)]
     for seed, reused in ((0, False), (1, True)):
         record = done(label="Pretraining [weights=shapes]", seed=seed)
-        record.stats["preparation"] = [{"what": what, "seconds": 125.0, "reused": reused}]
-        record.stats["outside_budget_seconds"] = 125.0
+        record.stats.preparation = [{"what": what, "seconds": 125.0, "reused": reused}]
+        record.stats.outside_budget_seconds = 125.0
         records.append(record)
     md = render(records, METRICS)
     [[header, baseline, pretraining]] = tables(md)
@@ -556,8 +556,8 @@ def test_an_unknown_preparation_cost_is_shown_unknown_not_as_nothing():
     records = [done(label="Baseline", seed=0)]
     for seed in (0, 1):
         record = done(label="Pretraining [weights=shapes]", seed=seed)
-        record.stats["preparation"] = [{"what": what, "seconds": None, "reused": True}]
-        record.stats["outside_budget_seconds"] = 0.0  # as aeframe 0.1.0 stored it
+        record.stats.preparation = [{"what": what, "seconds": None, "reused": True}]
+        record.stats.outside_budget_seconds = 0.0  # as aeframe 0.1.0 stored it
         records.append(record)
     md = render(records, METRICS)
     [[header, _, _]] = tables(md)
@@ -619,7 +619,7 @@ def test_a_pair_is_compared_with_the_better_of_its_two_techniques_alone():
 
 def test_a_stand_in_row_is_marked_and_what_it_stands_in_for_said_under_the_table():
     stand_in = done(label="Feature Loss [net=random]", seed=0)
-    stand_in.stats["stand_in"] = "its features come from an untrained VGG16-bn, standing in for the trained one"
+    stand_in.stats.stand_in = "its features come from an untrained VGG16-bn, standing in for the trained one"
     records = [done(label="Baseline", seed=0), stand_in]
     md = render(records, METRICS)
     [[_, baseline, row]] = tables(md)

@@ -11,11 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from aeframe import RESAMPLE_PARAM, dataset_view, resize_uint8
+from aeframe import RESAMPLE_PARAM, ImageData, dataset_view, resize_uint8
 from aeframe.data.splits import on_device
 from aeframe.errors import SpecError
 from aeframe.planning.plan import resolve_dataset
-from aeframe.execution.remote import shippable, unshipped
 from aeframe_builtins.datasets.cifar10 import CIFAR10
 from aeframe_builtins.datasets.mnist_family import FashionMNIST
 from aeframe_builtins.datasets.shapes import Shapes
@@ -120,7 +119,7 @@ def test_the_runners_resized_views_follow_the_datasets_choice(registry):
 
 def test_the_choice_travels_with_data_shipped_to_a_worker():
     data = Shapes().load(Path("."), {"train": 8, "test": 4, "seed": 0, "resample": FASTAI})
-    back = unshipped(shippable(data))
+    back = ImageData.from_arrays(data.to_arrays())
     assert back.resample == FASTAI
     assert back.fingerprint() == data.fingerprint()
 

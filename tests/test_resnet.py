@@ -14,7 +14,7 @@ import aeframe_builtins.techniques.resnet_weights as rw
 from aeframe import ImageData, Preparation, TechniqueUnavailable
 from aeframe.errors import CompositionError, SpecError
 from aeframe.planning.plan import resolve_technique
-from aeframe.training.train import _PhaseState
+from aeframe.training.train import _Phases
 from aeframe_builtins.techniques.resnet import STUDY_CHECKPOINT, WEIGHTS_URL, is_path
 from aeframe_builtins.datasets.shapes_generator import CLASSES, generate
 
@@ -114,13 +114,13 @@ def test_pretrained_body_is_frozen_then_unfrozen_with_ten_groups(registry, hub):
     assert not any(p.requires_grad for p in body.parameters())
     assert all(p.requires_grad for p in model.decoder.parameters())
 
-    state = _PhaseState()
-    state.enter(0, schedule.phases[0], schedule, model)
+    state = _Phases(schedule, model)
+    state.enter(0)
     first = state.optimizer
-    state.set_rates(schedule, 0.3)
+    state.set_rates(0.3)
     assert [g["lr"] for g in first.param_groups] == [pytest.approx(3e-3)]
 
-    state.enter(1, schedule.phases[1], schedule, model)
+    state.enter(1)
     assert state.optimizer is not first
     assert all(p.requires_grad for p in model.parameters())
     groups = state.optimizer.param_groups
@@ -128,7 +128,7 @@ def test_pretrained_body_is_frozen_then_unfrozen_with_ten_groups(registry, hub):
     expected += [[], list(model.decoder.parameters())]
     assert [[id(p) for p in g["params"]] for g in groups] == [[id(p) for p in g] for g in expected]
     assert [len(g["params"]) for g in groups] == [1, 2, 0, 0, 18, 27, 39, 21, 0, 14]
-    state.set_rates(schedule, 0.3)
+    state.set_rates(0.3)
     assert [g["lr"] for g in groups] == pytest.approx(STUDY_RATES, rel=1e-3)
 
 
@@ -137,9 +137,9 @@ def test_frozen_body_keeps_its_weights_but_batchnorm_statistics_follow_the_data(
     body = rm.find_body(model)
     before = {k: v.clone() for k, v in body.state_dict().items()}
     decoder_before = model.decoder[0].weight.detach().clone()
-    state = _PhaseState()
-    state.enter(0, schedule.phases[0], schedule, model)
-    state.set_rates(schedule, 0.1)
+    state = _Phases(schedule, model)
+    state.enter(0)
+    state.set_rates(0.1)
     images = generate(16, 0, "train").images.float() / 255
     model.train()
     loss = loss_fn(model(images), images)

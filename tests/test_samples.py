@@ -9,7 +9,8 @@ from torch import nn
 from aeframe.data.splits import DeviceSplit
 from aeframe.contract.dataset import Split
 from aeframe.cells.record import CellConfig, CellRecord, DatasetRef
-from aeframe.cells.samples import Samples, capture_samples, sample_indices
+from aeframe.cells.samples import Samples, sample_indices
+from aeframe.training.evaluate import capture_samples
 from aeframe.store.sqlite_store import Store
 from aeframe.cells.budget import Budget
 from techniques import train_cell

@@ -46,13 +46,14 @@ def site(tmp_path_factory) -> Path:
 
 def test_the_site_builds_strictly_with_every_page_and_the_api_reference(site):
     for page in ("index", "concepts", "leaderboard", "techniques", "datasets", "metrics", "plugins", "distributed",
-                 "speed", "results", "api", "cite"):
+                 "speed", "results", "api", "architecture", "cite"):
         assert (site / ("index.html" if page == "index" else f"{page}/index.html")).is_file(), page
     api = (site / "api" / "index.html").read_text()
     import aeframe
+    import aeframe.executors
 
     # Every exported name has its entry, rendered from its docstring.
-    for name, module in aeframe._EXPORTS.items():
+    for name, module in {**aeframe._EXPORTS, **aeframe.executors._EXPORTS}.items():
         assert f'id="{module}.{name}"' in api, name
 
 

@@ -12,9 +12,11 @@ from aeframe.training.cell import run_cell
 from aeframe.execution.environment import device_info, versions
 from aeframe.errors import UsageProblem
 from aeframe.speed.numerics import SpeedModel, speed_model
-from aeframe.planning.plan import cell_key, plan_cells, resolve_dataset, resolve_technique
+from aeframe.cells.spec import cell_key
+from aeframe.planning.plan import plan_cells, resolve_dataset, resolve_technique
 from aeframe.cells.record import CellConfig
-from aeframe.cells.settings import MEASURED, Speed, compile_requirement, resolve_speed
+from aeframe.cells.settings import MEASURED, Speed
+from aeframe.speed.resolve import compile_requirement, resolve_speed
 
 from conftest import cell_data, metric_set
 
@@ -93,12 +95,15 @@ def test_bad_speed_options_exit_2_with_one_line(tmp_path, cli, args, message):
 
 
 def test_keys_differ_by_speed_settings_and_plain_fp32_keeps_the_old_key(registry):
-    plain = one_cell(registry)
-    keys = {plain.key} | {one_cell(registry, s).key for s in (Speed("bf16"), Speed("fp16"), Speed("fp32", True),
-                                                            Speed("fp32", False, True), Speed("fp32", None))}
+    def key(speed=None):
+        return one_cell(registry, speed).keyed("0123456789abcdef").key
+
+    plain = one_cell(registry).keyed("0123456789abcdef")
+    keys = {plain.key} | {key(s) for s in (Speed("bf16"), Speed("fp16"), Speed("fp32", True), Speed("fp32", False, True),
+                                           Speed("fp32", None))}
     assert len(keys) == 6
     # How the precision was decided does not change the numbers: the same key.
-    assert one_cell(registry, Speed("bf16", precision_from=MEASURED)).key == one_cell(registry, Speed("bf16")).key
+    assert key(Speed("bf16", precision_from=MEASURED)) == key(Speed("bf16"))
     # Cells stored before the settings existed have no such fields; their key must not change.
     old = {k: v for k, v in plain.config.to_json().items() if k not in ("precision", "channels_last", "compile")}
     assert cell_key(CellConfig.from_json(old)) == plain.key
@@ -120,7 +125,7 @@ def test_speed_model_takes_fp32_gives_fp32_in_the_usual_layout(registry):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_lower_precision_cells_train_to_finite_metrics(registry, tiny_data, workspace, precision):
     record = run_cell(one_cell(registry, Speed(precision, True)), tiny_data, metric_set(registry), CPU,
-                      workspace)
+                      workspace, registry)
     assert record.status == "done", record.error
     assert record.config.speed == Speed(precision, channels_last=True)
     assert all(math.isfinite(v) for v in record.metrics.values())
@@ -130,7 +135,7 @@ def test_lower_precision_cells_train_to_finite_metrics(registry, tiny_data, work
 
 def test_compiled_cell_trains_as_the_eager_one_and_keeps_compile_time_off_the_clock(
         registry, tiny_data, workspace, monkeypatch):
-    import aeframe.cells.budget
+    import aeframe.training.clock
     import aeframe.speed.numerics
     import aeframe.training.train
 
@@ -142,7 +147,7 @@ def test_compiled_cell_trains_as_the_eager_one_and_keeps_compile_time_off_the_cl
         now[0] += 1.0
         return now[0]
 
-    monkeypatch.setattr(aeframe.cells.budget.time, "perf_counter", tick)
+    monkeypatch.setattr(aeframe.training.clock.time, "perf_counter", tick)
     real_warm_up = aeframe.training.train.warm_up
 
     def slow_warm_up(*args, **kwargs):
@@ -155,11 +160,11 @@ def test_compiled_cell_trains_as_the_eager_one_and_keeps_compile_time_off_the_cl
     monkeypatch.setattr(aeframe.speed.numerics, "compiled", lambda model: torch.compile(model, backend="eager"))
     monkeypatch.setattr(aeframe.training.cell, "compiled", aeframe.speed.numerics.compiled)
     metrics = metric_set(registry)
-    compiled = run_cell(one_cell(registry, Speed("fp32", False, True)), tiny_data, metrics, CPU, workspace)
+    compiled = run_cell(one_cell(registry, Speed("fp32", False, True)), tiny_data, metrics, CPU, workspace, registry)
     assert compiled.status == "done", compiled.error
     assert compiled.stats["compile_seconds"] == 1000.0
     assert compiled.stats["train_seconds"] < 1000
-    eager = run_cell(one_cell(registry), tiny_data, metrics, CPU, workspace)
+    eager = run_cell(one_cell(registry), tiny_data, metrics, CPU, workspace, registry)
     assert "compile_seconds" not in eager.stats
     # The warm-up's forward and backward left no trace: weights, BatchNorm statistics, random draws.
     assert compiled.metrics == eager.metrics

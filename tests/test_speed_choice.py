@@ -12,7 +12,7 @@ from torch import nn
 
 import aeframe.data.splits
 from aeframe import Technique
-from aeframe.speed.contention import is_busy
+from aeframe.cells.record import CellStats
 from aeframe.speed.layout import CACHED, FORCED, MEASURED, layout_key
 from aeframe.registry.plugins import Registry
 from aeframe.speed.precision_probe import (FORWARD_TOLERANCE, MIN_GAIN, TRAINED_TOLERANCE, Measurement, candidates,
@@ -95,9 +95,9 @@ def _rows(store) -> list[tuple[dict, dict]]:
 def idle_machine(monkeypatch):
     """Whether the machine was busy during a measurement is tested on its own below; elsewhere a busy
     test machine must not turn a cached choice into a fresh measurement."""
-    from aeframe import layout_tuning
+    from aeframe.speed import layout as layout_tuning
 
-    monkeypatch.setattr(layout_tuning, "is_busy", lambda stats: False)
+    monkeypatch.setattr(layout_tuning, "busy_share", lambda share: False)
 
 
 def _bench(cli, tmp_path, registry, *args, cache=None):
@@ -169,14 +169,14 @@ def test_the_conditions_line_names_the_measured_layout_of_each_row(tmp_path, cli
 
 
 def test_a_measurement_on_a_busy_machine_is_not_cached(tmp_path, registry, monkeypatch):
-    from aeframe import layout_tuning
+    from aeframe.speed import layout as layout_tuning
     from techniques import build
 
     built = build("baseline", registry)
     from conftest import cell_data
 
     data = cell_data(SMALL, registry)
-    monkeypatch.setattr(layout_tuning, "is_busy", lambda stats: True)
+    monkeypatch.setattr(layout_tuning, "busy_share", lambda share: True)
     cache = SpeedCache(tmp_path)
     key = layout_key("cpu", "x", [], (3, 32, 32), 128, "fp32")
     from aeframe.cells.settings import Speed
@@ -207,9 +207,9 @@ def test_auto_picks_the_fastest_precision_within_tolerance(measurements, expecte
 
 
 def test_the_precision_is_measured_once_per_device_and_torch_version_then_read_from_the_cache(tmp_path, monkeypatch):
-    from aeframe import precision_probe
+    from aeframe.speed import precision_probe
 
-    monkeypatch.setattr(precision_probe, "is_busy", lambda stats: False)
+    monkeypatch.setattr(precision_probe, "busy_share", lambda share: False)
     cache = SpeedCache(tmp_path)
     said = []
     first = choose_precision(CPU, "this CPU (2 threads)", cache, said.append)
@@ -273,7 +273,7 @@ def test_the_first_and_second_cell_of_a_technique_train_at_the_same_rate(tmp_pat
     _bench(cli, tmp_path, _registry(registry), "-t", "baseline", "-t", "progressive-resizing",
            "-d", "shapes[train=1024,test=64]", "--epochs", "2", "--seeds", "2")
     rows = _rows(tmp_path / "r.sqlite")
-    if any(is_busy(stats) for _, stats in rows):
+    if any(CellStats.from_json(stats).busy for _, stats in rows):
         pytest.skip("the machine was busy while these cells trained (their cpu_share says so): rates mean nothing")
     for label in ("Baseline", "Progressive Resizing"):
         first, second = (stats["images_per_second"] for config, stats in rows if config["label"] == label)

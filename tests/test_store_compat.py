@@ -79,7 +79,8 @@ def test_planning_a_0_1_0_command_again_does_not_take_the_cells_it_stored(old_st
     report still shows them until then: tests below)."""
     import aeframe.planning.plan
     from aeframe.cells.budget import Budget
-    from aeframe.planning.plan import plan_cells, resolve_dataset, resolve_technique, with_fingerprint
+    from aeframe.cells.spec import cell_key
+    from aeframe.planning.plan import plan_cells, resolve_dataset, resolve_technique
     from aeframe.cells.settings import Speed
 
     # A key includes each technique's plugin version: 0.1.0's built-ins were 0.1.0, whatever is installed now.
@@ -92,7 +93,7 @@ def test_planning_a_0_1_0_command_again_does_not_take_the_cells_it_stored(old_st
     stored = {r.key for r in _records(old_store)}
     assert len(cells) == len(techniques) * seeds
     for cell in cells:
-        assert cell.key not in stored and with_fingerprint(cell, fingerprint).key not in stored, cell.config.label
+        assert cell_key(cell.config) not in stored and cell.keyed(fingerprint).key not in stored, cell.config.label
 
 
 def test_a_bench_on_a_0_1_0_store_trains_its_cell_again_and_the_report_shows_it_once(old_store, cli):

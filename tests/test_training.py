@@ -29,17 +29,17 @@ def one_cell(registry, technique="baseline", budget=Budget(epochs=1), seed=0):
 
 def test_same_cell_and_seed_give_the_same_numbers(registry, shapes_data, workspace):
     cell = one_cell(registry, budget=Budget(epochs=2))
-    a = run_cell(cell, shapes_data, metric_set(registry), CPU, workspace)
-    b = run_cell(cell, shapes_data, metric_set(registry), CPU, workspace)
+    a = run_cell(cell, shapes_data, metric_set(registry), CPU, workspace, registry)
+    b = run_cell(cell, shapes_data, metric_set(registry), CPU, workspace, registry)
     assert a.status == b.status == "done"
     assert a.metrics == b.metrics
     assert [e["train_loss"] for e in a.curve] == [e["train_loss"] for e in b.curve]
-    other = run_cell(one_cell(registry, budget=Budget(epochs=2), seed=1), shapes_data, metric_set(registry), CPU, workspace)
+    other = run_cell(one_cell(registry, budget=Budget(epochs=2), seed=1), shapes_data, metric_set(registry), CPU, workspace, registry)
     assert other.metrics != a.metrics
 
 
 def test_epoch_budget_record(registry, shapes_data, workspace):
-    record = run_cell(one_cell(registry, budget=Budget(epochs=3)), shapes_data, metric_set(registry), CPU, workspace)
+    record = run_cell(one_cell(registry, budget=Budget(epochs=3)), shapes_data, metric_set(registry), CPU, workspace, registry)
     assert record.status == "done"
     assert record.stats["epochs"] == 3.0 and record.stats["steps"] == 3 * (512 // 128)
     assert record.stats["params"] == 3_080_629
@@ -53,7 +53,7 @@ def test_epoch_budget_record(registry, shapes_data, workspace):
 
 
 def test_a_few_epochs_reduce_the_loss(registry, shapes_data, workspace):
-    record = run_cell(one_cell(registry, budget=Budget(epochs=4)), shapes_data, metric_set(registry), CPU, workspace)
+    record = run_cell(one_cell(registry, budget=Budget(epochs=4)), shapes_data, metric_set(registry), CPU, workspace, registry)
     losses = [e["train_loss"] for e in record.curve]
     assert losses[-1] < 0.7 * losses[0]
 
@@ -61,7 +61,7 @@ def test_a_few_epochs_reduce_the_loss(registry, shapes_data, workspace):
 def test_time_budget_stops_mid_epoch(registry, workspace):
     data = cell_data("shapes[train=20000,test=128]", registry)
     cell = one_cell(registry, budget=Budget(epochs=15, seconds=1.0))
-    record = run_cell(cell, data, metric_set(registry), CPU, workspace)
+    record = run_cell(cell, data, metric_set(registry), CPU, workspace, registry)
     assert record.status == "done"
     steps, seconds = record.stats["steps"], record.stats["train_seconds"]
     assert 0 < record.stats["epochs"] < 1  # 156 steps per epoch; one second allows far fewer
@@ -115,7 +115,7 @@ def toy_registry(registry):
 
 
 def test_nan_loss_is_recorded_as_diverged(toy_registry, shapes_data, workspace):
-    record = run_cell(one_cell(toy_registry, "explodes"), shapes_data, metric_set(toy_registry), CPU, workspace)
+    record = run_cell(one_cell(toy_registry, "explodes"), shapes_data, metric_set(toy_registry), CPU, workspace, toy_registry)
     assert record.status == "diverged"
     assert record.error == "training loss became nan by step 1 (epoch 1)"
     assert len(record.curve) == 1
@@ -123,21 +123,21 @@ def test_nan_loss_is_recorded_as_diverged(toy_registry, shapes_data, workspace):
 
 def test_a_preparation_of_unknown_cost_leaves_the_outside_budget_total_unknown(toy_registry, shapes_data, workspace):
     # It was stored as 0 s: the leaderboard's Outside Budget column read "0.0s" for a 2-minute pretraining.
-    record = run_cell(one_cell(toy_registry, "reuses-unknown-cost"), shapes_data, metric_set(toy_registry), CPU, workspace)
+    record = run_cell(one_cell(toy_registry, "reuses-unknown-cost"), shapes_data, metric_set(toy_registry), CPU, workspace, toy_registry)
     assert record.status == "done"
     assert record.stats["preparation"] == [{"what": "pretrained something earlier", "seconds": None, "reused": True}]
     assert "outside_budget_seconds" not in record.stats
 
 
 def test_exception_becomes_a_failed_record_with_traceback(toy_registry, shapes_data, workspace):
-    record = run_cell(one_cell(toy_registry, "raises"), shapes_data, metric_set(toy_registry), CPU, workspace)
+    record = run_cell(one_cell(toy_registry, "raises"), shapes_data, metric_set(toy_registry), CPU, workspace, toy_registry)
     assert record.status == "failed"
     assert record.error.startswith("RuntimeError: boom\n")
     assert "Traceback" in record.error and "wrap_model" in record.error
 
 
 def test_wrong_output_shape_names_the_technique(toy_registry, shapes_data, workspace):
-    record = run_cell(one_cell(toy_registry, "wrong-shape"), shapes_data, metric_set(toy_registry), CPU, workspace)
+    record = run_cell(one_cell(toy_registry, "wrong-shape"), shapes_data, metric_set(toy_registry), CPU, workspace, toy_registry)
     assert record.status == "failed"
     assert record.error.splitlines()[0] == (
         "AeframeError: technique 'Wrong Shape' built a model whose output has shape (3, 16, 16) for input "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from aeframe.cells.settings import Speed
@@ -25,6 +26,25 @@ CELL = "cell"  # one technique combination x dataset x seed that ran: done, fail
 SKIPPED_TECHNIQUE = "skipped-technique"  # a cell whose technique cannot run here (status skipped)
 SKIPPED_DATASET = "skipped-dataset"  # a dataset that could not be had, standing for all its cells
 KINDS = (CELL, SKIPPED_TECHNIQUE, SKIPPED_DATASET)
+
+# A cell that got less than this share of the CPU time it asked for is marked as trained on a busy
+# machine. Well below what an idle run gets (0.95 and up with scheduler statistics), well above what
+# a run sharing its cores with as many busy processes as it has threads gets (about 0.5).
+BUSY_BELOW = 0.75
+
+CPU_SHARE_MEANING = ("cpu_share: over the training clock, the CPU time the process's threads got over the time "
+                     "they asked for (got + waited in the run queue; Linux), or else process CPU time over wall "
+                     "time x torch threads")
+
+
+def now() -> str:
+    """The time as records keep it: UTC, ISO 8601, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def busy_share(share: float | None) -> bool:
+    """Whether a measured CPU share (:mod:`aeframe.speed.contention`) means the machine was busy."""
+    return isinstance(share, (int, float)) and share < BUSY_BELOW
 
 
 def _unknown(data: Mapping[str, Any], cls: type) -> dict[str, Any]:
@@ -269,12 +289,100 @@ class CellConfig:
 
 
 @dataclass
+class CellStats:
+    """What happened while a cell trained and was evaluated, as its record keeps it.
+
+    Every field is None where it does not apply (a cell that failed before training has no times);
+    the JSON form leaves those out, so a record reads the same as one stored before a field existed.
+    Keys this aeframe does not know are kept in ``extra`` and written back unchanged.
+
+    train_seconds:    device-synchronised training time, the budget's clock.
+    eval_seconds:     evaluation time (per-epoch test MSE and the final metrics), apart from training.
+    epochs, steps:    how far the budget went (epochs may be fractional under a time budget).
+    images_per_second: training images per second of train_seconds.
+    params:           the model's parameter count.
+    prepare_seconds:  the one-time preparation before the clock (resized views, layout, set-up).
+    memory_format, layout_source, layout_images_per_second: the memory layout trained in, how it was
+                      decided, and the rates measured for each layout (:mod:`aeframe.speed.layout`).
+    compile_seconds:  the first compilation of ``--compile``, off the clock.
+    cpu_share, cpu_share_measure, gpu_other_processes: how much of the machine the clock had
+                      (:mod:`aeframe.speed.contention`); see :attr:`busy`.
+    lr_find_seconds, lr_found: ``--lr find``'s range tests, their time and the rates they chose.
+    preparation:      what techniques did outside the budget (:class:`aeframe.Preparation` as JSON).
+    outside_budget_seconds: the cost of that work, the range test and compilation, when all are known.
+    metric_details:   metric name -> its ``details()``.
+    placement:        where an executor ran the cell (node, device, reservations, wall-clock span).
+    stand_in:         for an offline stand-in (``--stand-ins``), what differs from the row it stands in for.
+    """
+
+    train_seconds: float | None = None
+    eval_seconds: float | None = None
+    epochs: float | None = None
+    steps: int | None = None
+    images_per_second: float | None = None
+    params: int | None = None
+    prepare_seconds: float | None = None
+    memory_format: str | None = None
+    layout_source: str | None = None
+    layout_images_per_second: dict[str, float] | None = None
+    compile_seconds: float | None = None
+    cpu_share: float | None = None
+    cpu_share_measure: str | None = None
+    gpu_other_processes: int | None = None
+    lr_find_seconds: float | None = None
+    lr_found: list[float] | None = None
+    preparation: list[dict[str, Any]] | None = None
+    outside_budget_seconds: float | None = None
+    metric_details: dict[str, dict[str, Any]] | None = None
+    placement: dict[str, Any] | None = None
+    stand_in: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def busy(self) -> bool:
+        """Whether the training clock was shared: less than :data:`BUSY_BELOW` of the CPU, or another
+        process on the GPU. Cells stored before these were measured are not busy."""
+        others = self.gpu_other_processes
+        return busy_share(self.cpu_share) or (isinstance(others, int) and not isinstance(others, bool) and others > 0)
+
+    def get(self, name: str) -> Any:
+        """The stat called ``name`` (a field, or a key kept in ``extra``), None where there is none:
+        for the report's columns, which name the stat they show."""
+        if name in _STAT_FIELDS:
+            return getattr(self, name)
+        return self.extra.get(name)
+
+    def __getitem__(self, name: str) -> Any:
+        """Read access by name, as to the stored JSON: a stat that is not set is a KeyError."""
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """The stats as the store keeps them: the fields that are set, then the unknown keys."""
+        data = {name: getattr(self, name) for name in _STAT_FIELDS if getattr(self, name) is not None}
+        return {**self.extra, **data}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CellStats:
+        """Stats as stored, by this aeframe or another (unknown keys go to ``extra``)."""
+        known = {name: data[name] for name in _STAT_FIELDS if name in data}
+        return cls(**known, extra={k: v for k, v in data.items() if k not in _STAT_FIELDS})
+
+
+_STAT_FIELDS = tuple(f.name for f in fields(CellStats) if f.name != "extra")
+
+
+@dataclass
 class CellRecord:
     """One cell's configuration, outcome, metrics, run statistics and per-epoch curve.
 
-    ``key`` is a hash of everything in ``config`` that decides the numbers (see plan.cell_key).
-    ``stats``: train_seconds, eval_seconds, epochs, steps, images_per_second, params (and
-    lr_find_seconds, compile_seconds, metric_details where they apply).
+    ``key`` is a hash of everything in ``config`` that decides the numbers (see :func:`aeframe.cells.spec.cell_key`).
+    ``stats``: :class:`CellStats` (a mapping given instead is read as their JSON form).
     ``curve``: one dict per epoch (or partial epoch at the budget's end):
     {"epoch", "step", "phase", "train_loss", "test_mse", "seconds"}.
     ``samples``: reconstructions of a few test images, for the report's pictures; the store keeps
@@ -286,7 +394,7 @@ class CellRecord:
     status: str
     error: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
-    stats: dict[str, Any] = field(default_factory=dict)
+    stats: CellStats = field(default_factory=CellStats)
     curve: list[dict[str, Any]] = field(default_factory=list)
     started_at: str = ""
     finished_at: str = ""
@@ -297,6 +405,13 @@ class CellRecord:
             raise ValueError(f"unknown status {self.status!r}")
         if not isinstance(self.config, CellConfig):
             raise TypeError("a record's config is a CellConfig; CellConfig.from_json reads the stored JSON form")
+        if isinstance(self.stats, Mapping):
+            self.stats = CellStats.from_json(self.stats)
+
+
+def label_of(record: CellRecord) -> str:
+    """The row a record belongs to: its technique label, else its dataset's name (a skipped dataset), else its key."""
+    return record.config.label or record.config.dataset.name or record.key
 
 
 def full_size_points(record: CellRecord) -> list[tuple[float, float]]:

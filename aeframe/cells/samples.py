@@ -2,7 +2,8 @@
 
 Every cell of a dataset picks the same images (the first test image of each class, in class
 order), so the grid's rows can be compared column by column. Torch is imported inside the functions
-that compute on images, so that the store can hold and the report can read records without it.
+that compute on images, so that the store can hold and the report can read records without it;
+:func:`aeframe.training.evaluate.capture_samples` makes them.
 """
 from __future__ import annotations
 
@@ -11,9 +12,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
-
-    from aeframe.data.splits import DeviceSplit
 
 SAMPLE_COUNT = 10
 
@@ -51,23 +49,3 @@ class Samples:
             raise ValueError("originals and reconstructions must be uint8 tensors of one shape")
         if len(self.indices) != self.originals.shape[0]:
             raise ValueError("one index per sample image is needed")
-
-
-def capture_samples(model: nn.Module, split: DeviceSplit, size: int | None = None) -> Samples:
-    """Reconstruct the sample images with ``model`` in eval mode (at ``size``, as it was evaluated)."""
-    import torch
-
-    from aeframe.data.splits import to_unit
-    from aeframe.contract.output import reconstruction
-
-    indices = sample_indices(split.labels)
-    originals = split.view(size)[torch.tensor(indices, device=split.device, dtype=torch.long)]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            recon = reconstruction(model(to_unit(originals))).float()
-    finally:
-        model.train(was_training)
-    recon = recon.clamp(0, 1).mul(255).round().to(torch.uint8)
-    return Samples(indices, originals.cpu(), recon.cpu())

@@ -1,4 +1,4 @@
-"""How a run computes: numeric precision, memory format and compilation.
+"""How a cell computes: numeric precision, memory format and compilation, as its config records them.
 
 These settings change how fast a cell trains, and (through rounding, and through how many steps fit
 in a time budget) its numbers, so they are kept in every cell's config and are part of its key.
@@ -8,12 +8,8 @@ precision by :mod:`aeframe.speed.precision_probe` once per device, the memory la
 """
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from aeframe.errors import UsageProblem
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -51,7 +47,7 @@ class Speed:
         return data
 
     def decisive(self) -> dict[str, Any]:
-        """The settings that decide a cell's numbers (see :func:`aeframe.planning.plan.cell_key`)."""
+        """The settings that decide a cell's numbers (see :func:`aeframe.cells.spec.cell_key`)."""
         return {"precision": self.precision, "channels_last": self.channels_last, "compile": self.compile}
 
     @classmethod
@@ -77,61 +73,3 @@ class Speed:
         import torch
 
         return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
-
-
-def check_speed(precision: str, compile: bool, device: torch.device) -> None:
-    """Refuse settings that cannot work on ``device``, before anything is measured or trained."""
-    if precision not in PRECISION_CHOICES:
-        raise UsageProblem(f"unknown precision {precision!r}; use {', '.join(PRECISION_CHOICES)}")
-    if precision == "bf16" and device.type == "cuda" and not cuda_has_bf16(device):
-        import torch
-
-        raise UsageProblem(f"--precision bf16 asked for, but {torch.cuda.get_device_name(device)} has no bf16 "
-                           "support; use --precision fp16 or fp32")
-    if compile:
-        missing = compile_requirement(device)
-        if missing:
-            raise UsageProblem(f"--compile needs {missing}; install it or leave out --compile")
-
-
-def resolve_speed(precision: str, channels_last: bool | None, compile: bool, device: torch.device,
-                  choose_precision: Any = None) -> Speed:
-    """The run's settings. ``precision="auto"`` asks ``choose_precision(device)`` (a measurement, see
-    :func:`aeframe.speed.precision_probe.choose_precision`) for the precision; ``channels_last=None`` leaves
-    the layout to be measured per cell. Settings that cannot work here are refused first."""
-    check_speed(precision, compile, device)
-    if precision != "auto":
-        return Speed(precision, channels_last, compile)
-    if choose_precision is None:
-        raise ValueError("precision 'auto' needs a measurement: pass choose_precision")
-    return Speed(choose_precision(device), channels_last, compile, MEASURED)
-
-
-def cuda_has_bf16(device: torch.device | None = None) -> bool:
-    """Whether ``device`` computes bf16 natively: compute capability 8.0 (Ampere) or later. torch's own
-    ``is_bf16_supported()`` also says yes where bf16 is only emulated (V100, T4), and for the current
-    device rather than the one asked for."""
-    import torch
-
-    if torch.version.hip:
-        return torch.cuda.is_bf16_supported()
-    return torch.cuda.get_device_properties(device if device is not None else torch.cuda.current_device()).major >= 8
-
-
-def compile_requirement(device: torch.device) -> str | None:
-    """What torch.compile lacks on this machine for ``device`` (None when nothing is missing)."""
-    if device.type == "cuda":
-        from torch.utils._triton import has_triton
-
-        if not has_triton():
-            return "Triton (the `triton` package) to compile for the GPU"
-        # Triton builds a small C launcher for each kernel with $CC, else gcc/clang/cc.
-        names = [os.environ["CC"]] if os.environ.get("CC") else ["gcc", "clang", "cc"]
-        if any(shutil.which(name) for name in names):
-            return None
-        return f"a C compiler for Triton's launchers ({' or '.join(names)} on PATH, e.g. `apt-get install gcc`)"
-    # Inductor's CPU backend writes C++ and builds it with the compiler named by $CXX, else g++/clang++.
-    names = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "clang++", "c++"]
-    if any(shutil.which(name) for name in names):
-        return None
-    return f"a C++ compiler ({' or '.join(names)} on PATH, e.g. `apt-get install g++`) to compile for the CPU"

@@ -57,6 +57,34 @@ class ImageData:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
 
+    def to_arrays(self) -> dict[str, Any]:
+        """This data as numpy arrays and a list, which every transport (pickle 5, Ray's object store)
+        moves without copying the pixels; :meth:`from_arrays` turns it back."""
+        return {
+            "train": (self.train.images.numpy(), self.train.labels.numpy()),
+            "test": (self.test.images.numpy(), self.test.labels.numpy()),
+            "classes": list(self.classes),
+            "resample": self.resample,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, Any]) -> ImageData:
+        """The data of :meth:`to_arrays`'s arrays, sharing their memory."""
+        import warnings
+
+        import torch
+
+        def tensor(array: Any) -> torch.Tensor:
+            # Arrays from a shared object store are read-only; cells only read the data, so no copy.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return torch.from_numpy(array)
+
+        def split(pair: tuple[Any, Any]) -> Split:
+            return Split(tensor(pair[0]), tensor(pair[1]))
+
+        return cls(split(arrays["train"]), split(arrays["test"]), arrays["classes"], arrays["resample"])
+
     def fingerprint(self) -> str:
         """A hash of exactly this data: both splits' uint8 images and labels, and the class names.
 

@@ -1,9 +1,9 @@
 """The executor contract: where and how the planned cells are trained.
 
 The driver (:mod:`aeframe.execution.bench`) plans the cells, loads every dataset once, fingerprints it and
-gives its cells their final keys (:mod:`aeframe.execution.groups`), and writes every record to the store.
-An executor only trains: it is handed the datasets' pending cells with their data and yields one
-record per cell as each one ends, in whatever order they end. Executors are plugins
+keys its cells (:mod:`aeframe.execution.groups`), and writes every record to the store. An executor
+only trains: it is handed each dataset's pending cell specs with their data (:class:`DatasetGroup`)
+and yields one record per cell as each one ends, in whatever order they end. Executors are plugins
 (``register_executors``); the built-in ``local`` one trains in this process, ``ray`` on a Ray
 cluster.
 
@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TypeVar
 
+from aeframe.cells.record import CellRecord
+from aeframe.cells.spec import CellSpec
+from aeframe.contract.dataset import ImageData
+from aeframe.contract.metric import Metric
+
 if TYPE_CHECKING:
     import torch
-
-    from aeframe.execution.groups import DatasetGroup
-    from aeframe.data.loading import Workspace
-    from aeframe.contract.metric import Metric
-    from aeframe.cells.record import CellRecord
 
 T = TypeVar("T")
 
@@ -57,11 +57,39 @@ class ExecutorSettings:
 
 
 @dataclass
-class Work:
-    """What every cell of a run shares besides its data: the workspace and the metrics' prototypes."""
+class DatasetGroup:
+    """One dataset's pending cells and the data they train on: what an executor is handed.
 
-    workspace: Workspace
+    dataset: the dataset as ``-d`` took it (``shapes[train=512]``).
+    data:    its loaded images, the same for every cell (``data.to_arrays()`` ships it without copies).
+    cells:   the cells to train, as :class:`aeframe.executors.CellSpec` (keyed, picklable).
+    """
+
+    dataset: str
+    data: ImageData
+    cells: list[CellSpec]
+
+
+class Work(ABC):
+    """What every cell of a run shares besides its data, and training cells in this process.
+
+    metrics:   the registered metrics (prototypes); every cell spec names the ones it is evaluated with.
+    data_dir:  where datasets live on the driver's machine (a worker elsewhere uses its own).
+    cache_dir: where plugins keep what they derive (a reference classifier, pretrained weights).
+    """
+
     metrics: Sequence[Metric]
+    data_dir: Path
+    cache_dir: Path
+
+    @abstractmethod
+    def train_here(self, groups: Sequence[DatasetGroup], device: torch.device) -> Iterator[CellRecord]:
+        """Train every cell of ``groups`` in this process on ``device``, one after another, with a progress
+        bar each on stderr, and yield each record as its cell ends: the ``local`` executor's whole work.
+
+        Each dataset's metrics are prepared once; each cell is rebuilt from its spec with the plugins of
+        this run, exactly as :func:`aeframe.executors.train_cell` rebuilds it on a worker.
+        """
 
 
 class ExecutorSession(ABC):
@@ -86,7 +114,7 @@ class ExecutorSession(ABC):
         """Train every cell of ``groups`` and yield its record as soon as it ends (any order).
 
         Every cell gets exactly one record: a cell that cannot be trained is a failed record
-        saying why, never an exception. Ctrl-C (KeyboardInterrupt) stops the cells in flight and
+        saying why (``spec.failed(reason)``), never an exception. Ctrl-C (KeyboardInterrupt) stops the cells in flight and
         propagates; the records already yielded are saved by the driver.
         """
 

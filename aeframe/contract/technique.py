@@ -24,6 +24,12 @@ from aeframe.contract.params import Param
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
+
+    from aeframe.contract.schedule import Schedule
+
+#: A reconstruction loss: ``loss(output, target)`` -> a scalar tensor, both (N, C, H, W) in [0, 1].
+Loss = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 PARTS = ("model", "loss", "schedule")
 PART_METHODS = tuple(f"{verb}_{part}" for part in PARTS for verb in ("build", "wrap"))
@@ -120,13 +126,15 @@ class PeakRate:
 
 
 class Technique:
-    """Base class for techniques. Set the attributes, then define any of the part methods above.
+    """Base class for techniques. Set the attributes, then define any of the six part methods below.
 
     name:           what users type after ``-t`` (lowercase, dashes).
     title:          the row name in tables, e.g. "Pixel Shuffle".
-    description:    one line for ``aeframe list techniques``.
+    description:    one line for ``aeframe list techniques`` (default: the first line of the class's docstring).
     params:         the declared ``-t name[key=value]`` parameters (:class:`aeframe.Param`).
-    base:           the technique whose parts fill in what this one does not provide (or None).
+    base:           the technique whose parts fill in what this one does not provide; None (the
+                    default) means the reference technique (the study's Baseline), so a technique
+                    that only wraps a part needs no base.
     reference:      True for the one technique the others are compared with in the report's paired
                     tests (the study's Baseline); only its cells alone and at default parameters count.
     learning_rates: phase name -> the peak learning rate this technique trains that phase with, a
@@ -169,13 +177,51 @@ class Technique:
         """
         return None
 
+    # The six part methods. A technique defines those it contributes; one left as declared here means
+    # the technique does not provide (or wrap) that part. Declared, not looked up by name, so that an
+    # editor and a type checker see them and their signatures.
+
+    def build_model(self, ctx: CellContext) -> nn.Module:
+        """Provide the model: an ``nn.Module`` that maps a batch of images (N, *ctx.shape) in [0, 1] to its
+        reconstruction of the same shape, or to an :class:`aeframe.ModelOutput` with loss terms of its own."""
+        raise NotImplementedError(f"technique {self.name!r} does not provide the model")
+
+    def wrap_model(self, model: nn.Module, ctx: CellContext) -> nn.Module:
+        """Wrap the model another technique provided: return a model that contains ``model``."""
+        raise NotImplementedError(f"technique {self.name!r} does not wrap the model")
+
+    def build_loss(self, ctx: CellContext) -> Loss:
+        """Provide the reconstruction loss: ``loss(output, target)`` -> scalar tensor (an ``nn.Module``
+        with parameters or buffers is moved to the cell's device)."""
+        raise NotImplementedError(f"technique {self.name!r} does not provide the loss")
+
+    def wrap_loss(self, loss: Loss, ctx: CellContext) -> Loss:
+        """Wrap the loss another technique provided: return a loss that calls ``loss``."""
+        raise NotImplementedError(f"technique {self.name!r} does not wrap the loss")
+
+    def build_schedule(self, ctx: CellContext) -> Schedule:
+        """Provide the schedule: phases, optimizer, learning-rate curve, augmentation, batch size
+        (:class:`aeframe.Schedule`; :func:`aeframe.study_schedule` is the study's)."""
+        raise NotImplementedError(f"technique {self.name!r} does not provide the schedule")
+
+    def wrap_schedule(self, schedule: Schedule, ctx: CellContext) -> Schedule:
+        """Wrap the schedule another technique provided (change its phases, image sizes, augmentation);
+        declare learning rates in :attr:`learning_rates` instead of setting them here."""
+        raise NotImplementedError(f"technique {self.name!r} does not wrap the schedule")
+
     def provides(self, part: str) -> bool:
         """Whether this technique builds ``part`` ("model", "loss" or "schedule")."""
-        return callable(getattr(self, f"build_{part}", None))
+        return self._defines(f"build_{part}")
 
     def wraps(self, part: str) -> bool:
         """Whether this technique wraps ``part`` built by another."""
-        return callable(getattr(self, f"wrap_{part}", None))
+        return self._defines(f"wrap_{part}")
+
+    def _defines(self, method: str) -> bool:
+        """Whether this technique defines ``method`` itself: in its class (or a class between it and
+        ``Technique``) or on the instance, rather than leaving it as declared."""
+        found = vars(self).get(method, getattr(type(self), method, None))
+        return callable(found) and found is not getattr(Technique, method)
 
     def accepted_params(self) -> tuple[Param, ...]:
         """Every parameter ``-t name[...]`` accepts: :attr:`params`, and ``lr`` when rates are declared."""

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from aeframe.errors import ENVIRONMENT, EnvironmentProblem
 from aeframe.data.loading import CACHE_ENV, DATA_ENV
+from aeframe.errors import ENVIRONMENT, EnvironmentProblem
 
 
 def _why(exc: OSError) -> str:

@@ -13,6 +13,9 @@ import torch
 from aeframe.contract.dataset import ImageData, Split
 from aeframe.contract.resample import HALF_PIXEL, resize_uint8
 
+#: Test images per evaluation batch: evaluation, its rehearsal before the clock and the samples read this many.
+EVAL_BATCH = 500
+
 
 class DeviceSplit:
     """One split on the training device, with square views at other sizes made once and kept.

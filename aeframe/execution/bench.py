@@ -1,30 +1,41 @@
-"""``aeframe bench`` end to end: resolve names, plan cells, load each dataset and key its cells by its
-fingerprint, skip finished ones, execute, store."""
+"""``aeframe bench`` end to end: resolve names, plan cell specs, load each dataset and key its cells by its
+fingerprint, skip finished ones, hand the rest to the executor, save each record as it comes."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from aeframe.cells.budget import Budget
-from aeframe.speed.contention import BUSY_BELOW, is_busy
-from aeframe.execution.environment import device_info, source_revision, versions
-from aeframe.errors import SpecError, UsageProblem, first_line, is_environment_failure
-from aeframe.contract.executor import PLACEMENT_OPTIONS, Executor, ExecutorSettings, Work
-from aeframe.execution.groups import DatasetGroup, load_group
-from aeframe.data.loading import Workspace, default_cache_dir, default_data_dir, make_workspace
-from aeframe.contract.metric import Metric
-from aeframe.planning.plan import (Cell, pairs_of, plan_cells, resolve_dataset, resolve_technique, stand_in_for,
-                          with_fingerprint)
-from aeframe.registry.plugins import Registry
-from aeframe.speed.precision_probe import choose_precision
+from aeframe.cells.record import (
+    BUSY_BELOW,
+    DIVERGED,
+    DONE,
+    FAILED,
+    SKIPPED,
+    SKIPPED_DATASET,
+    SKIPPED_TECHNIQUE,
+    CellRecord,
+    Provenance,
+)
+from aeframe.cells.settings import Speed
+from aeframe.cells.spec import CellSpec
 from aeframe.console import say
-from aeframe.cells.record import DIVERGED, DONE, FAILED, SKIPPED, SKIPPED_DATASET, SKIPPED_TECHNIQUE, CellRecord, Provenance
-from aeframe.report.render import render
-from aeframe.cells.settings import Speed, resolve_speed
+from aeframe.contract.executor import PLACEMENT_OPTIONS, DatasetGroup, Executor, ExecutorSession, ExecutorSettings
+from aeframe.contract.metric import Metric
+from aeframe.data.loading import Workspace, default_cache_dir, default_data_dir, make_workspace
+from aeframe.errors import SpecError, UsageProblem, first_line, is_environment_failure
+from aeframe.execution.environment import device_info, source_revision, versions
+from aeframe.execution.groups import load_group
+from aeframe.execution.local import LocalWork
+from aeframe.planning.plan import DatasetChoice, pairs_of, plan_cells, resolve_dataset, resolve_technique, stand_in_for
+from aeframe.planning.rebuild import runnable
+from aeframe.registry.plugins import Registry
 from aeframe.speed.cache import SpeedCache
+from aeframe.speed.precision_probe import choose_precision
+from aeframe.speed.resolve import resolve_speed
 from aeframe.store.sqlite_store import Store
 
 if TYPE_CHECKING:
@@ -83,9 +94,10 @@ class BenchOutcome:
         missing = any(r.status == SKIPPED and self._asked_for(r) for r in self.records)
         return 1 if failed or missing or self.store_lost else 0
 
-    def render(self, fmt: str) -> str:
-        # As the report will show them: a rerun that failed leaves the earlier result in the table.
-        return render(self.earlier + self.records, self.metrics, fmt)
+    @property
+    def shown(self) -> list[CellRecord]:
+        """The records as the report will show them: a rerun that failed leaves the earlier result in the table."""
+        return self.earlier + self.records
 
 
 def _whose(record: CellRecord) -> str:
@@ -99,7 +111,7 @@ def _whose(record: CellRecord) -> str:
     return "; " + ", ".join(f"technique {t!r} from {p}" for t, p in plugins.items()) if plugins else ""
 
 
-def _take_stock(cells: list[Cell], workspace: Workspace, registry: Registry, store: Store,
+def _take_stock(cells: list[CellSpec], workspace: Workspace, registry: Registry, store: Store,
                 rerun: bool) -> tuple[dict[str, list[CellRecord]], list[DatasetGroup], list[CellRecord]]:
     """Per dataset, in the planned order: load it once and key its cells by its data's fingerprint.
 
@@ -110,26 +122,25 @@ def _take_stock(cells: list[Cell], workspace: Workspace, registry: Registry, sto
     by_dataset: dict[str, list[CellRecord]] = {}
     groups = []
     earlier: list[CellRecord] = []
-    for label, planned in groupby(cells, key=lambda c: c.dataset.label):
-        planned = list(planned)
+    for label, planned in groupby(cells, key=lambda spec: spec.dataset):
         records = by_dataset.setdefault(label, [])
-        loaded = load_group(planned[0].dataset, planned, workspace, registry, say)
+        loaded = load_group(list(planned), workspace, registry, say)
         if not isinstance(loaded, DatasetGroup):
             for record in loaded:
                 store.save(record)
             records += loaded
             continue
         pending = []
-        for cell in loaded.cells:
-            done = store.find_done(cell.key)
+        for spec in loaded.cells:
+            done = store.find_done(spec.key)
             if rerun:
                 # A rerun adds an attempt; the finished one stays in the store whatever happens.
                 earlier += [done] if done is not None else []
-                pending.append(cell)
+                pending.append(spec)
             elif done is not None:
                 records.append(done)
             else:
-                pending.append(cell)
+                pending.append(spec)
         if pending:
             groups.append(replace(loaded, cells=pending))
     return by_dataset, groups, earlier
@@ -145,7 +156,7 @@ def _summarise_diverged_and_busy(records: list[CellRecord], store_path: Path) ->
         say(f"diverged: {r.config.label} on {r.config.dataset.name} (seed {r.config.seed}): "
             f"{first_line(r.error)}{_whose(r)}")
     finished = [r for r in records if r.status == DONE]  # skipped cells trained nothing, so were never timed
-    busy = [r for r in finished if is_busy(r.stats)]
+    busy = [r for r in finished if r.stats.busy]
     if busy:
         say(f"{len(busy)} of {len(finished)} finished cells trained on a busy machine (less than {BUSY_BELOW:.0%} of the CPU, "
             "or another process on the GPU): their times and images/s are marked ‡ in the table and are not "
@@ -183,13 +194,16 @@ def _executor(request: BenchRequest, registry: Registry) -> Executor:
     return executor
 
 
-def shard_of(cells: list[Cell], shard: tuple[int, int] | None) -> list[Cell]:
+def shard_of(cells: list[CellSpec], shard: tuple[int, int] | None) -> list[CellSpec]:
     """The ``K``-th of ``N`` slices of the planned cells (every N-th cell from the K-th): the same cells
     for the same command on every machine, and each slice a mix of techniques and datasets."""
     if shard is None:
         return cells
     k, n = shard
     return cells[k - 1::n]
+
+
+Plan = Callable[[list, list], "list[CellSpec]"]
 
 
 def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
@@ -218,80 +232,74 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
         if chose:
             say(chose)
         metrics = list(registry.metrics.values())
-        provenance = Provenance(request.command, source_revision())
-        cells = plan_cells(compositions, datasets, request.seeds, request.budget, device, versions(), registry,
-                           request.lr, provenance, speed)
+        plan: Plan = partial(plan_cells, seeds=request.seeds, budget=request.budget, device=device, versions=versions(),
+                             registry=registry, lr=request.lr, provenance=Provenance(request.command, source_revision()),
+                             speed=speed, metrics=tuple(m.name for m in metrics))
+        cells = plan(compositions, datasets)
         planned = len(cells)
         cells = shard_of(cells, request.shard)
         if request.shard:
             say(f"shard {request.shard[0]}/{request.shard[1]}: {len(cells)} of the {planned} planned cells")
-        work = Work(workspace, metrics)
-        outcome = _execute(request, registry, session, work, cells, datasets, device)
+        work = LocalWork(registry, workspace, metrics)
+        outcome, keyed = _execute(request, session, work, cells, datasets, device)
         if not request.stand_ins:
             return outcome
-        stand_ins, notes, covered = _stand_in_cells(outcome.records, cells, request, registry, device, provenance,
-                                                    speed)
+        stand_ins, covered = _stand_in_cells(outcome.records, keyed, datasets, registry, plan)
         if not stand_ins:
             return outcome
         say(f"--stand-ins: {len(stand_ins)} cells stand in for cells whose techniques cannot run here")
-        more = _execute(request, registry, session, work, stand_ins, datasets, device, notes)
+        more, _ = _execute(request, session, work, stand_ins, datasets, device)
         return replace(outcome, records=outcome.records + more.records, earlier=outcome.earlier + more.earlier,
                        store_lost=outcome.store_lost or more.store_lost, stood_in=covered)
 
 
-def _stand_in_cells(records: list[CellRecord], cells: list[Cell], request: BenchRequest, registry: Registry,
-                    device: dict[str, str], provenance: Provenance, speed) -> tuple[list[Cell], dict[str, str], set[str]]:
+def _stand_in_cells(records: list[CellRecord], keyed: dict[str, CellSpec], datasets: list[DatasetChoice],
+                    registry: Registry, plan: Plan) -> tuple[list[CellSpec], set[str]]:
     """The cells of the declared offline stand-ins (``Technique.stand_in``) for the cells of this run
-    that were skipped as unable to run here, the note each stand-in's row carries (by row label),
-    and the keys of the skipped cells they stand in for."""
-    wanted: dict[str, tuple] = {}  # stand-in label + dataset -> (composition, dataset, seeds, note)
+    that were skipped as unable to run here, each carrying the note its row shows, and the keys of the
+    skipped cells they stand in for."""
+    wanted: dict[tuple[str, str], tuple] = {}  # (stand-in label, dataset) -> (composition, note, seeds)
     covered = set()
     for record in records:
-        if record.status != SKIPPED or record.config.kind != SKIPPED_TECHNIQUE:
+        spec = keyed.get(record.key)
+        if record.status != SKIPPED or record.config.kind != SKIPPED_TECHNIQUE or spec is None:
             continue
-        # A record's key covers its data's fingerprint, which the planned cells get when their data is loaded.
-        fingerprint = record.config.dataset.fingerprint
-        cell = next((c for c in cells if with_fingerprint(c, fingerprint).key == record.key), None)
-        if cell is None:
-            continue
-        found = stand_in_for(cell.composition, registry)
+        found = stand_in_for(runnable(spec, registry).composition, registry)
         if found is None:
             continue
         composition, note = found
         covered.add(record.key)
-        entry = wanted.setdefault(f"{composition.label}\0{cell.dataset.label}", (composition, cell.dataset, set(), note))
-        entry[2].add(cell.seed)
-    planned, notes = [], {}
-    for composition, dataset, seeds, note in wanted.values():
-        for cell in plan_cells([composition], [dataset], request.seeds, request.budget, device, versions(), registry,
-                               request.lr, provenance, speed):
-            if cell.seed in seeds:
-                planned.append(cell)
-                notes[composition.label] = note
-    return planned, notes, covered
+        entry = wanted.setdefault((composition.label, spec.dataset), (composition, note, set()))
+        entry[2].add(spec.config.seed)
+    by_label = {choice.label: choice for choice in datasets}
+    planned = []
+    for (_, dataset), (composition, note, seeds) in wanted.items():
+        planned += [spec for spec in plan([composition], [by_label[dataset]], stand_in=note)
+                    if spec.config.seed in seeds]
+    return planned, covered
 
 
-def _execute(request: BenchRequest, registry: Registry, session, work: Work, cells: list[Cell],
-             datasets: list, device: dict[str, str], notes: dict[str, str] | None = None) -> BenchOutcome:
-    """Take stock of the store, train what is left with ``session``, save each record as it comes."""
-    workspace, metrics = work.workspace, list(work.metrics)
+def _execute(request: BenchRequest, session: ExecutorSession, work: LocalWork, cells: list[CellSpec],
+             datasets: list[DatasetChoice], device: dict[str, str]) -> tuple[BenchOutcome, dict[str, CellSpec]]:
+    """Take stock of the store, train what is left with ``session``, save each record as it comes.
+
+    Also returns the keyed specs of the cells that trained, by key."""
     with Store(request.store_path) as store:
-        by_dataset, groups, earlier = _take_stock(cells, workspace, registry, store, request.rerun)
+        by_dataset, groups, earlier = _take_stock(cells, work.workspace, work.registry, store, request.rerun)
         found = sum(r.status == DONE for rs in by_dataset.values() for r in rs)
         if found:
             say(f"{found} of {len(cells)} cells already done in {request.store_path}; "
                 "taking them from there (--rerun trains them again)")
-        pending = sum(len(g.cells) for g in groups)
+        keyed = {spec.key: spec for group in groups for spec in group.cells}
+        pending = sum(len(group.cells) for group in groups)
         if pending:
             speed = cells[0].config.speed
             where = f" ({session.where})" if session.where else ""
             say(f"training {pending} cells on {device['name']}{where}, "
                 f"budget {request.budget.describe()} per cell, {speed.describe()}")
-        dataset_of = {cell.key: g.dataset.label for g in groups for cell in g.cells}
+        dataset_of = {spec.key: group.dataset for group in groups for spec in group.cells}
         try:
             for record in session.run(groups, work):
-                if notes and record.config.label in notes:  # an offline stand-in: its row is marked, the note said
-                    record.stats["stand_in"] = notes[record.config.label]
                 store.save(record)
                 by_dataset[dataset_of[record.key]].append(record)
         except KeyboardInterrupt:
@@ -308,4 +316,6 @@ def _execute(request: BenchRequest, registry: Registry, session, work: Work, cel
             f"{first_line(r.error)}{_whose(r)}")
     _summarise_diverged_and_busy(records, request.store_path)
     named = set() if request.run_all or not request.datasets else {d.plugin.name for d in datasets}
-    return BenchOutcome(records, metrics, named, bool(request.techniques) and not request.run_all, earlier, lost)
+    outcome = BenchOutcome(records, list(work.metrics), named, bool(request.techniques) and not request.run_all,
+                           earlier, lost)
+    return outcome, keyed

@@ -1,36 +1,52 @@
-"""Training cells one after another in this process: the ``local`` executor's whole work, and what
-any executor can use for the cells it runs where it stands."""
+"""Training cells one after another in this process: the driver's :class:`aeframe.executors.Work`, whose
+``train_here`` is the ``local`` executor's whole work and what any executor uses for the cells it
+trains where it stands."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from aeframe.training.cell import run_cell
+import torch
+
+from aeframe.cells.record import CellRecord
+from aeframe.contract.executor import DatasetGroup, Work
+from aeframe.contract.metric import Metric
+from aeframe.data.loading import Workspace
 from aeframe.data.splits import on_device
-from aeframe.training.metric_set import MetricSet
 from aeframe.execution.progress import CellProgress
-
-if TYPE_CHECKING:
-    import torch
-
-    from aeframe.contract.executor import Work
-    from aeframe.execution.groups import DatasetGroup
-    from aeframe.cells.record import CellRecord
+from aeframe.registry.plugins import Registry
+from aeframe.training.cell import data_context, run_cell
+from aeframe.training.metric_set import MetricSet
 
 
-def train_cells(groups: Sequence[DatasetGroup], work: Work, device: torch.device) -> Iterator[CellRecord]:
-    """Train every cell of ``groups`` on ``device``, dataset after dataset, with a progress bar per cell
-    on stderr; yield each record as its cell ends. Each metric is prepared once per dataset."""
-    metrics = MetricSet(work.metrics)
-    total = sum(len(group.cells) for group in groups)
-    position = 0
-    for group in groups:
-        # The same tensors the workspace hands to metrics and techniques that ask for this dataset.
-        data = on_device(group.data, device)
-        for cell in group.cells:
-            position += 1
-            title = f"[{position}/{total}] {cell.composition.label} on {group.dataset.label} (seed {cell.seed})"
-            progress = CellProgress(title)
-            record = run_cell(cell, data, metrics, device, work.workspace, progress)
-            progress.finish(record)
-            yield record
-        del data
+@dataclass
+class LocalWork(Work):
+    """A run's work as the driver holds it: the plugins its cells are rebuilt from, its workspace (so a
+    technique asking for another dataset gets the one this run loaded) and the metrics' prototypes."""
+
+    registry: Registry
+    workspace: Workspace
+    metrics: Sequence[Metric]
+    data_dir: Path = field(init=False)
+    cache_dir: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.data_dir, self.cache_dir = self.workspace.data_dir, self.workspace.cache_dir
+
+    def train_here(self, groups: Sequence[DatasetGroup], device: torch.device) -> Iterator[CellRecord]:
+        metrics = MetricSet(self.metrics)
+        total = sum(len(group.cells) for group in groups)
+        position = 0
+        for group in groups:
+            # The same tensors the workspace hands to metrics and techniques that ask for this dataset.
+            data = on_device(group.data, device)
+            if group.cells:
+                metrics.prepare(data_context(group.cells[0], data, device, self.workspace))
+            for spec in group.cells:
+                position += 1
+                progress = CellProgress(f"[{position}/{total}] {spec.title}")
+                record = run_cell(spec, data, metrics, device, self.workspace, self.registry, progress)
+                progress.finish(record)
+                yield record
+            del data

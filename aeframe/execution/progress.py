@@ -6,8 +6,8 @@ import time
 from typing import TextIO
 
 from aeframe.cells.durations import format_duration
-from aeframe.errors import first_line
 from aeframe.cells.record import DONE, CellRecord
+from aeframe.errors import first_line
 
 
 class CellProgress:

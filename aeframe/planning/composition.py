@@ -3,7 +3,8 @@
 The rule, the same whatever order the user types the techniques in:
 
 - **Provide.** Each part has exactly one provider among the listed techniques; a part that none of
-  them provides comes from their ``base``. Two listed providers of one part are refused, naming both.
+  them provides comes from their ``base`` (the reference technique, the study's Baseline, for a
+  technique that names none). Two listed providers of one part are refused, naming both.
   To **replace** a part (an L1 loss instead of the Baseline's MSE), provide it: then it cannot be
   combined with another technique that replaces the same part, instead of one silently dropping the
   other.
@@ -23,9 +24,9 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from aeframe.errors import CompositionError, SpecError
 from aeframe.contract.params import formatted, non_default
 from aeframe.contract.technique import LR_PARAM, OWN_RATE, PARTS, CellContext, PeakRate, Technique
+from aeframe.errors import CompositionError, SpecError
 
 if TYPE_CHECKING:
     import torch
@@ -97,9 +98,11 @@ class Composition:
     a phase whose rate two techniques declare.
     """
 
-    def __init__(self, members: Sequence[Member], lookup: Callable[[str], Technique | None], lr: str = "study"):
+    def __init__(self, members: Sequence[Member], lookup: Callable[[str], Technique | None], lr: str = "study",
+                 reference: Technique | None = None):
         self.members = list(members)
         self.lr = lr
+        self.reference = reference  # the base of a member that names none (Technique.base is None)
         names = [m.technique.name for m in self.members]
         if len(set(names)) != len(names):
             raise CompositionError(f"technique {self._spelled()!r} lists the same technique twice")
@@ -121,7 +124,11 @@ class Composition:
         bases: dict[str, Member] = {}
         for m in self.members:
             base_name = m.technique.base
-            if base_name is None or base_name in bases:
+            if base_name is None:
+                if self.reference is None or self.reference is m.technique:
+                    continue
+                base_name = self.reference.name
+            if base_name in bases:
                 continue
             base = lookup(base_name)
             if base is None:

@@ -1,29 +1,21 @@
-"""Planning a run: which (technique combination, dataset, seed) cells to train, and their keys."""
+"""Planning a run: which (technique combination, dataset, seed) cells to train, as cell specs."""
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from aeframe.cells.budget import Budget
-from aeframe.planning.composition import Composition, Member, parse_rate
-from aeframe.contract.dataset import DatasetPlugin
-from aeframe.errors import SpecError, UsageProblem
-from aeframe.contract.params import formatted, non_default, resolve_params
-from aeframe.registry.plugins import Registry
-from aeframe.cells.record import (
-    BudgetLimits,
-    CellConfig,
-    DatasetRef,
-    DeviceRef,
-    Provenance,
-    TechniqueRef,
-)
-from aeframe.contract.resample import RESAMPLE_PARAM
-from aeframe.planning.syntax import parse_combination, parse_component
+from aeframe.cells.record import BudgetLimits, CellConfig, DatasetRef, DeviceRef, Provenance, TechniqueRef
 from aeframe.cells.settings import Speed
+from aeframe.cells.spec import CellSpec
+from aeframe.contract.dataset import DatasetPlugin
+from aeframe.contract.params import formatted, non_default, resolve_params
+from aeframe.contract.resample import RESAMPLE_PARAM
 from aeframe.contract.technique import LR_PARAM
+from aeframe.errors import SpecError, UsageProblem
+from aeframe.planning.composition import Composition, Member, parse_rate
+from aeframe.planning.syntax import parse_combination, parse_component
+from aeframe.registry.plugins import Registry
 
 
 @dataclass(frozen=True)
@@ -45,16 +37,6 @@ class DatasetChoice:
                           formatted(self.plugin.params, self.params, added_later=(RESAMPLE_PARAM.name,)))
 
 
-@dataclass
-class Cell:
-    composition: Composition
-    dataset: DatasetChoice
-    seed: int
-    budget: Budget
-    config: CellConfig
-    key: str
-
-
 def resolve_technique(text: str, registry: Registry, lr: str = "study") -> Composition:
     """``a+b[k=v]`` -> a checked :class:`Composition` (unknown names, parameters, conflicts refused).
 
@@ -72,7 +54,7 @@ def resolve_technique(text: str, registry: Registry, lr: str = "study") -> Compo
         except ValueError as exc:
             raise SpecError(f"{owner}: {exc}") from None
         members.append(Member(technique, params))
-    return Composition(members, lookup=registry.techniques.get, lr=lr)
+    return Composition(members, lookup=registry.techniques.get, lr=lr, reference=registry.reference)
 
 
 def pairs_of(texts: Sequence[str], registry: Registry, lr: str = "study") -> tuple[list[Composition], list[tuple[str, str]]]:
@@ -109,7 +91,8 @@ def stand_in_for(composition: Composition, registry: Registry) -> tuple[Composit
     if not notes:
         return None
     try:
-        return Composition(members, lookup=registry.techniques.get, lr=composition.lr), "; ".join(notes)
+        return (Composition(members, lookup=registry.techniques.get, lr=composition.lr, reference=registry.reference),
+                "; ".join(notes))
     except UsageProblem:
         return None
 
@@ -158,39 +141,6 @@ def _plugin_version(registry: Registry, kind: str, name: str) -> str | None:
     return info.version if info else None
 
 
-def cell_key(config: CellConfig) -> str:
-    """A hash of everything that decides a cell's numbers (not the device's name or the label).
-
-    The data's fingerprint is part of it: a cell trained on other data (another ``--data-dir``,
-    changed files, another version of a generator) is another cell. Cells stored before
-    fingerprints existed (aeframe 0.1.0) were hashed without it, so no key matches them any more:
-    nothing proves they saw today's data.
-    """
-    decisive = {
-        "techniques": [t.to_json() for t in config.techniques],
-        "dataset": {"name": config.dataset.name, "params": config.dataset.params,
-                    "fingerprint": config.dataset.fingerprint},
-        "seed": config.seed,
-        "budget": config.budget.to_json(),
-        "lr": config.lr,
-        "device": config.device.type,
-        "versions": {k: config.versions[k] for k in ("aeframe", "torch")},
-    }
-    # Precision changes the rounding of every step; channels_last and compile change the order of
-    # float sums (so the last bits), and under a time budget how many steps fit: all three decide
-    # the numbers. Only values other than plain eager fp32 are hashed, so that cells stored before
-    # these settings existed (all plain fp32) keep their keys.
-    plain = Speed().decisive()
-    decisive.update({k: v for k, v in config.speed.decisive().items() if v != plain[k]})
-    return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def with_fingerprint(cell: Cell, fingerprint: str) -> Cell:
-    """``cell`` with the fingerprint of the data it will train on in its config, and its final key."""
-    config = replace(cell.config, dataset=replace(cell.config.dataset, fingerprint=fingerprint))
-    return replace(cell, config=config, key=cell_key(config))
-
-
 def plan_cells(
     compositions: Sequence[Composition],
     datasets: Sequence[DatasetChoice],
@@ -202,43 +152,38 @@ def plan_cells(
     lr: str = "study",
     provenance: Provenance | None = None,
     speed: Speed | None = None,
-) -> list[Cell]:
+    metrics: Sequence[str] = (),
+    stand_in: str | None = None,
+) -> list[CellSpec]:
     """Every combination x dataset x seed, datasets outermost so each is loaded once.
 
-    ``device`` is ``{"type", "name"}`` (see :func:`aeframe.execution.environment.device_info`). ``lr`` is
-    "study" (each technique's own rates) or "find" (a range test sets the rates of the phases that
-    ask for it). ``provenance`` (the command and the source commit) is kept in each cell's config
-    for the leaderboard, but is not part of the key: it does not change the numbers. ``speed``
-    (precision, channels_last, compile; plain eager fp32 when None) is in the config and the key.
+    ``device`` is ``{"type", "name"}`` (see :func:`aeframe.execution.environment.device_info`). ``lr``
+    is "study" (each technique's own rates) or "find" (a range test sets the rates of the phases that
+    ask for it). ``provenance`` (the command and the source commit) is kept in each cell's config for
+    the leaderboard, but is not part of the key: it does not change the numbers. ``speed`` (precision,
+    channels_last, compile; plain eager fp32 when None) is in the config and the key. ``metrics``
+    names the metrics every cell is evaluated with; ``stand_in`` marks the cells as offline stand-ins.
 
-    The keys are provisional: the data's fingerprint is known only once the dataset is loaded, and
-    :func:`with_fingerprint` then gives each cell its final key.
+    The specs have no key yet: the data's fingerprint is known only once the dataset is loaded, and
+    :meth:`aeframe.cells.spec.CellSpec.keyed` then makes it.
     """
     speed = speed or Speed()
     check_shapes(compositions, datasets)
     cells = []
     for dataset in datasets:
         for composition in compositions:
+            techniques = [TechniqueRef(**m.describe(), version=_plugin_version(registry, "technique", m.technique.name))
+                          for m in composition.members]
+            # Not part of the key: who registered a technique does not change its numbers, but a
+            # failure report must say whose code failed.
+            plugins = {m.technique.name: plugin_origin(registry, "technique", m.technique.name)
+                       for m in composition.members}
             for seed in range(seeds):
                 config = CellConfig(
-                    label=composition.label,
-                    reference=composition.is_reference,
-                    techniques=[
-                        TechniqueRef(**m.describe(), version=_plugin_version(registry, "technique", m.technique.name))
-                        for m in composition.members
-                    ],
-                    dataset=dataset.describe(),
-                    seed=seed,
-                    budget=BudgetLimits(budget.epochs, budget.seconds),
-                    lr=lr,
-                    speed=speed,
-                    device=DeviceRef(device.get("type"), device.get("name")),
-                    versions=dict(versions),
-                    provenance=provenance,
-                    # Not part of the key: who registered a technique does not change its numbers,
-                    # but a failure report must say whose code failed.
-                    plugins={m.technique.name: plugin_origin(registry, "technique", m.technique.name)
-                             for m in composition.members},
+                    label=composition.label, reference=composition.is_reference, techniques=list(techniques),
+                    dataset=dataset.describe(), seed=seed, budget=BudgetLimits(budget.epochs, budget.seconds), lr=lr,
+                    speed=speed, device=DeviceRef(device.get("type"), device.get("name")), versions=dict(versions),
+                    provenance=provenance, plugins=dict(plugins),
                 )
-                cells.append(Cell(composition, dataset, seed, budget, config, cell_key(config)))
+                cells.append(CellSpec(config, dataset.label, tuple(metrics), stand_in=stand_in))
     return cells

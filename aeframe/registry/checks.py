@@ -22,9 +22,10 @@ def technique_problems(technique: Technique) -> list[str]:
                  for member in _own_members(technique) if member.startswith(("build_", "wrap_", "replace_"))
                  and member not in PART_METHODS]
     contributes = any(technique.provides(p) or technique.wraps(p) for p in PARTS) or technique.learning_rates
-    if technique.base is not None and not contributes:
+    if not contributes:
+        base = repr(technique.base) if technique.base else "(the reference technique)"
         problems.append(f"technique {name!r} provides, wraps and declares nothing, so it would train its base "
-                        f"{technique.base!r} under another name; define build_*/wrap_* methods")
+                        f"{base} under another name; define build_*/wrap_* methods")
     problems += _rate_problems(technique)
     names = [p.name for p in technique.params]
     if technique.learning_rates and LR_PARAM in names:

@@ -20,12 +20,12 @@ import pluggy
 
 from aeframe.contract import hookspecs
 from aeframe.contract.dataset import DatasetPlugin
-from aeframe.errors import SpecError, describe
 from aeframe.contract.executor import Executor
 from aeframe.contract.metric import Metric
 from aeframe.contract.params import Param
+from aeframe.contract.technique import PART_METHODS, Technique
+from aeframe.errors import SpecError, describe
 from aeframe.registry.checks import misspelt_members, technique_problems
-from aeframe.contract.technique import PART_METHODS, PARTS, Technique
 
 GROUP = "aeframe"
 BUILTIN_DIST = "aeframe"
@@ -102,6 +102,13 @@ class Registry:
     def dataset(self, name: str) -> DatasetPlugin:
         return self.get("dataset", name)
 
+    @property
+    def reference(self) -> Technique | None:
+        """The reference technique (``Technique.reference``; the study's Baseline): the one the report
+        compares the others with, and the base of a technique that names none. The first registered
+        wins, and built-ins are registered first."""
+        return next((t for t in self.techniques.values() if t.reference), None)
+
     def plugin_of(self, kind: str, name: str) -> PluginInfo | None:
         owner = self.origin.get((kind, name))
         return next((p for p in self.plugins if p.name == owner), None)
@@ -128,8 +135,6 @@ def _validate(kind: str, obj: Any) -> None:
         problems.append(f"{owner}: params must be aeframe.Param objects")
     if kind == "technique":
         problems += technique_problems(obj)
-        if not any(obj.provides(p) or obj.wraps(p) for p in PARTS) and obj.base is None:
-            problems.append(f"{owner} provides and wraps nothing and has no base")
     if problems:
         raise InvalidPlugin("; ".join(problems))
 

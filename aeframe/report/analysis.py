@@ -15,12 +15,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aeframe.speed.contention import is_busy
-from aeframe.report.grouping import Section, Table, condition_of, group, label_of
-from aeframe.report.provenance import distinct, protocols, provenance
-from aeframe.cells.record import CellRecord, Protocol, full_size_points
+from aeframe.cells.record import CellRecord, Protocol, full_size_points, label_of
+from aeframe.contract.technique import LR_PARAM
 from aeframe.report.columns import METRICS, STATS, SUMMARISED_STATS, Column, table_columns
 from aeframe.report.conditions import conditions_line, difference
+from aeframe.report.grouping import Section, Table, condition_of, group
+from aeframe.report.provenance import distinct, protocols, provenance
+from aeframe.report.stats import confidence_interval, holm, mean_std, paired_t_test
 from aeframe.report.structure import (
     BusySeed,
     CombinationRow,
@@ -36,8 +37,6 @@ from aeframe.report.structure import (
     Summary,
     TimeToQuality,
 )
-from aeframe.report.stats import confidence_interval, holm, mean_std, paired_t_test
-from aeframe.contract.technique import LR_PARAM
 
 if TYPE_CHECKING:
     from aeframe.contract.metric import Metric
@@ -163,7 +162,7 @@ def _with_known_costs(records: Sequence[CellRecord]) -> list[CellRecord]:
     """The records whose every preparation has a known cost: cells stored before aeframe left an
     unknown cost out of ``outside_budget_seconds`` counted it as 0 s."""
     return [r for r in records
-            if all(isinstance(p, Mapping) and _finite_number(p.get("seconds")) for p in r.stats.get("preparation") or [])]
+            if all(isinstance(p, Mapping) and _finite_number(p.get("seconds")) for p in r.stats.preparation or [])]
 
 
 def _summarise(values: list[float]) -> Summary | None:
@@ -175,7 +174,7 @@ def _summarise(values: list[float]) -> Summary | None:
 
 def _not_scored(record: CellRecord, name: str) -> str | None:
     """Why ``record`` has no value for metric ``name``, as the metric's details say (``not_scored``)."""
-    details = record.stats.get("metric_details")
+    details = record.stats.metric_details
     found = details.get(name) if isinstance(details, Mapping) else None
     reason = found.get("not_scored") if isinstance(found, Mapping) else None
     return reason if isinstance(reason, str) and reason else None
@@ -200,11 +199,11 @@ def _row(label: str, records: list[CellRecord], columns: list[Column]) -> Row:
         # A technique's size does not depend on the seed; more than one value flags that it did.
         params=distinct(_numbers(records, STATS, "params")),
         comparisons=None,
-        busy=[BusySeed(r.config.seed, _number_or_none(r.stats.get("cpu_share")),
-                       _number_or_none(r.stats.get("gpu_other_processes")))
-              for r in records if is_busy(r.stats)],
+        busy=[BusySeed(r.config.seed, _number_or_none(r.stats.cpu_share),
+                       _number_or_none(r.stats.gpu_other_processes))
+              for r in records if r.stats.busy],
         not_scored=not_scored,
-        stand_in=next((note for r in records if isinstance(note := r.stats.get("stand_in"), str)), None),
+        stand_in=next((note for r in records if isinstance(note := r.stats.stand_in, str)), None),
     )
 
 
@@ -307,7 +306,7 @@ def _outside_budget(table: Table) -> list[OutsideBudget]:
     for label, records in table.rows.items():
         kinds: dict[str, list[Mapping[str, Any]]] = {}
         for record in records:
-            for entry in record.stats.get("preparation") or []:
+            for entry in record.stats.preparation or []:
                 if isinstance(entry, Mapping) and isinstance(entry.get("what"), str):
                     kinds.setdefault(entry["what"], []).append(entry)
         for what, entries in kinds.items():
@@ -335,7 +334,7 @@ def _references(table: Table) -> dict[str, dict[str, Any]]:
     """Metric name -> the details (``reference``, ``about``, ...) a metric stored for this table's dataset."""
     found: dict[str, dict[str, Any]] = {}
     for record in table.records:
-        details_by_metric = record.stats.get("metric_details")
+        details_by_metric = record.stats.metric_details
         if not isinstance(details_by_metric, Mapping):
             continue
         for name, details in details_by_metric.items():

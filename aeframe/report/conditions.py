@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from aeframe.cells.durations import describe_budget
-from aeframe.report.grouping import Condition
-from aeframe.report.provenance import distinct
 from aeframe.cells.record import DONE, CellRecord
 from aeframe.cells.settings import MEASURED
+from aeframe.report.grouping import Condition
+from aeframe.report.provenance import distinct
 
 _LR_TEXT = {
     "study": "Learning rates: each technique's own (the study's)",
@@ -81,7 +81,7 @@ def conditions_line(condition: Condition, records: Sequence[CellRecord], version
 def _shared_gpus_text(records: Sequence[CellRecord]) -> str:
     """Where cells trained on a fraction of a GPU (``--gpus-per-cell 0.5``), say so: a shared device
     makes images/s incomparable with rows that had a whole one."""
-    fractions = distinct([p.get("gpus") for r in records if isinstance(p := r.stats.get("placement"), dict)
+    fractions = distinct([p.get("gpus") for r in records if isinstance(p := r.stats.placement, dict)
                           and isinstance(p.get("gpus"), (int, float)) and 0 < p["gpus"] < 1])
     if not fractions:
         return ""
@@ -93,7 +93,7 @@ def _timing_text(records: Sequence[CellRecord]) -> str:
     """The timing policy the rows were trained under. Since the equal-treatment policy
     (:mod:`aeframe.speed.preparation`) every cell's one-time set-up is off its clock and its record
     says how long it took; cells stored before it were timed from their first step."""
-    prepared = {"prepare_seconds" in r.stats for r in records if r.status == DONE}
+    prepared = {r.stats.prepare_seconds is not None for r in records if r.status == DONE}
     policies = []
     if True in prepared:
         policies.append("after the same untimed preparation for every cell")
@@ -119,7 +119,7 @@ def _numerics_text(precision: str, records: Sequence[CellRecord]) -> str:
 
 def trained_layout(record: CellRecord) -> str:
     """The memory layout a cell trained in: measured cells say so in their stats, others in their config."""
-    found = record.stats.get("memory_format")
+    found = record.stats.memory_format
     if found in ("channels_last", "contiguous"):
         return found
     return "channels_last" if record.config.speed.channels_last else "contiguous"
@@ -127,7 +127,7 @@ def trained_layout(record: CellRecord) -> str:
 
 def _layout_text(records: Sequence[CellRecord]) -> str:
     """Nothing for the usual layout everywhere; which rows trained in which layout when it was measured."""
-    layouts = {r.config.label: trained_layout(r) for r in records if r.status == DONE or "memory_format" in r.stats}
+    layouts = {r.config.label: trained_layout(r) for r in records if r.status == DONE or r.stats.memory_format is not None}
     if not any(r.config.speed.tuned_layout for r in records):
         formats = distinct([trained_layout(r) for r in records])
         return "" if formats == ["contiguous"] else " / ".join(formats)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aeframe.cells.record import DONE, SKIPPED_DATASET, BudgetLimits, CellRecord
+from aeframe.cells.record import DONE, SKIPPED_DATASET, BudgetLimits, CellRecord, label_of
 
 
 @dataclass(frozen=True)
@@ -72,10 +72,6 @@ class _Cell:
 
     done: CellRecord | None = None
     later: CellRecord | None = None
-
-
-def label_of(record: CellRecord) -> str:
-    return record.config.label or record.config.dataset.name or record.key
 
 
 def condition_of(record: CellRecord) -> Condition:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aeframe.report.grouping import Section, Table
 from aeframe.cells.record import CellRecord, full_size_points
 from aeframe.cells.samples import Samples
+from aeframe.report.grouping import Section, Table
 
 if TYPE_CHECKING:
     import torch

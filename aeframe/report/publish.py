@@ -6,13 +6,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from aeframe.cells.record import CellRecord
+from aeframe.cells.samples import Samples
 from aeframe.errors import AeframeError
 from aeframe.report.grouping import group
 from aeframe.report.leaderboard import leaderboard_page
 from aeframe.report.pictures import write_figures
-from aeframe.cells.record import CellRecord
 from aeframe.report.render import Figures
-from aeframe.cells.samples import Samples
 
 if TYPE_CHECKING:
     from aeframe.contract.metric import Metric

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from aeframe.report.grouping import Condition
 from aeframe.cells.record import CellRecord, Protocol
 from aeframe.report.columns import Column
+from aeframe.report.grouping import Condition
 
 SIGNIFICANCE = 0.05  # a comparison with p below this is marked in the markdown
 
@@ -61,7 +61,7 @@ class Row:
     params: list[float]  # the distinct parameter counts of its seeds (one, unless they disagree)
     comparisons: dict[str, Comparison] | None  # metric name -> comparison; None on the reference row
     best: set[str] = field(default_factory=set)  # ids of the columns whose best mean this row has
-    # Seeds whose training clock was shared (aeframe.speed.contention.is_busy): seed -> what it got.
+    # Seeds whose training clock was shared (aeframe.cells.record.CellStats.busy): seed -> what it got.
     busy: list[BusySeed] = field(default_factory=list)
     # Metric name -> why the row has no value for it (a metric's ``not_scored`` detail).
     not_scored: dict[str, str] = field(default_factory=dict)

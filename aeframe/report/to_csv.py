@@ -4,9 +4,8 @@ from __future__ import annotations
 import csv
 import io
 
-from aeframe.speed.contention import is_busy
+from aeframe.cells.record import label_of
 from aeframe.errors import first_line
-from aeframe.report.grouping import label_of
 from aeframe.report.structure import Report
 
 STAT_COLUMNS = ("train_seconds", "eval_seconds", "lr_find_seconds", "compile_seconds", "epochs", "steps",
@@ -36,6 +35,6 @@ def as_csv(report: Report) -> str:
             + [config.budget.epochs, config.budget.seconds, config.device.describe(), config.speed.precision,
                first_line(r.error), "true" if shown else "false"]
             + [r.stats.get(name) for name in CONTENTION_COLUMNS]
-            + ["true" if is_busy(r.stats) else "false"]
+            + ["true" if r.stats.busy else "false"]
         )
     return out.getvalue()

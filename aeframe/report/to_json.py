@@ -5,7 +5,7 @@ import json
 import math
 from typing import Any
 
-from aeframe.speed.contention import BUSY_BELOW, CPU_SHARE_MEANING
+from aeframe.cells.record import BUSY_BELOW, CPU_SHARE_MEANING
 from aeframe.report.columns import SUMMARISED_STATS
 from aeframe.report.structure import Comparison, ComparisonTable, DatasetReport, NotDone, Report, Row, Summary
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from aeframe.speed.contention import BUSY_BELOW
 from aeframe.cells.durations import format_duration
+from aeframe.cells.record import BUSY_BELOW
 from aeframe.errors import first_line
 from aeframe.report.columns import CLOCK_STATS, Column
 from aeframe.report.conditions import difference

@@ -27,15 +27,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-# A cell that got less than this share of the CPU time it asked for is marked as trained on a busy
-# machine. Well below what an idle run gets (0.95 and up with scheduler statistics), well above what
-# a run sharing its cores with as many busy processes as it has threads gets (about 0.5).
-BUSY_BELOW = 0.75
-
-CPU_SHARE_MEANING = ("cpu_share: over the training clock, the CPU time the process's threads got over the time "
-                     "they asked for (got + waited in the run queue; Linux), or else process CPU time over wall "
-                     "time x torch threads")
-
 _TASKS = Path("/proc/self/task")
 SCHEDSTAT = "run queue"  # how cpu_share was measured, as stored in a cell's stats
 PROCESS_TIME = "process time"
@@ -162,11 +153,3 @@ def _nvidia_smi_pids(bus_id: str | None) -> list[int] | None:
         if len(parts) == 2 and _same_bus(parts[0], bus_id) and parts[1].isdigit():
             pids.append(int(parts[1]))
     return pids
-
-
-def is_busy(stats: dict) -> bool:
-    """Whether a cell's stats say its training clock was shared beyond :data:`BUSY_BELOW`
-    or with another process on its GPU. Stats from before these were measured are not busy."""
-    share = stats.get("cpu_share")
-    others = stats.get("gpu_other_processes")
-    return (isinstance(share, (int, float)) and share < BUSY_BELOW) or (isinstance(others, int) and others > 0)

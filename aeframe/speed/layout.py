@@ -16,12 +16,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from aeframe.speed.contention import CpuShareMeter, is_busy
-from aeframe.data.splits import DeviceSplit
-from aeframe.speed.rehearsal import Rehearsal, block_steps
-from aeframe.contract.schedule import Schedule
+from aeframe.cells.record import busy_share
 from aeframe.cells.settings import Speed
+from aeframe.contract.schedule import Schedule
+from aeframe.data.splits import DeviceSplit
 from aeframe.speed.cache import SpeedCache, entry_key
+from aeframe.speed.contention import CpuShareMeter
+from aeframe.speed.rehearsal import Rehearsal, block_steps
 
 CONTIGUOUS = "contiguous"
 CHANNELS_LAST = "channels_last"
@@ -89,7 +90,7 @@ def choose_layout(
     meter.stop()
     best = max(rates, key=lambda name: rates[name])
     # A measurement on a busy machine decides this cell only: the next cell measures again.
-    if not is_busy({"cpu_share": meter.share()}):
+    if not busy_share(meter.share()):
         cache.put(key, {"memory_format": best, "images_per_second": rates})
         return LayoutChoice(LAYOUTS[best], MEASURED, rates)
     return LayoutChoice(LAYOUTS[best], MEASURED_BUSY, rates)

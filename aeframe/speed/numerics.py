@@ -1,5 +1,6 @@
-"""Applying a run's speed settings to one cell: the model's forward under autocast, channels_last
-memory, the fp16 gradient scaler, and torch.compile with its warm-up kept off the training clock.
+"""Applying a run's speed settings to one cell's model: its forward under autocast, channels_last
+memory, and torch.compile with its warm-up kept off the training clock. (The step itself, with the
+fp16 gradient scaler, is :mod:`aeframe.speed.step`'s.)
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from aeframe.errors import AeframeError, describe
-from aeframe.contract.output import convert, training_loss
 from aeframe.cells.settings import Speed
+from aeframe.contract.output import convert, training_loss
+from aeframe.errors import AeframeError, describe
+from aeframe.speed.step import autocast, synchronize
 
 
 class SpeedModel(nn.Module):
@@ -30,7 +32,7 @@ class SpeedModel(nn.Module):
         self.device_type = device.type
 
     def autocast(self) -> AbstractContextManager:
-        return autocast(self.speed, self.device_type)
+        return autocast(self.speed.precision, self.device_type)
 
     def forward(self, x: torch.Tensor) -> Any:
         if self.speed.channels_last and x.dim() == 4:
@@ -39,16 +41,6 @@ class SpeedModel(nn.Module):
             out = self.model(x)
         # Back to the usual layout too: metrics may reshape the output with view().
         return convert(out, lambda t: t.float().contiguous())
-
-
-def autocast(speed: Speed, device_type: str) -> AbstractContextManager:
-    """Autocast to the run's precision; a disabled (no-op) context for fp32."""
-    return torch.autocast(device_type, dtype=speed.dtype, enabled=speed.precision != "fp32")
-
-
-def grad_scaler(speed: Speed, device: torch.device) -> torch.amp.GradScaler | None:
-    """fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none."""
-    return torch.amp.GradScaler(device.type) if speed.precision == "fp16" else None
 
 
 def prepare_device(device: torch.device) -> None:
@@ -95,18 +87,17 @@ def warm_up(
     cpu_rng = torch.random.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
     was_training = model.training
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    sync()
+    synchronize(device)
     start = time.perf_counter()
     try:
         model.train()
-        with autocast(speed, device.type):
+        with autocast(speed.precision, device.type):
             loss, _ = training_loss(loss_fn, model(train_images), train_images)
         loss.backward()
         model.eval()
         with torch.no_grad():
             model(eval_images)
-        sync()
+        synchronize(device)
         seconds = time.perf_counter() - start
     except Exception as exc:
         # Inductor's errors run to pages; the cell's record keeps the traceback, the message one line.

@@ -27,11 +27,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aeframe.speed.contention import CpuShareMeter, is_busy
-from aeframe.speed.numerics import autocast, grad_scaler, speed_model
-from aeframe.speed.rehearsal import block_steps
-from aeframe.cells.settings import Speed, cuda_has_bf16
+from aeframe.cells.record import busy_share
+from aeframe.cells.settings import Speed
 from aeframe.speed.cache import SpeedCache, entry_key
+from aeframe.speed.contention import CpuShareMeter
+from aeframe.speed.numerics import speed_model
+from aeframe.speed.rehearsal import block_steps
+from aeframe.speed.resolve import cuda_has_bf16
+from aeframe.speed.step import Stepper, synchronize
 
 FORWARD_TOLERANCE = 5e-3
 TRAINED_TOLERANCE = 0.05
@@ -122,7 +125,7 @@ def choose_precision(device: torch.device, device_name: str, cache: SpeedCache,
     measured = measure(device, candidates(device))
     meter.stop()
     choice = PrecisionChoice(pick(measured), "measured", measured)
-    if is_busy({"cpu_share": meter.share()}):
+    if busy_share(meter.share()):
         # Not kept: a choice made on a shared machine would stay for every later run.
         say(f"the machine was busy while the precision was measured (the process got {meter.share():.0%} of "
             "its CPU): this run uses the result, the next measures again")
@@ -157,11 +160,6 @@ def probe_images(count: int, generator: torch.Generator) -> torch.Tensor:
     return F.interpolate(coarse, size=SIDE, mode="bilinear", align_corners=False)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 class _Trainer:
     """The probe under one precision and layout, with AdamW, stepping through fixed batches."""
 
@@ -170,20 +168,11 @@ class _Trainer:
         self.device = device
         self.model = speed_model(copy.deepcopy(model), self.speed, device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
-        self.scaler = grad_scaler(self.speed, device)
+        self.stepper = Stepper.of(self.speed, device)
         self.losses: list[float] = []
 
     def step(self, batch: torch.Tensor, keep: bool = False) -> None:
-        with autocast(self.speed, self.device.type):
-            loss = F.mse_loss(self.model(batch).float(), batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is None:
-            loss.backward()
-            self.optimizer.step()
-        else:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+        loss = self.stepper.step(self.optimizer, lambda: F.mse_loss(self.model(batch).float(), batch))
         if keep:
             self.losses.append(float(loss.detach()))
 
@@ -241,9 +230,9 @@ def _rates(model: nn.Module, precisions: list[str], batch: torch.Tensor, device:
 
 
 def _timed(trainer: _Trainer, batch: torch.Tensor, steps: int, device: torch.device) -> float:
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         trainer.step(batch)
-    _sync(device)
+    synchronize(device)
     return time.perf_counter() - start

@@ -22,13 +22,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-from aeframe.data.splits import CellData
-from aeframe.training.evaluate import EVAL_BATCH
-from aeframe.speed.layout import FORCED, UNMEASURED, LayoutChoice, choose_layout
-from aeframe.speed.rehearsal import Rehearsal, RehearsalUnavailable, synchronize
-from aeframe.contract.schedule import Schedule
 from aeframe.cells.settings import Speed
+from aeframe.contract.schedule import Schedule
+from aeframe.data.splits import EVAL_BATCH, CellData
 from aeframe.speed.cache import SpeedCache
+from aeframe.speed.layout import FORCED, UNMEASURED, LayoutChoice, choose_layout
+from aeframe.speed.rehearsal import Rehearsal, RehearsalUnavailable
+from aeframe.speed.step import synchronize
 
 # Training steps per phase of the warm-up rehearsal: the first pays the set-up, the second
 # runs with everything created (some allocators and autotuners settle on the second call).

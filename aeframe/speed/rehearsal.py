@@ -17,12 +17,12 @@ from typing import Callable
 import torch
 from torch import nn
 
-from aeframe.data.splits import to_unit
-from aeframe.speed.numerics import autocast, grad_scaler, speed_model
+from aeframe.cells.settings import Speed
 from aeframe.contract.output import training_loss
 from aeframe.contract.schedule import Schedule
-from aeframe.cells.settings import Speed
-
+from aeframe.data.splits import to_unit
+from aeframe.speed.numerics import speed_model
+from aeframe.speed.step import Stepper, synchronize
 
 # A timed block of steps lasts at least this long (more steps for fast models), so that timer and
 # launch jitter stay small against it, with MIN_STEPS to MAX_STEPS steps.
@@ -38,11 +38,6 @@ def block_steps(step_seconds: float) -> int:
 
 class RehearsalUnavailable(Exception):
     """The model cannot be copied (a plugin's model holding something deepcopy refuses)."""
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class Rehearsal:
@@ -75,9 +70,8 @@ class Rehearsal:
         self.optimizer = schedule.make_optimizer([{"params": params, "lr": rate}]) if params else None
         self.loss_fn = loss_fn
         self.augment = schedule.augment
-        self.speed = speed
         self.device = device
-        self.scaler = grad_scaler(speed, device)
+        self.stepper = Stepper.of(speed, device)
         # Gathered by index, as training gathers its batches.
         self.images = images
         self.index = torch.arange(min(schedule.batch_size, images.shape[0]), device=images.device)
@@ -92,19 +86,7 @@ class Rehearsal:
             batch = to_unit(self.images[self.index])
             if self.augment is not None:
                 batch = self.augment(batch, self.generator)
-            with autocast(self.speed, self.device.type):
-                loss, _ = training_loss(self.loss_fn, self.model(batch), batch)
-            if self.optimizer is not None:
-                self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler is None:
-                loss.backward()
-                if self.optimizer is not None:
-                    self.optimizer.step()
-            else:
-                self.scaler.scale(loss).backward()
-                if self.optimizer is not None:
-                    self.scaler.step(self.optimizer)
-                self.scaler.update()
+            self.stepper.step(self.optimizer, lambda: training_loss(self.loss_fn, self.model(batch), batch))
         synchronize(self.device)
         return time.perf_counter() - start
 

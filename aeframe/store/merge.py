@@ -18,11 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aeframe.cells.record import DONE, CellRecord, label_of
 from aeframe.errors import StoreError
-from aeframe.report.grouping import label_of
-from aeframe.cells.record import DONE, CellRecord
-from aeframe.store.sqlite_store import Store
 from aeframe.store.rows import attempt_row
+from aeframe.store.sqlite_store import Store
 
 Say = Callable[[str], None]
 

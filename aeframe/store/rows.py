@@ -11,7 +11,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from aeframe.cells.record import STATUSES, CellConfig, CellRecord
+from aeframe.cells.record import STATUSES, CellConfig, CellRecord, CellStats
 from aeframe.cells.samples import Samples
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def attempt_row(record: CellRecord) -> tuple:
         json.dumps(config.to_json(), sort_keys=True),
         record.error,
         json.dumps(record.metrics),
-        json.dumps(record.stats),
+        json.dumps(record.stats.to_json()),
         json.dumps(record.curve),
         record.started_at,
         record.finished_at,
@@ -59,7 +59,7 @@ def record_of(row: tuple) -> CellRecord:
         raise BadRow("error, started_at or finished_at is not text")
     try:
         return CellRecord(key=key, config=CellConfig.from_json(config, status), status=status, error=error,
-                          metrics=metrics, stats=stats, curve=curve, started_at=started, finished_at=finished)
+                          metrics=metrics, stats=CellStats.from_json(stats), curve=curve, started_at=started, finished_at=finished)
     except (TypeError, ValueError, AttributeError) as e:
         raise BadRow(f"config does not describe a cell ({e})") from None
 

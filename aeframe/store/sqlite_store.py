@@ -24,10 +24,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from aeframe.errors import StoreError
-from aeframe.console import say
 from aeframe.cells.record import DONE, CellRecord
 from aeframe.cells.samples import Samples
+from aeframe.console import say
+from aeframe.errors import StoreError
 from aeframe.store.lock import WriterLock
 from aeframe.store.rows import BadRow, attempt_row, check_samples_row, record_of, samples_of, samples_row
 from aeframe.store.schema import ATTEMPT_COLUMNS, FORMAT_MARKER, SCHEMA_VERSION, attempts_table, prepare

@@ -1,37 +1,51 @@
-"""Running one cell: seed, build the composed technique, train under the budget, evaluate, record."""
+"""One cell from its spec to its record: rebuild its parts, prepare them off the clock, train under the
+budget, evaluate, and make the record.
+
+:func:`run_cell` is what every executor ends in, in this process or on a worker elsewhere, and
+:func:`_record` the one place a trained cell's record and its stats are made.
+"""
 from __future__ import annotations
 
 import random
 import traceback
 from dataclasses import replace
-from datetime import datetime, timezone
+from typing import Any
 
 import torch
 from torch import nn
 
-from aeframe.speed.preparation import prepare_cell
-from aeframe.planning.composition import BuiltCell
-from aeframe.data.splits import CellData, to_unit
+from aeframe.cells.record import (
+    DIVERGED,
+    DONE,
+    FAILED,
+    SKIPPED,
+    SKIPPED_TECHNIQUE,
+    CellRecord,
+    CellStats,
+    PhaseSummary,
+    Protocol,
+    now,
+)
+from aeframe.cells.samples import Samples
+from aeframe.cells.spec import CellSpec, cell_key
 from aeframe.contract.dataset import DatasetUnavailable
-from aeframe.data.directories import environment_failure
-from aeframe.errors import AeframeError, CompositionError, describe
-from aeframe.training.evaluate import timed_evaluate
-from aeframe.speed.layout import layout_key
-from aeframe.data.loading import CACHE_ENV, DATA_ENV, Workspace
-from aeframe.training.metric_set import MetricSet
-from aeframe.speed.numerics import compiled, prepare_device, speed_model
 from aeframe.contract.output import reconstruction, training_loss
-from aeframe.planning.plan import Cell
-from aeframe.cells.record import DIVERGED, DONE, FAILED, SKIPPED, SKIPPED_TECHNIQUE, CellRecord, PhaseSummary, Protocol
-from aeframe.cells.samples import capture_samples
 from aeframe.contract.schedule import Schedule
-from aeframe.speed.cache import SpeedCache
 from aeframe.contract.technique import CellContext, TechniqueUnavailable
-from aeframe.training.train import ProgressSink, train
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+from aeframe.data.directories import environment_failure
+from aeframe.data.loading import CACHE_ENV, DATA_ENV, Workspace
+from aeframe.data.splits import CellData, to_unit
+from aeframe.errors import AeframeError, CompositionError, describe
+from aeframe.planning.composition import BuiltCell
+from aeframe.planning.rebuild import PluginMismatch, node_name, runnable
+from aeframe.registry.plugins import Registry
+from aeframe.speed.cache import SpeedCache
+from aeframe.speed.layout import layout_key
+from aeframe.speed.numerics import compiled, prepare_device, speed_model
+from aeframe.speed.preparation import Preparation, prepare_cell
+from aeframe.training.evaluate import capture_samples, timed_evaluate
+from aeframe.training.metric_set import MetricSet
+from aeframe.training.train import ProgressSink, TrainResult, train
 
 
 def seed_everything(seed: int) -> None:
@@ -39,9 +53,136 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _check_parts(model: nn.Module, built: BuiltCell, data: CellData, label: str) -> None:
+def cell_context(spec: CellSpec, shape: tuple[int, ...], num_classes: int, device: torch.device,
+                 workspace: Workspace) -> CellContext:
+    """What the technique's methods (and the metrics' ``prepare``) know about the cell of ``spec``."""
+    config = spec.config
+    return CellContext(shape=shape, dataset=config.dataset.name, num_classes=num_classes, seed=config.seed or 0,
+                       device=device, data_dir=workspace.data_dir, cache_dir=workspace.cache_dir,
+                       load_dataset=workspace.load_dataset, dataset_spec=spec.dataset)
+
+
+def data_context(spec: CellSpec, data: CellData, device: torch.device, workspace: Workspace) -> CellContext:
+    """:func:`cell_context` for a cell on ``data``."""
+    return cell_context(spec, tuple(data.train.images.shape[1:]), data.num_classes, device, workspace)
+
+
+def run_cell(
+    spec: CellSpec,
+    data: CellData,
+    metrics: MetricSet,
+    device: torch.device,
+    workspace: Workspace,
+    registry: Registry,
+    progress: ProgressSink | None = None,
+) -> CellRecord:
+    """Rebuild ``spec``'s cell from ``registry``, train and evaluate it; its record. Never raises but for Ctrl-C.
+
+    ``data`` is the spec's dataset on ``device``; ``metrics`` the run's :class:`MetricSet`, prepared for
+    the dataset (each cell evaluates fresh copies). A plugin missing here, or of another version than
+    the one the cell was planned with, fails the cell naming it. A technique that cannot run here
+    (:class:`TechniqueUnavailable`, or another dataset it needs being unavailable) gives a skipped
+    record with the reason; any other exception a failed record with the traceback.
+    """
+    started = now()
+    try:
+        cell = runnable(spec, registry)
+    except PluginMismatch as exc:
+        return spec.failed(str(exc), started)
+    except Exception as exc:  # e.g. a parameter that a newer version of the plugin no longer accepts
+        return spec.failed(f"cannot rebuild the cell on node {node_name()}: {describe(exc)}\n{traceback.format_exc()}",
+                           started)
+    protocol, stats, curve = None, None, None  # what a failure after building or training still records
+    try:
+        context = data_context(spec, data, device, workspace)
+        cell_metrics = metrics.for_cell(context)
+        # Seeded after the metrics: whatever random numbers preparing them drew must not make this cell's
+        # training differ from another's with the same seed.
+        seed_everything(cell.seed)
+        built = cell.composition.build(context)
+        prepare_device(device)
+        protocol = _schedule_summary(built.schedule)
+        _check_parts(built, data, cell.composition.label)
+        # Off the clock and the same for every cell: resized copies, the layout, kernel set-up.
+        prepared = prepare_cell(built.model, built.loss, built.schedule, spec.config.speed, data, device,
+                                SpeedCache(workspace.cache_dir), _layout_key(spec, context.shape, built.schedule))
+        model = speed_model(built.model, prepared.speed, device)
+        if prepared.speed.compile:
+            model = compiled(model)
+        generator = torch.Generator(device=device).manual_seed(cell.seed)
+        result = train(model, built.loss, built.schedule, data.train, data.test, cell.budget, context, generator,
+                       progress, find_lr=spec.config.lr == "find", speed=prepared.speed)
+        stats, curve = _stats(spec, built, model, result, prepared, context), result.curve
+        if result.diverged:
+            return _record(spec, started, DIVERGED, protocol, error=result.diverged, stats=stats, curve=curve)
+        values, _, seconds = timed_evaluate(model, data.test, cell_metrics, context, result.final_size)
+        details = {m.name: found for m in cell_metrics if (found := m.details())}
+        stats = _stats(spec, built, model, result, prepared, context, seconds, details)
+        samples = capture_samples(model, data.test, result.final_size)
+        return _record(spec, started, DONE, protocol, metrics=values, stats=stats, curve=result.curve, samples=samples)
+    except KeyboardInterrupt:
+        raise
+    except (TechniqueUnavailable, DatasetUnavailable) as exc:
+        return _record(spec, started, SKIPPED, protocol, error=str(exc))
+    except Exception as exc:  # a failing technique must not take the other cells down
+        # A full disk or an unwritable cache is not the technique's bug: say which directory to fix.
+        roots = {CACHE_ENV: workspace.cache_dir, f"--data-dir or {DATA_ENV}": workspace.data_dir}
+        line = environment_failure(exc, roots) or describe(exc)
+        return _record(spec, started, FAILED, protocol, error=f"{line}\n{traceback.format_exc()}", stats=stats,
+                       curve=curve)
+
+
+def _record(spec: CellSpec, started: str, status: str, protocol: Protocol | None, *, error: str | None = None,
+            metrics: dict[str, float] | None = None, stats: CellStats | None = None,
+            curve: list[dict[str, Any]] | None = None, samples: Samples | None = None) -> CellRecord:
+    """The record of a cell that got as far as building: its config with the protocol it trained by."""
+    config = replace(spec.config, protocol=protocol)
+    if status == SKIPPED:
+        config = replace(config, kind=SKIPPED_TECHNIQUE)
+    return CellRecord(key=spec.key or cell_key(spec.config), config=config, status=status, error=error, metrics=metrics or {},
+                      stats=stats or CellStats(), curve=curve or [], started_at=started, finished_at=now(),
+                      samples=samples)
+
+
+def _stats(spec: CellSpec, built: BuiltCell, model: nn.Module, result: TrainResult, prepared: Preparation,
+           context: CellContext, eval_seconds: float = 0.0, details: dict[str, Any] | None = None) -> CellStats:
+    """What the cell's training (and evaluation) measured, and what it cost outside its budget."""
+    lr_find_seconds = sum(t["seconds"] for t in result.lr_tests) if result.lr_tests else None
+    preparations = [p.to_json() for p in context.preparations]
+    # A part of unknown cost (reused from a cache that did not keep it) makes the total unknown: a
+    # sum of the known parts would show the row as cheaper than it was, 0 s when nothing is known.
+    parts = [p.seconds for p in context.preparations] + [s for s in (lr_find_seconds, result.compile_seconds)
+                                                         if s is not None]
+    layout = prepared.layout
+    return CellStats(
+        train_seconds=result.train_seconds,
+        eval_seconds=result.eval_seconds + eval_seconds,
+        epochs=result.epochs,
+        steps=result.steps,
+        images_per_second=result.steps * built.schedule.batch_size / max(result.train_seconds, 1e-9),
+        params=sum(p.numel() for p in model.parameters()),
+        prepare_seconds=prepared.seconds,
+        memory_format=layout.name,
+        layout_source=layout.source,
+        layout_images_per_second=dict(layout.images_per_second) or None,
+        compile_seconds=result.compile_seconds,
+        # How much of the machine the training clock had (aeframe.speed.contention); the report marks shared clocks.
+        cpu_share=result.cpu_share,
+        cpu_share_measure=result.cpu_share_measure if result.cpu_share is not None else None,
+        gpu_other_processes=result.gpu_other_processes,
+        lr_find_seconds=lr_find_seconds,
+        lr_found=[t["suggestion"] for t in result.lr_tests] or None,
+        preparation=preparations or None,
+        outside_budget_seconds=sum(parts) if parts and all(p is not None for p in parts) else None,
+        metric_details=details or None,
+        stand_in=spec.stand_in,
+    )
+
+
+def _check_parts(built: BuiltCell, data: CellData, label: str) -> None:
     """Catch plugin bugs before training, naming the technique: a model whose output does not match its
     input, and a loss wrapper that drops the loss it wraps. Random streams are left as they were."""
+    model = built.model
     sample = to_unit(data.test.view(None)[:2])
     was_training = model.training
     model.eval()
@@ -67,122 +208,15 @@ def _check_parts(model: nn.Module, built: BuiltCell, data: CellData, label: str)
         )
 
 
-def _layout_key(cell: Cell, shape: tuple[int, ...], schedule: Schedule) -> str:
+def _layout_key(spec: CellSpec, shape: tuple[int, ...], schedule: Schedule) -> str:
     """The cache key of this cell's layout choice (see :func:`aeframe.speed.layout.layout_key`)."""
-    config = cell.config
+    config = spec.config
     return layout_key(config.device.name or config.device.type or "", config.versions.get("torch", ""),
                       [t.to_json() for t in config.techniques], shape, schedule.batch_size, config.speed.precision)
 
 
-def cell_context(cell: Cell, shape: tuple[int, ...], num_classes: int, device: torch.device,
-                 workspace: Workspace) -> CellContext:
-    """What the technique's methods (and the metrics' ``prepare``) know about ``cell``."""
-    return CellContext(shape=shape, dataset=cell.dataset.plugin.name, num_classes=num_classes, seed=cell.seed,
-                       device=device, data_dir=workspace.data_dir, cache_dir=workspace.cache_dir,
-                       load_dataset=workspace.load_dataset, dataset_spec=cell.dataset.label)
-
-
-def _note_outside_budget(record: CellRecord, context: CellContext) -> None:
-    """What the cell cost outside its training budget: its techniques' preparation (pretraining,
-    reused or not), the learning-rate range test and the first compilation, in seconds."""
-    if context.preparations:
-        record.stats["preparation"] = [p.to_json() for p in context.preparations]
-    parts = [p.seconds for p in context.preparations]
-    parts += [record.stats[name] for name in ("lr_find_seconds", "compile_seconds") if name in record.stats]
-    # A part of unknown cost (reused from a cache that did not keep it) makes the total unknown: a
-    # sum of the known parts would show the row as cheaper than it was, 0 s when nothing is known.
-    if parts and all(p is not None for p in parts):
-        record.stats["outside_budget_seconds"] = sum(parts)
-
-
-def _schedule_summary(schedule) -> Protocol:
+def _schedule_summary(schedule: Schedule) -> Protocol:
     return Protocol(
         batch_size=schedule.batch_size,
         phases=[PhaseSummary(p.name, round(p.fraction, 6), p.lrs(), p.image_size) for p in schedule.phases],
     )
-
-
-def run_cell(
-    cell: Cell,
-    data: CellData,
-    metrics: MetricSet,
-    device: torch.device,
-    workspace: Workspace,
-    progress: ProgressSink | None = None,
-) -> CellRecord:
-    """Train and evaluate one cell. Any exception becomes a failed record; Ctrl-C propagates.
-
-    ``metrics`` is the run's :class:`MetricSet`: each cell evaluates fresh copies, prepared once per dataset.
-
-    A technique that cannot run here (:class:`TechniqueUnavailable`, or another dataset it needs
-    being unavailable) gives a skipped record with the reason.
-    """
-    record = CellRecord(key=cell.key, config=cell.config, status=FAILED, started_at=now())
-    try:
-        context = cell_context(cell, tuple(data.train.images.shape[1:]), data.num_classes, device, workspace)
-        cell_metrics = metrics.for_cell(context)
-        # Seeded after the metrics: only the first cell of a dataset prepares them, and whatever random
-        # numbers that draws must not make its training differ from the next cell's with the same seed.
-        seed_everything(cell.seed)
-        built = cell.composition.build(context)
-        prepare_device(device)
-        loss_fn = built.loss
-        record.config = replace(record.config, protocol=_schedule_summary(built.schedule))
-        _check_parts(built.model, built, data, cell.composition.label)
-        # Off the clock and the same for every cell: resized copies, the layout, kernel set-up.
-        prepared = prepare_cell(built.model, loss_fn, built.schedule, cell.config.speed, data, device,
-                                SpeedCache(workspace.cache_dir), _layout_key(cell, context.shape, built.schedule))
-        speed = prepared.speed
-        model = speed_model(built.model, speed, device)
-        if speed.compile:
-            model = compiled(model)
-        generator = torch.Generator(device=device).manual_seed(cell.seed)
-        result = train(model, loss_fn, built.schedule, data.train, data.test, cell.budget, context, generator, progress,
-                       find_lr=cell.config.lr == "find", speed=speed)
-        record.curve = result.curve
-        record.stats = {
-            "train_seconds": result.train_seconds,
-            "eval_seconds": result.eval_seconds,
-            "epochs": result.epochs,
-            "steps": result.steps,
-            "images_per_second": result.steps * built.schedule.batch_size / max(result.train_seconds, 1e-9),
-            "params": sum(p.numel() for p in model.parameters()),
-            "prepare_seconds": prepared.seconds,
-            **prepared.layout.stats(),
-        }
-        if result.compile_seconds is not None:
-            record.stats["compile_seconds"] = result.compile_seconds
-        # How much of the machine the training clock had (aeframe.speed.contention); the report marks shared clocks.
-        if result.cpu_share is not None:
-            record.stats["cpu_share"] = result.cpu_share
-            record.stats["cpu_share_measure"] = result.cpu_share_measure
-        if result.gpu_other_processes is not None:
-            record.stats["gpu_other_processes"] = result.gpu_other_processes
-        if result.lr_tests:
-            record.stats["lr_find_seconds"] = sum(t["seconds"] for t in result.lr_tests)
-            record.stats["lr_found"] = [t["suggestion"] for t in result.lr_tests]
-        _note_outside_budget(record, context)
-        if result.diverged:
-            record.status, record.error = DIVERGED, result.diverged
-        else:
-            values, _, seconds = timed_evaluate(model, data.test, cell_metrics, context, result.final_size)
-            record.metrics = values
-            record.stats["eval_seconds"] += seconds
-            record.samples = capture_samples(model, data.test, result.final_size)
-            details = {m.name: found for m in cell_metrics if (found := m.details())}
-            if details:
-                record.stats["metric_details"] = details
-            record.status = DONE
-    except KeyboardInterrupt:
-        raise
-    except (TechniqueUnavailable, DatasetUnavailable) as exc:
-        record.status, record.error = SKIPPED, str(exc)
-        record.config = replace(record.config, kind=SKIPPED_TECHNIQUE)
-    except Exception as exc:  # a failing technique must not take the other cells down
-        record.status = FAILED
-        # A full disk or an unwritable cache is not the technique's bug: say which directory to fix.
-        roots = {CACHE_ENV: workspace.cache_dir, f"--data-dir or {DATA_ENV}": workspace.data_dir}
-        line = environment_failure(exc, roots) or describe(exc)
-        record.error = f"{line}\n{traceback.format_exc()}"
-    record.finished_at = now()
-    return record

@@ -7,12 +7,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from aeframe.data.splits import DeviceSplit
+from aeframe.cells.samples import Samples, sample_indices
 from aeframe.contract.metric import Metric
 from aeframe.contract.output import reconstruction
 from aeframe.contract.technique import CellContext
-
-EVAL_BATCH = 500
+from aeframe.data.splits import EVAL_BATCH, DeviceSplit, to_unit
+from aeframe.speed.step import synchronize
 
 
 @torch.no_grad()
@@ -57,10 +57,23 @@ def timed_evaluate(
     size: int | None = None,
 ) -> tuple[dict[str, float], float, float]:
     """:func:`evaluate` plus its device-synchronised duration in seconds."""
-    # The cell's own device: a bare synchronize() would wait for the current one, not cuda:N.
-    sync = (lambda: torch.cuda.synchronize(context.device)) if context.device.type == "cuda" else (lambda: None)
-    sync()
+    synchronize(context.device)
     start = time.perf_counter()
     values, mse = evaluate(model, data, metrics, context, size)
-    sync()
+    synchronize(context.device)
     return values, mse, time.perf_counter() - start
+
+
+def capture_samples(model: nn.Module, split: DeviceSplit, size: int | None = None) -> Samples:
+    """Reconstruct the sample images with ``model`` in eval mode (at ``size``, as it was evaluated)."""
+    indices = sample_indices(split.labels)
+    originals = split.view(size)[torch.tensor(indices, device=split.device, dtype=torch.long)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            recon = reconstruction(model(to_unit(originals))).float()
+    finally:
+        model.train(was_training)
+    recon = recon.clamp(0, 1).mul(255).round().to(torch.uint8)
+    return Samples(indices, originals.cpu(), recon.cpu())

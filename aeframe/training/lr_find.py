@@ -17,9 +17,10 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from aeframe.data.splits import to_unit
 from aeframe.contract.output import training_loss
 from aeframe.contract.schedule import Schedule
+from aeframe.data.splits import to_unit
+from aeframe.speed.step import Stepper
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -69,6 +70,7 @@ def range_test(
     saved = copy.deepcopy(model.state_dict())
     optimizer = schedule.make_optimizer([{"params": g, "lr": start * r} for g, r in zip(groups, ratios)])
     batch = schedule.batch_size
+    stepper = Stepper()
     lrs, smoothed = [], []
     average, best = 0.0, math.inf
     try:
@@ -80,10 +82,8 @@ def range_test(
             x = to_unit(images[indices])
             if schedule.augment is not None:
                 x = schedule.augment(x, generator)
-            loss, _ = training_loss(loss_fn, model(x), x)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            # The loss in fp32 (no autocast here); the model applies the cell's precision inside its forward.
+            loss, _ = stepper.step(optimizer, lambda: training_loss(loss_fn, model(x), x))
             # The test reads every loss: it is a short, separate measurement, not the timed loop.
             value = float(loss.detach())
             average = 0.98 * average + 0.02 * value

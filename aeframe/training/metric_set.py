@@ -4,6 +4,10 @@ Registered metrics are prototypes shared by the whole process; evaluating on the
 let two cells in flight mix their running sums. Every cell therefore gets deep copies, and what a
 metric's ``prepare`` returns (a reference classifier, say) is made once and handed to the copies
 instead of living in a shared instance.
+
+Every executor does it the same way: :meth:`MetricSet.prepare` before a dataset's first cell (in
+this process, or in a task whose result is shipped to the workers and taken with
+:meth:`MetricSet.adopt`), then :meth:`MetricSet.for_cell` per cell.
 """
 from __future__ import annotations
 
@@ -36,11 +40,12 @@ class MetricSet:
             fresh.append(metric)
         return fresh
 
-    def prepare_all(self, context: Any) -> dict[str, tuple[Metric, Any] | None]:
+    def prepare(self, context: Any) -> dict[str, tuple[Metric, Any] | None]:
         """Metric name -> (prepared copy, what ``prepare`` returned) for ``context``'s dataset; None for a
         metric whose ``prepare`` raised (a cell that adopts these prepares it again, and fails naming it).
 
-        For executors that prepare once and ship the result to workers elsewhere (see :meth:`adopt`).
+        Kept for this set's later cells; an executor that trains elsewhere ships the result to its workers
+        (see :meth:`adopt`).
         """
         found: dict[str, tuple[Metric, Any] | None] = {}
         for prototype in self.prototypes:
@@ -51,7 +56,7 @@ class MetricSet:
         return found
 
     def adopt(self, context: Any, prepared: dict[str, tuple[Metric, Any] | None]) -> None:
-        """Take what :meth:`prepare_all` made elsewhere as this set's preparation for ``context``."""
+        """Take what :meth:`prepare` made elsewhere as this set's preparation for ``context``."""
         for prototype in self.prototypes:
             made = prepared.get(prototype.name)
             if made is not None:

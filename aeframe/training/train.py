@@ -15,17 +15,21 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
-from aeframe.cells.budget import Budget, BudgetTracker, Clock
-from aeframe.speed.contention import other_gpu_processes
-from aeframe.data.splits import DeviceSplit, epoch_order, to_unit
-from aeframe.errors import AeframeError
-from aeframe.training.evaluate import EVAL_BATCH, timed_evaluate
-from aeframe.training.lr_find import range_test
-from aeframe.speed.numerics import autocast, grad_scaler, warm_up
-from aeframe.contract.output import RECONSTRUCTION, training_loss
-from aeframe.contract.schedule import Phase, Schedule
+from aeframe.cells.budget import Budget
 from aeframe.cells.settings import Speed
+from aeframe.contract.output import RECONSTRUCTION, training_loss
+from aeframe.contract.schedule import Schedule
 from aeframe.contract.technique import CellContext
+from aeframe.data.splits import EVAL_BATCH, DeviceSplit, epoch_order, to_unit
+from aeframe.errors import AeframeError
+from aeframe.speed.contention import other_gpu_processes
+from aeframe.speed.numerics import warm_up
+from aeframe.speed.step import Stepper
+from aeframe.training.clock import BudgetTracker, Clock
+from aeframe.training.evaluate import timed_evaluate
+from aeframe.training.lr_find import range_test
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class ProgressSink(Protocol):
@@ -50,57 +54,9 @@ class TrainResult:
     gpu_other_processes: int | None = None
 
 
-class _PhaseState:
-    """The optimizer and data view of the phase in progress."""
-
-    def __init__(self) -> None:
-        self.index = -1
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.max_lrs: list[float] = []
-        self.size: int | None = None
-
-    def enter(
-        self,
-        index: int,
-        phase: Phase,
-        schedule: Schedule,
-        model: nn.Module,
-        tune: Callable[[list, list[float]], list[float]] | None = None,
-    ) -> None:
-        """Start a phase: its ``on_start``, then its optimizer (new or kept) and peak rates.
-
-        ``tune`` may replace the peak rates (``--lr find``); it sees the phase's parameter groups.
-        """
-        if phase.on_start is not None:
-            phase.on_start(model)
-        fresh = self.optimizer is None or phase.fresh_optimizer
-        if fresh:
-            groups = phase.param_groups(model) if phase.param_groups else [list(model.parameters())]
-        else:
-            groups = [group["params"] for group in self.optimizer.param_groups]
-        lrs = phase.lrs()
-        if len(lrs) == 1:
-            lrs = lrs * len(groups)
-        if len(lrs) != len(groups):
-            kept = "" if fresh else " (it keeps the previous phase's optimizer)"
-            raise AeframeError(f"phase {phase.name!r} gives {len(lrs)} learning rates for {len(groups)} parameter groups{kept}")
-        if tune is not None:
-            lrs = tune(groups, lrs)
-        if fresh:
-            self.optimizer = schedule.make_optimizer([{"params": g, "lr": lr} for g, lr in zip(groups, lrs)])
-        self.index, self.max_lrs, self.size = index, lrs, phase.image_size
-
-    def set_rates(self, schedule: Schedule, q: float) -> None:
-        beta1 = schedule.beta1_at(q) if schedule.beta1_at is not None else None
-        for group, max_lr in zip(self.optimizer.param_groups, self.max_lrs):
-            group["lr"] = schedule.lr_at(q, max_lr)
-            if beta1 is not None and "betas" in group:
-                group["betas"] = (beta1, group["betas"][1])
-
-
 def train(
     model: nn.Module,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss_fn: Loss,
     schedule: Schedule,
     train_split: DeviceSplit,
     test_split: DeviceSplit,
@@ -120,116 +76,174 @@ def train(
     under the same autocast (on the model's fp32 output), fp16 gets a gradient scaler, and a
     compiled model is warmed up on the first batch with the clock stopped (``compile_seconds``).
     """
+    # The data: one permutation per epoch, cut to whole batches.
     device = context.device
-    batch = schedule.batch_size
-    steps_per_epoch = len(train_split) // batch
+    steps_per_epoch = len(train_split) // schedule.batch_size
     if steps_per_epoch == 0:
-        raise AeframeError(f"{context.dataset} has {len(train_split)} training images, fewer than one batch of {batch}")
+        raise AeframeError(f"{context.dataset} has {len(train_split)} training images, fewer than one batch of "
+                           f"{schedule.batch_size}")
+    # The schedule, the step, the clock.
+    phases = _Phases(schedule, model)
+    stepper = Stepper.of(speed, device)
     clock = Clock(device)
     tracker = BudgetTracker(budget, steps_per_epoch, clock, every_step=device.type != "cuda")
-    state = _PhaseState()
     result = TrainResult()
-    scaler = grad_scaler(speed, device)
-    step, epoch = 0, 0
-    others = [other_gpu_processes(device)] if device.type == "cuda" else []
+    neighbours = _GpuNeighbours(device)
+    step = epoch = 0
     model.train()
     clock.start()
     while True:
-        order = epoch_order(len(train_split), batch, generator, device)
-        loss_sum = torch.zeros((), device=device)
-        part_sums: dict[str, torch.Tensor] = {}
-        steps_this_epoch = 0
-        stop = False
-        for indices in order:
+        losses, stop = _EpochLosses(device), False
+        for indices in epoch_order(len(train_split), schedule.batch_size, generator, device):
             index, q = schedule.locate(tracker.progress(step))
-            if index != state.index:
-                phase = schedule.phases[index]
-                tune = None
-                if find_lr and phase.find_lr:
-                    tune = _range_tester(model, loss_fn, schedule, phase, train_split, context, clock, result)
-                state.enter(index, phase, schedule, model, tune)
+            if index != phases.index:
+                tune = _range_tester(model, loss_fn, schedule, schedule.phases[index], train_split, context, clock,
+                                     result) if find_lr and schedule.phases[index].find_lr else None
+                phases.enter(index, tune)
                 if tune is not None:
                     tracker.pause(step)
-            state.set_rates(schedule, q)
-            images = to_unit(train_split.view(state.size)[indices])
+            phases.set_rates(q)
+            images = to_unit(train_split.view(phases.size)[indices])
             if schedule.augment is not None:
                 images = schedule.augment(images, generator)
             if speed.compile and step == 0:
-                clock.stop()
-                eval_images = next(test_split.batches(EVAL_BATCH, state.size))[0]
-                result.compile_seconds = warm_up(model, loss_fn, images, eval_images, speed, device)
-                clock.start()
+                result.compile_seconds = _compile_off_the_clock(model, loss_fn, images, test_split, phases.size,
+                                                                speed, device, clock)
                 tracker.pause(step)
-            # A loss with a network of its own (a feature loss) runs it in the lower precision too;
-            # the model's output reaches it in fp32, and reductions such as MSE stay in fp32.
-            with autocast(speed, device.type):
-                loss, parts = training_loss(loss_fn, model(images), images)
-            state.optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                state.optimizer.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(state.optimizer)
-                scaler.update()
-            loss_sum += loss.detach()
-            if len(parts) > 1:  # the reconstruction loss alone is the loss itself: nothing more to add up
-                for name, part in parts.items():
-                    part_sums[name] = part_sums.get(name, 0.0) + part.detach()
+            loss, parts = stepper.step(phases.optimizer, lambda: training_loss(loss_fn, model(images), images))
+            losses.add(loss, parts)
             step += 1
-            steps_this_epoch += 1
             stop = tracker.exhausted(step)
             # Only where the device waited for the clock anyway: a check of its own would stall the GPU.
-            if tracker.synchronised and not bool(torch.isfinite(loss_sum)):
+            if tracker.synchronised and not losses.finite():
                 stop = True
             if progress is not None and (stop or progress.due()):
-                progress.update(
-                    epoch=epoch + 1,
-                    step=step,
-                    loss=float(loss.detach()),
-                    progress=tracker.progress(step),
-                    left=tracker.left(step),
-                )
+                progress.update(epoch=epoch + 1, step=step, loss=float(loss.detach()),
+                                progress=tracker.progress(step), left=tracker.left(step))
             if stop:
                 break
+        # The curve: each epoch's mean loss and its terms, and the test MSE, off the clock.
         epoch += 1
         clock.stop()
-        mean_loss = float(loss_sum) / steps_this_epoch
-        terms = {name: float(total) / steps_this_epoch for name, total in part_sums.items()} or {RECONSTRUCTION: mean_loss}
-        _, test_mse, seconds = timed_evaluate(model, test_split, (), context, state.size)
+        _, test_mse, seconds = timed_evaluate(model, test_split, (), context, phases.size)
         result.eval_seconds += seconds
-        result.curve.append(
-            {
-                "epoch": epoch,
-                "step": step,
-                "phase": schedule.phases[state.index].name,
-                "train_loss": mean_loss,
-                "terms": terms,
-                "test_mse": test_mse,
-                "seconds": clock.read(),
-            }
-        )
-        if not math.isfinite(mean_loss):
-            result.diverged = f"training loss became {mean_loss} by step {step} (epoch {epoch})"
+        point = losses.point(epoch, step, schedule.phases[phases.index].name, test_mse, clock.read())
+        result.curve.append(point)
+        if not math.isfinite(point["train_loss"]):
+            result.diverged = f"training loss became {point['train_loss']} by step {step} (epoch {epoch})"
             break
         if stop or tracker.exhausted(step):
             break
         clock.start()
         tracker.pause(step)
-    result.steps = step
-    result.epochs = step / steps_per_epoch
-    result.train_seconds = clock.read()
-    result.final_size = state.size
+    result.steps, result.epochs = step, step / steps_per_epoch
+    result.train_seconds, result.final_size = clock.read(), phases.size
     result.cpu_share, result.cpu_share_measure = clock.cpu.share(), clock.cpu.method
-    if device.type == "cuda":
-        others.append(other_gpu_processes(device))
-        seen = [n for n in others if n is not None]
-        result.gpu_other_processes = max(seen) if seen else None
+    result.gpu_other_processes = neighbours.most()
     return result
 
 
+class _Phases:
+    """The schedule's phase in progress: its optimizer, peak rates and image size."""
+
+    def __init__(self, schedule: Schedule, model: nn.Module) -> None:
+        self.schedule = schedule
+        self.model = model
+        self.index = -1
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.max_lrs: list[float] = []
+        self.size: int | None = None
+
+    def enter(self, index: int, tune: Callable[[list, list[float]], list[float]] | None = None) -> None:
+        """Start phase ``index``: its ``on_start``, then its optimizer (new or kept) and peak rates.
+
+        ``tune`` may replace the peak rates (``--lr find``); it sees the phase's parameter groups.
+        """
+        phase = self.schedule.phases[index]
+        if phase.on_start is not None:
+            phase.on_start(self.model)
+        fresh = self.optimizer is None or phase.fresh_optimizer
+        if fresh:
+            groups = phase.param_groups(self.model) if phase.param_groups else [list(self.model.parameters())]
+        else:
+            groups = [group["params"] for group in self.optimizer.param_groups]
+        lrs = phase.lrs()
+        if len(lrs) == 1:
+            lrs = lrs * len(groups)
+        if len(lrs) != len(groups):
+            kept = "" if fresh else " (it keeps the previous phase's optimizer)"
+            raise AeframeError(f"phase {phase.name!r} gives {len(lrs)} learning rates for {len(groups)} parameter "
+                               f"groups{kept}")
+        if tune is not None:
+            lrs = tune(groups, lrs)
+        if fresh:
+            self.optimizer = self.schedule.make_optimizer([{"params": g, "lr": lr} for g, lr in zip(groups, lrs)])
+        self.index, self.max_lrs, self.size = index, lrs, phase.image_size
+
+    def set_rates(self, q: float) -> None:
+        """The learning rates (and Adam's beta1) at progress ``q`` of the phase."""
+        schedule = self.schedule
+        beta1 = schedule.beta1_at(q) if schedule.beta1_at is not None else None
+        for group, max_lr in zip(self.optimizer.param_groups, self.max_lrs):
+            group["lr"] = schedule.lr_at(q, max_lr)
+            if beta1 is not None and "betas" in group:
+                group["betas"] = (beta1, group["betas"][1])
+
+
+class _EpochLosses:
+    """The epoch's training loss and its named parts, summed on the device (read once, at its end)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.total = torch.zeros((), device=device)
+        self.parts: dict[str, torch.Tensor] = {}
+        self.steps = 0
+
+    def add(self, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
+        self.total += loss.detach()
+        if len(parts) > 1:  # the reconstruction loss alone is the loss itself: nothing more to add up
+            for name, part in parts.items():
+                self.parts[name] = self.parts.get(name, 0.0) + part.detach()
+        self.steps += 1
+
+    def finite(self) -> bool:
+        return bool(torch.isfinite(self.total))
+
+    def point(self, epoch: int, step: int, phase: str, test_mse: float, seconds: float) -> dict:
+        """The curve's point for this epoch."""
+        mean = float(self.total) / self.steps
+        terms = {name: float(total) / self.steps for name, total in self.parts.items()} or {RECONSTRUCTION: mean}
+        return {"epoch": epoch, "step": step, "phase": phase, "train_loss": mean, "terms": terms,
+                "test_mse": test_mse, "seconds": seconds}
+
+
+class _GpuNeighbours:
+    """Other processes on the cell's GPU, counted when training starts and when it ends (see
+    :mod:`aeframe.speed.contention`); nothing on a CPU."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.seen = [other_gpu_processes(device)] if device.type == "cuda" else []
+
+    def most(self) -> int | None:
+        if self.device.type != "cuda":
+            return None
+        self.seen.append(other_gpu_processes(self.device))
+        counted = [n for n in self.seen if n is not None]
+        return max(counted) if counted else None
+
+
+def _compile_off_the_clock(model: nn.Module, loss_fn: Loss, images: torch.Tensor, test_split: DeviceSplit,
+                           size: int | None, speed: Speed, device: torch.device, clock: Clock) -> float:
+    """Compile the model on the first batch (and an evaluation batch) with the clock stopped; the seconds."""
+    clock.stop()
+    eval_images = next(test_split.batches(EVAL_BATCH, size))[0]
+    seconds = warm_up(model, loss_fn, images, eval_images, speed, device)
+    clock.start()
+    return seconds
+
+
 def _range_tester(model, loss_fn, schedule, phase, train_split, context, clock, result):
-    """A ``tune`` callback for :meth:`_PhaseState.enter` that runs a range test off the clock."""
+    """A ``tune`` callback for :meth:`_Phases.enter` that runs a range test off the clock."""
 
     def tune(groups: list, lrs: list[float]) -> list[float]:
         top = max(lrs)

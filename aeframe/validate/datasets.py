@@ -11,9 +11,9 @@ import torch
 
 from aeframe.contract.dataset import ImageData
 from aeframe.data.loading import availability
+from aeframe.errors import describe
 from aeframe.planning.plan import resolve_dataset
 from aeframe.validate.params import param_problems
-from aeframe.errors import describe
 from aeframe.validate.report import SKIP, Check, verdict
 from aeframe.validate.setting import Setting
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from aeframe.errors import SpecError
 from aeframe.contract.params import Param
+from aeframe.errors import SpecError
 
 
 def param_problems(params: Sequence[Param], check_params: Callable[[dict[str, Any]], None] | None = None) -> list[str]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 
-from aeframe.cells.budget import Budget, BudgetTracker
+from aeframe.cells.budget import Budget
 from aeframe.contract.schedule import Schedule
+from aeframe.training.clock import BudgetTracker
 
 STEPS_PER_EPOCH = 200
 SIMULATED = (Budget(epochs=3), Budget(epochs=None, seconds=60.0), Budget(epochs=3, seconds=45.0))

@@ -8,10 +8,10 @@ from typing import Any
 import torch
 
 from aeframe.contract.dataset import ImageData
+from aeframe.contract.technique import CellContext
 from aeframe.data.loading import make_workspace
 from aeframe.planning.plan import resolve_dataset
 from aeframe.registry.plugins import Registry
-from aeframe.contract.technique import CellContext
 
 # Generated in well under a second, no files: every check that needs real images uses it.
 TINY = "shapes[train=256,test=64]"

@@ -14,13 +14,13 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from aeframe.planning.composition import BuiltCell, Composition
-from aeframe.data.splits import to_unit
-from aeframe.training.cell import seed_everything
-from aeframe.errors import describe
 from aeframe.contract.output import reconstruction, training_loss
-from aeframe.planning.plan import resolve_technique
 from aeframe.contract.technique import TechniqueUnavailable
+from aeframe.data.splits import to_unit
+from aeframe.errors import describe
+from aeframe.planning.composition import BuiltCell, Composition
+from aeframe.planning.plan import resolve_technique
+from aeframe.training.cell import seed_everything
 from aeframe.validate.params import param_problems
 from aeframe.validate.report import FAIL, SKIP, Check, listed, verdict
 from aeframe.validate.schedule import schedule_problems

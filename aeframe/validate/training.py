@@ -10,10 +10,10 @@ from dataclasses import dataclass, replace
 import torch
 
 from aeframe.cells.budget import Budget
-from aeframe.training.cell import seed_everything
-from aeframe.planning.composition import Composition
-from aeframe.data.splits import on_device, to_unit
 from aeframe.contract.output import training_loss
+from aeframe.data.splits import on_device, to_unit
+from aeframe.planning.composition import Composition
+from aeframe.training.cell import seed_everything
 from aeframe.training.train import train
 from aeframe.validate.setting import Setting
 

@@ -8,16 +8,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from aeframe import RESAMPLE_PARAM, DatasetPlugin, DatasetUnavailable, ImageData, ProgressFn, Split, dataset_view, hookimpl
+from aeframe import (
+    RESAMPLE_PARAM,
+    DatasetPlugin,
+    DatasetUnavailable,
+    ImageData,
+    ProgressFn,
+    Split,
+    dataset_view,
+    hookimpl,
+)
+from aeframe_builtins.datasets.constants import CIFAR10_ARCHIVE, CIFAR10_HOME
 from aeframe_builtins.datasets.torchvision_download import fetch
 
 FOLDER = "cifar-10-batches-py"
-ARCHIVE = "cifar-10-python.tar.gz"
+ARCHIVE = CIFAR10_ARCHIVE
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
 FILE_NAMES = (*TRAIN_FILES, TEST_FILE, META_FILE)
-HOME = "https://www.cs.toronto.edu/~kriz/cifar.html"
+HOME = CIFAR10_HOME
 
 
 class CIFAR10(DatasetPlugin):

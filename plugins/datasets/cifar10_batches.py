@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from aeframe import DatasetUnavailable
-from aeframe_builtins.datasets.cifar10 import ARCHIVE, HOME
+from aeframe_builtins.datasets.constants import CIFAR10_ARCHIVE, CIFAR10_HOME
 
 STANDARD_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -77,7 +77,7 @@ def _str_keys(obj: Any) -> dict[str, Any]:
 
 
 def _fix_hint(folder: Path) -> str:
-    return f"delete {folder} and unpack {ARCHIVE} from {HOME} there again (or run where the network is reachable)"
+    return f"delete {folder} and unpack {CIFAR10_ARCHIVE} from {CIFAR10_HOME} there again (or run where the network is reachable)"
 
 
 def read_batch(path: Path) -> tuple[torch.Tensor, torch.Tensor]:

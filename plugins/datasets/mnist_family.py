@@ -9,7 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from aeframe import RESAMPLE_PARAM, DatasetPlugin, DatasetUnavailable, ImageData, Param, ProgressFn, Split, dataset_view, hookimpl
+from aeframe import (
+    RESAMPLE_PARAM,
+    DatasetPlugin,
+    DatasetUnavailable,
+    ImageData,
+    Param,
+    ProgressFn,
+    Split,
+    dataset_view,
+    hookimpl,
+)
 from aeframe_builtins.datasets.torchvision_download import fetch
 
 # (split, images file, labels file), in torchvision's names.

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from aeframe import RESAMPLE_PARAM, DatasetPlugin, ImageData, Param, Split, dataset_view, hookimpl
+from aeframe_builtins.datasets.constants import SHAPES_SIZE
 from aeframe_builtins.datasets.memory import beyond_memory
 
-SIZE = 32
+SIZE = SHAPES_SIZE
 # Generation keeps the images as uint8 and three int64 values per label while it shuffles them.
 BYTES_PER_IMAGE = 3 * SIZE * SIZE + 3 * 8
 # torch's random permutations and the workspace's counts stay far inside 32 bits.

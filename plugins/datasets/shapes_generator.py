@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from aeframe import Split
-from aeframe_builtins.datasets.shapes import SIZE
+from aeframe_builtins.datasets.constants import SHAPES_SIZE as SIZE
 
 # Images are drawn this many at a time: bounds memory, and fixing it keeps the draws reproducible.
 CHUNK = 4096

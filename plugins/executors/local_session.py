@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterator, Sequence, TypeVar
 
-from aeframe import ExecutorSession, ExecutorSettings, Work, resolve_device, train_cells
+from aeframe.executors import ExecutorSession, ExecutorSettings, Work, resolve_device
 
 T = TypeVar("T")
 
@@ -19,4 +19,4 @@ class LocalSession(ExecutorSession):
         return fn(self.device)
 
     def run(self, groups: Sequence, work: Work) -> Iterator:
-        return train_cells(groups, work, self.device)
+        return work.train_here(groups, self.device)

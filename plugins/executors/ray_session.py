@@ -20,9 +20,14 @@ from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import ray
 
-from aeframe import (CellOrder, ExecutorSession, ExecutorSettings, RunProgress, UsageProblem, Work, failed_order,
-                     order_of, shippable)
-from aeframe_builtins.executors.ray_tasks import TaskSetting, call_on_cell_device, prepare_metrics_task, train_cell_task, warm_worker
+from aeframe.executors import CellSpec, ExecutorSession, ExecutorSettings, RunProgress, UsageProblem, Work
+from aeframe_builtins.executors.ray_tasks import (
+    TaskSetting,
+    call_on_cell_device,
+    prepare_metrics_task,
+    train_cell_task,
+    warm_worker,
+)
 
 T = TypeVar("T")
 ADDRESS_ENV = "RAY_ADDRESS"
@@ -158,43 +163,42 @@ class RaySession(ExecutorSession):
             raise value
         return value
 
-    def _options(self, order: CellOrder) -> dict[str, Any]:
-        # A dead worker is retried; an exception is not (run_order never raises for a technique's error).
+    def _options(self, spec: CellSpec) -> dict[str, Any]:
+        # A dead worker is retried; an exception is not (train_cell never raises for a technique's error).
         return {**self.resources, "max_retries": self.settings.retries, "retry_exceptions": False,
-                "name": f"aeframe: {order.title}"}
+                "name": f"aeframe: {spec.title}"}
 
     def run(self, groups: Sequence, work: Work) -> Iterator:
-        in_flight: dict[ray.ObjectRef, CellOrder] = {}
+        in_flight: dict[ray.ObjectRef, CellSpec] = {}
         for group in groups:
-            arrays = ray.put(shippable(group.data))  # once per dataset; zero-copy for the workers of a node
-            orders = [order_of(cell, list(work.metrics)) for cell in group.cells]
+            arrays = ray.put(group.data.to_arrays())  # once per dataset; zero-copy for the workers of a node
             prepared = prepare_metrics_task.options(**self.resources, max_retries=self.settings.retries).remote(
-                orders[0], arrays, self.task)
-            for order in orders:
-                in_flight[train_cell_task.options(**self._options(order)).remote(order, arrays, prepared, self.task)] = order
+                group.cells[0], arrays, self.task)
+            for spec in group.cells:
+                in_flight[train_cell_task.options(**self._options(spec)).remote(spec, arrays, prepared, self.task)] = spec
         progress = RunProgress(len(in_flight), self.slots)
         try:
             while in_flight:
                 ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=_WAIT_SECONDS)
                 for ref in ready:
-                    order = in_flight.pop(ref)
-                    record = self._collect(ref, order)
-                    where = record.stats.get("placement", {})
-                    progress.finished(record, order.title, f"{where.get('node', '')} {where.get('device', '')}".strip())
+                    spec = in_flight.pop(ref)
+                    record = self._collect(ref, spec)
+                    where = record.stats.placement or {}
+                    progress.finished(record, spec.title, f"{where.get('node', '')} {where.get('device', '')}".strip())
                     yield record
         finally:
             # Ctrl-C, or the driver stopping early: nothing may keep training for a run that is over.
             for ref in in_flight:
                 ray.cancel(ref, force=True)
 
-    def _collect(self, ref: ray.ObjectRef, order: CellOrder):
+    def _collect(self, ref: ray.ObjectRef, spec: CellSpec):
         try:
             return ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:  # aeframe's own code raised on the worker (run_order does not)
-            return failed_order(order, f"the Ray task failed: {_first_line(exc.cause or exc)}\n{exc}")
+        except ray.exceptions.RayTaskError as exc:  # aeframe's own code raised on the worker (train_cell does not)
+            return spec.failed(f"the Ray task failed: {_first_line(exc.cause or exc)}\n{exc}")
         except ray.exceptions.RayError as exc:  # the worker process or its node died, every time it was tried
             tries = self.settings.retries + 1
-            return failed_order(order, f"its worker process died {tries} time{'s' if tries > 1 else ''} "
+            return spec.failed(f"its worker process died {tries} time{'s' if tries > 1 else ''} "
                                        f"(--retries {self.settings.retries}): {_first_line(exc)}; "
                                        "a worker killed for memory needs a larger node or a smaller cell")
 

@@ -1,14 +1,14 @@
 """What runs on a Ray worker: the device a task was given, the metrics' one-off preparation, one cell.
 
 Imported by the driver to submit the tasks and by each worker to run them, so it is installed on
-every node with aeframe. Workers build their own plugin registry (``aeframe.execution.remote`` rebuilds each
-cell from it) and read the dataset from Ray's object store, never from their disk.
+every node with aeframe. Workers rebuild each cell spec from their own installed plugins
+(``aeframe.executors.train_cell``) and read the dataset from Ray's object store, never from their disk.
 """
 from __future__ import annotations
 
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -69,7 +69,7 @@ def warm_worker(setting: TaskSetting) -> None:
     One per slot, submitted as the session opens: the workers do it while the driver prepares, and
     the first cells start together (on a 2-core machine the first cell started 1.4 s after the
     other)."""
-    from aeframe import warm_up
+    from aeframe.executors import warm_up
 
     task_device(setting)
     warm_up()
@@ -86,12 +86,13 @@ def call_on_cell_device(fn: Callable, setting: TaskSetting) -> Any:
 
 
 @ray.remote
-def prepare_metrics_task(order, arrays: dict, setting: TaskSetting) -> dict:
-    """Every metric prepared once for ``order``'s dataset (a reference classifier trained or loaded), on the CPU."""
-    from aeframe import prepare_metrics, unshipped
+def prepare_metrics_task(spec, arrays: dict, setting: TaskSetting) -> dict:
+    """Every metric prepared once for ``spec``'s dataset (a reference classifier trained or loaded), on the CPU."""
+    from aeframe import ImageData
+    from aeframe.executors import prepare_metrics
 
     device = task_device(setting)
-    prepared = prepare_metrics(order, unshipped(arrays), device, setting.data_dir, setting.cache_dir)
+    prepared = prepare_metrics(spec, ImageData.from_arrays(arrays), device, setting.data_dir, setting.cache_dir)
     import torch
 
     cpu = torch.device("cpu")
@@ -99,15 +100,16 @@ def prepare_metrics_task(order, arrays: dict, setting: TaskSetting) -> dict:
 
 
 @ray.remote
-def train_cell_task(order, arrays: dict, prepared: dict, setting: TaskSetting):
+def train_cell_task(spec, arrays: dict, prepared: dict, setting: TaskSetting):
     """One cell, trained and evaluated here; its record, with where it ran and how long the task took."""
-    from aeframe import run_order, unshipped
+    from aeframe import ImageData
+    from aeframe.executors import train_cell
 
     started, clock = time.time(), time.perf_counter()
     device = task_device(setting)
     shipped = {name: None if made is None else (made[0], _moved(made[1], device)) for name, made in prepared.items()}
-    record = run_order(order, unshipped(arrays), shipped, device, setting.data_dir, setting.cache_dir)
+    record = train_cell(spec, ImageData.from_arrays(arrays), device, setting.data_dir, setting.cache_dir, shipped)
     # Wall-clock start and end: whether cells ran side by side, and the task's own time against the driver's.
-    record.stats["placement"] = {**placement(setting), "started": started, "ended": time.time(),
-                                 "task_seconds": round(time.perf_counter() - clock, 3)}
-    return record
+    where = {**placement(setting), "started": started, "ended": time.time(),
+             "task_seconds": round(time.perf_counter() - clock, 3)}
+    return replace(record, stats=replace(record.stats, placement=where))

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 
-from aeframe import Executor, ExecutorSession, ExecutorSettings, hookimpl
+from aeframe import Executor, hookimpl
+from aeframe.executors import ExecutorSession, ExecutorSettings
 
 
 class Local(Executor):

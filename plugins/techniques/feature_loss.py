@@ -10,12 +10,13 @@ import math
 from typing import TYPE_CHECKING, Any, Callable
 
 from aeframe import CellContext, Param, Technique, TechniqueUnavailable, hookimpl
+from aeframe_builtins.techniques.names import FEATURE_LOSS
 from aeframe_builtins.techniques.study_rates import declared_rates
 
 if TYPE_CHECKING:
     from torch import nn
 
-NAME = "feature-loss"
+NAME = FEATURE_LOSS
 
 # Index in vgg16_bn().features of every ReLU, with its name in the VGG paper's block numbering.
 RELUS = {

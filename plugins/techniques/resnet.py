@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from aeframe import CellContext, Param, Technique, TechniqueUnavailable, hookimpl
+from aeframe_builtins.techniques.names import PRETRAINED
 from aeframe_builtins.techniques.study_rates import SECOND_RUN, declared_rates
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
     from aeframe import Schedule
 
-PRETRAINED = "pretrained-resnet"
 # torchvision's ResNet34_Weights.IMAGENET1K_V1 (a test checks they agree).
 WEIGHTS_URL = "https://download.pytorch.org/models/resnet34-b627a593.pth"
 STUDY_CHECKPOINT = "resnet34-333f7ec4.pth"  # the older file the study downloaded (torchvision 0.5)

@@ -23,6 +23,7 @@ from aeframe import (
     DatasetUnavailable,
     ImageData,
     ImageNetNormalize,
+    Stepper,
     TechniqueUnavailable,
     adamw,
     epoch_order,
@@ -31,8 +32,8 @@ from aeframe import (
     resize_uint8,
     to_unit,
 )
+from aeframe_builtins.techniques.names import PRETRAINED
 from aeframe_builtins.techniques.pretrained import load_weights_file
-from aeframe_builtins.techniques.resnet import PRETRAINED
 from aeframe_builtins.techniques.resnet_model import CHANNELS, LATENT, resnet_encoder
 
 # Fixed, so that a body pretrained once serves every later cell, whatever its seed.
@@ -112,6 +113,12 @@ def _accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> f
     return correct / max(len(images), 1)
 
 
+def _classified(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classification loss of ``images`` and the logits it came from."""
+    logits = model(images)
+    return nn.functional.cross_entropy(logits, labels), logits
+
+
 def train_classifier_body(data: ImageData, name: str, shape: tuple[int, int, int], epochs: int,
                           device: torch.device) -> dict[str, torch.Tensor]:
     """Train ResNet34 + concat pool + linear head to classify ``data``; return the body's weights (on CPU).
@@ -139,6 +146,7 @@ def train_classifier_body(data: ImageData, name: str, shape: tuple[int, int, int
         )
     generator = torch.Generator(device=device).manual_seed(PRETRAIN_SEED)
     optimizer = adamw([{"params": list(model.parameters())}])
+    stepper = Stepper()
     total, step = epochs * steps_per_epoch, 0
     model.train()
     for epoch in range(1, epochs + 1):
@@ -153,13 +161,10 @@ def train_classifier_body(data: ImageData, name: str, shape: tuple[int, int, int
             x = to_unit(images[indices])
             flip = torch.rand((len(x), 1, 1, 1), generator=generator, device=device) < 0.5
             x = torch.where(flip, x.flip(3), x)
-            logits = model(x)
-            loss = nn.functional.cross_entropy(logits, labels[indices])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            target = labels[indices]
+            loss, logits = stepper.step(optimizer, lambda: _classified(model, x, target))
             loss_sum += loss.detach()
-            correct += (logits.detach().argmax(1) == labels[indices]).sum()
+            correct += (logits.detach().argmax(1) == target).sum()
             step += 1
         seen = steps_per_epoch * STUDY_BATCH_SIZE
         _say(f"pretraining on {name}: epoch {epoch}/{epochs} loss {float(loss_sum) / steps_per_epoch:.4f} "

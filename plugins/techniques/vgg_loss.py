@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aeframe import TechniqueUnavailable
-from aeframe_builtins.techniques.feature_loss import NAME
+from aeframe_builtins.techniques.names import FEATURE_LOSS as NAME
 from aeframe_builtins.techniques.pretrained import imagenet_weights, load_weights_file
 
 # The checkpoint the study loaded (torchvision's IMAGENET1K_V1 for vgg16_bn).
