@@ -11,6 +11,7 @@ failed one; they return all checks (skips included) for closer looks.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from functools import lru_cache
 from importlib.metadata import entry_points
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from aeframe.cells.budget import Budget
 from aeframe.contract.dataset import ImageData
+from aeframe.data.loading import CACHE_ENV
 from aeframe.planning.plan import resolve_dataset
 from aeframe.registry.plugins import BUILTIN_DIST, GROUP, Registry, build_registry
 from aeframe.validate.checks import FAIL, TINY, Check, Setting, checks_for
@@ -75,7 +77,10 @@ def _scratch() -> Path:
 def _checked(kind: str, text: str, registry: Registry | None, data_dir: Path | None) -> list[Check]:
     registry = registry or plugin_registry()
     scratch = _scratch()
-    setting = Setting(registry, data_dir or scratch / "data", scratch / "cache")
+    # $AEFRAME_CACHE where a test run sets one (what the checks derive is keyed by its data), else this
+    # process's scratch directory, so that a plugin's tests never write to the user's cache.
+    cache = Path(os.environ[CACHE_ENV]) if os.environ.get(CACHE_ENV) else scratch / "cache"
+    setting = Setting(registry, data_dir or scratch / "data", cache)
     checks = list(checks_for([(kind, text)], setting))
     failed = [c.line for c in checks if c.status == FAIL]
     if failed:

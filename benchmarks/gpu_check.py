@@ -88,7 +88,8 @@ SMOKE_DATASET = "shapes[train=256,test=64]"
 SMOKE_EPOCHS = 1
 # Two phases at two image sizes, so the smoke run exercises the phase-weighted FLOP count.
 SMOKE_TECHNIQUES = ("baseline", "progressive-resizing")
-SMOKE_BENCHMARKS = "baseline"
+# The smoke run's benchmarks: the Baseline's training loops, enough to show the step and its JSON work.
+SMOKE_BENCHMARKS = "training_loops and baseline"
 GPU_BENCH_ROUNDS = 2
 # The protocol's numbers first, on a fresh GPU, so that a budget running out costs the least.
 STEP_NAMES = ("peak", "protocol", "flops", "tests", "benchmarks", "ray")
@@ -378,7 +379,10 @@ class Check:
         return min(self.args.timeouts[name], left)
 
     def _env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, "PYTHONUNBUFFERED": "1", "AEFRAME_CACHE": str(self.cache), **extra}
+        # The steps' pytest runs are sessions of their own, even when the check itself runs inside a pytest-xdist
+        # worker (its smoke test): pytest-benchmark turns itself off where it sees xdist's variables.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+        return {**inherited, "PYTHONUNBUFFERED": "1", "AEFRAME_CACHE": str(self.cache), **extra}
 
     # The steps. Each one records its own failures; none raises.
 

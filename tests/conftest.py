@@ -13,10 +13,21 @@ import pytest
 
 # Tests see the built-ins only, whatever else is installed; discovery tests pass entry points explicitly.
 os.environ["AEFRAME_DISABLE_PLUGIN_AUTOLOAD"] = "1"
-# Whatever plugins cache (reference classifiers, pretrained encoders) stays out of the user's cache.
-os.environ["AEFRAME_CACHE"] = tempfile.mkdtemp(prefix="aeframe-test-cache-")
+# One cache for the whole test run, out of the user's: what plugins derive (reference classifiers,
+# pretrained encoders) and the measured speed choices are keyed by the data's fingerprint and their
+# recipe, so every test that trains on the same data reuses them, as the runs of one user do. Set once
+# by the process that starts the run and inherited by pytest-xdist's workers and by subprocesses.
+os.environ["AEFRAME_CACHE"] = os.environ.get("AEFRAME_TEST_RUN_CACHE") or tempfile.mkdtemp(prefix="aeframe-test-cache-")
+os.environ["AEFRAME_TEST_RUN_CACHE"] = os.environ["AEFRAME_CACHE"]
 
-TINY_SHAPES = "shapes[train=512,test=128]"
+# Under pytest-xdist (`-n 2`), one torch thread per worker (and per process it starts): two workers with
+# two threads each on two cores would wait for each other's threads, and every cell would measure, and
+# record, a busy machine. Set before anything imports torch, which reads it once.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# The tests' usual dataset, and aeframe validate's: one reference classifier serves all their cells.
+TINY_SHAPES = "shapes[train=256,test=64]"
 
 
 @pytest.fixture(scope="session")
@@ -84,11 +95,11 @@ def metric_set(registry):
 
 @pytest.fixture(scope="session")
 def workspace(registry, tmp_path_factory):
-    """A data directory with nothing in it and a private cache, loading datasets from ``registry``."""
+    """A data directory with nothing in it and the run's cache, loading datasets from ``registry``."""
     from aeframe.data.loading import make_workspace
 
     root = tmp_path_factory.mktemp("workspace")
-    return make_workspace(registry, root / "data", root / "cache", lambda _: None)
+    return make_workspace(registry, root / "data", Path(os.environ["AEFRAME_CACHE"]), lambda _: None)
 
 
 @dataclass
@@ -125,6 +136,27 @@ def cli(monkeypatch):
         return Ran(result.exit_code, result.stdout, stderr)
 
     return run
+
+
+# The files that take longest, longest first: collected first, so that with -n the workers start on them
+# and the run does not end with one worker alone on a long file (the order of the tests in a file is kept).
+LONGEST_FILES = ("test_gpu_check.py", "test_speed_choice.py", "test_ray_executor.py", "test_ray_faults.py",
+                 "test_validate.py", "test_feature_loss.py", "test_builtin_combinations.py", "test_resnet.py",
+                 "test_executors.py", "test_speed.py", "test_lr_find.py", "test_cli_errors.py", "test_data_identity.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's: without it, nothing calls it
+def pytest_xdist_make_scheduler(config, log):
+    """With -n (pytest-xdist), each test file goes to one worker whole, so that a module's fixtures (a Ray
+    cluster, a trained classifier, the GPU check's smoke run) are made once, not once per worker."""
+    from xdist.scheduler import LoadFileScheduling
+
+    return LoadFileScheduling(config, log)
 
 
 # Tests marked `cuda` run the GPU paths. Without a GPU they are skipped; the GPU check

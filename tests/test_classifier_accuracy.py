@@ -1,5 +1,6 @@
 """The reference classifier behind "Classifier Accuracy" and its "Original Image" value."""
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -9,27 +10,31 @@ from aeframe import CellContext, Metric
 from aeframe.training.metric_set import MetricSet
 from aeframe_builtins.metrics import reference_classifier
 from aeframe_builtins.metrics.classifier_accuracy import ClassifierAccuracy
-from aeframe_builtins.datasets.shapes import Shapes, generate
+from aeframe_builtins.datasets.shapes import CLASSES, Shapes, generate
+from conftest import TINY_SHAPES
 
 CPU = torch.device("cpu")
+# The tests' usual dataset, generated as the dataset plugin generates it: its reference classifier, in the
+# run's cache, is the one every bench of it uses (trained once per run).
+SPEC = TINY_SHAPES
 
 
 @pytest.fixture(scope="module")
 def shapes_data():
     from aeframe import ImageData
 
-    return ImageData(train=generate(3000, 0, "train"), test=generate(500, 0, "test"), classes=[str(i) for i in range(10)])
+    return ImageData(train=generate(256, 0, "train"), test=generate(64, 0, "test"), classes=list(CLASSES))
 
 
-def context(data, cache_dir: Path) -> CellContext:
+def context(data, cache_dir: Path, spec: str = SPEC) -> CellContext:
     return CellContext(shape=data.shape, dataset="shapes", num_classes=10, seed=0, device=CPU, data_dir=cache_dir,
-                       cache_dir=cache_dir, load_dataset=lambda text: data, dataset_spec="shapes[train=3000,test=500]")
+                       cache_dir=cache_dir, load_dataset=lambda text: data, dataset_spec=spec)
 
 
 @pytest.fixture(scope="module")
-def trained(shapes_data, tmp_path_factory) -> Path:
-    """A cache directory holding the classifier trained on ``shapes_data`` (trained once for this module)."""
-    cache = tmp_path_factory.mktemp("classifier-cache")
+def trained(shapes_data) -> Path:
+    """The run's cache directory, holding the classifier trained on ``shapes_data`` (once per run)."""
+    cache = Path(os.environ["AEFRAME_CACHE"])
     prepared(shapes_data, cache)
     return cache
 
@@ -55,8 +60,8 @@ def test_the_reference_classifier_is_far_above_chance_and_an_identity_autoencode
     # Reconstructions equal to the originals score exactly the Original Image accuracy.
     assert score(metric, shapes_data.test.images, shapes_data.test.labels) == reference
     details = metric.details()
-    # 3,000 images: 6 epochs would be 66 steps; the recipe's minimum applies.
-    assert details["steps"] == details["recipe"]["min_steps"] and details["train_seconds"] > 0
+    # 256 images: 6 epochs would be 6 steps; the recipe's minimum applies, up to its 100 epochs.
+    assert details["steps"] == 100 and details["batch"] == 256 and details["train_seconds"] > 0
     assert details["about"].startswith("top-1 against the true labels of a CNN") and "from scratch" in details["about"]
 
 
@@ -69,7 +74,7 @@ def test_worse_reconstructions_score_lower(shapes_data, trained):
 
 def test_the_classifier_is_cached_and_reused(shapes_data, trained, monkeypatch):
     first = prepared(shapes_data, trained)
-    assert len(list((trained / "classifier").glob("*.pt"))) == 1
+    assert reference_classifier.cache_paths(trained, SPEC, shapes_data)[0].is_file()
 
     def no_training(*args, **kwargs):
         raise AssertionError("the cached classifier should have been used")
@@ -80,14 +85,16 @@ def test_the_classifier_is_cached_and_reused(shapes_data, trained, monkeypatch):
     assert score(second, shapes_data.test.images, shapes_data.test.labels) == first.details()["reference"]
 
 
-def test_training_leaves_the_cells_random_stream_alone(tmp_path):
+def test_training_leaves_the_cells_random_stream_alone(tmp_path, monkeypatch):
     from aeframe import ImageData
 
-    small = ImageData(train=generate(512, 0, "train"), test=generate(64, 0, "test"), classes=[str(i) for i in range(10)])
+    small = ImageData(train=generate(64, 0, "train"), test=generate(16, 0, "test"), classes=[str(i) for i in range(10)])
+    # A few steps draw from the generators as many do; how well it classifies is not the point here.
+    monkeypatch.setattr(reference_classifier, "training_steps", lambda images: (16, 5))
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    ClassifierAccuracy().prepare(context(small, tmp_path))  # trains: nothing is cached in tmp_path
+    ClassifierAccuracy().prepare(context(small, tmp_path, "shapes[train=64,test=16]"))  # trains: tmp_path is empty
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -103,12 +110,23 @@ def _bench_json(cli, tmp_path, dataset: str, registry=None) -> tuple[dict, str]:
     return table, result.stderr
 
 
-def test_a_small_dataset_gets_a_reference_classifier_clearly_above_chance(tmp_path, cli):
-    # 1,438 training images: 6 epochs were 30 steps, and the classifier predicted one class (0.10).
-    table, stderr = _bench_json(cli, tmp_path, "shapes[train=1438,test=359]")
+@pytest.mark.parametrize("images, batch, steps", [
+    (1438, 256, 300),  # 6 epochs were 30 steps, and the classifier predicted one class (0.10)
+    (256, 256, 100),  # the minimum, up to 100 epochs: past them a few hundred images are memorised
+    (64, 64, 100),
+    (60000, 256, 1404),  # Fashion-MNIST keeps its 6 epochs
+    (1_000_000, 256, 2000),  # and a huge dataset stops at the most a reference needs
+])
+def test_small_datasets_train_the_reference_classifier_for_its_minimum_of_steps(images, batch, steps):
+    assert reference_classifier.training_steps(images) == (batch, steps)
+
+
+def test_a_small_dataset_gets_a_reference_classifier_clearly_above_chance(tmp_path, cli, trained):
+    # Trained on 256 images for the recipe's 100 epochs (with 6 epochs it stayed at chance, 0.10).
+    table, stderr = _bench_json(cli, tmp_path, SPEC)
     reference = table["reference"]["classifier_accuracy"]
     assert reference["reference"] > 0.5  # ten balanced classes: chance is 0.1
-    assert reference["at_chance"] is False and reference["steps"] >= reference["recipe"]["min_steps"]
+    assert reference["at_chance"] is False and reference["steps"] == 100
     assert "not_scored" not in table["rows"][0]
     assert table["rows"][0]["metrics"]["classifier_accuracy"]["mean"] > 0.1
     assert "at chance" not in stderr
@@ -127,9 +145,12 @@ class NoiseLabels(Shapes):
         return data
 
 
-def test_a_reference_classifier_at_chance_is_reported_instead_of_scoring_reconstructions(tmp_path, cli, registry):
+def test_a_reference_classifier_at_chance_is_reported_instead_of_scoring_reconstructions(tmp_path, cli, registry,
+                                                                                          monkeypatch):
     from aeframe.registry.plugins import Registry
 
+    # Random labels: at chance however long it trains, so a short training says so as well as a long one.
+    monkeypatch.setattr(reference_classifier, "training_steps", lambda images: (64, 20))
     noisy = Registry(executors=registry.executors,
                      techniques=registry.techniques, datasets={**registry.datasets, "noise-labels": NoiseLabels()},
                      metrics=registry.metrics, plugins=registry.plugins, origin=registry.origin)
@@ -148,3 +169,32 @@ def test_a_reference_classifier_at_chance_is_reported_instead_of_scoring_reconst
     report = cli("report", "--store", "r.sqlite", cwd=tmp_path, registry=noisy)
     baseline_row = next(line for line in report.stdout.splitlines() if line.startswith("| Baseline"))
     assert f"n/a: {mark}" in baseline_row
+
+
+def test_runs_sharing_a_cache_train_a_classifier_once(tmp_path, monkeypatch):
+    """Two runs (or an executor's workers) preparing the same dataset at once: one trains, the other waits
+    for it and loads its classifier, instead of both training the same one."""
+    import threading
+    import time
+
+    from aeframe import ImageData
+
+    small = ImageData(train=generate(64, 0, "train"), test=generate(16, 0, "test"), classes=list(CLASSES))
+    real, trained = reference_classifier.train_reference, []
+
+    def slow_train(data, device, name):
+        trained.append(name)
+        time.sleep(0.5)  # long enough that the other one asks while this one trains
+        return real(data, device, name)
+
+    monkeypatch.setattr(reference_classifier, "train_reference", slow_train)
+    monkeypatch.setattr(reference_classifier, "training_steps", lambda images: (16, 3))
+    found = []
+    runs = [threading.Thread(target=lambda: found.append(
+        ClassifierAccuracy().prepare(context(small, tmp_path, "shapes[train=64,test=16]")))) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert trained == ["shapes[train=64,test=16]"] and len(found) == 2
+    assert found[0][1]["reference_accuracy"] == found[1][1]["reference_accuracy"]

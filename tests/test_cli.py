@@ -31,13 +31,13 @@ def test_bench_prints_only_the_table_on_stdout_and_stores_the_cell(tmp_path, cli
         "Params",
     ]
     reference = [c.strip() for c in lines[4].split("|")[1:-1]]
-    assert reference[0] == "Original Image" and 0 <= float(reference[5]) <= 1  # 512 images: a weak classifier
+    assert reference[0] == "Original Image" and 0 <= float(reference[5]) <= 1  # 256 images: a weak classifier
     row = [c.strip() for c in lines[5].split("|")[1:-1]]
     # ‡ follows the epochs when this machine was busy while the cell trained (docs/results.md).
     assert row[0] == "Baseline" and row[7].rstrip("‡") == "1.00" and row[9] == "3,080,629"
     assert "Classifier Accuracy: top-1 against the true labels of a CNN (3 conv3x3-BN-ReLU blocks" in result.stdout
     assert lines[-1].startswith("Budget: 1 epoch per cell")
-    assert "[1/1] Baseline on shapes[train=512,test=128] (seed 0)" in result.stderr
+    assert f"[1/1] Baseline on {TINY_SHAPES} (seed 0)" in result.stderr
     with sqlite3.connect(tmp_path / "r.sqlite") as db:
         assert db.execute("select status, label from cells").fetchall() == [("done", "Baseline")]
 

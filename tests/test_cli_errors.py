@@ -125,8 +125,9 @@ def test_a_cell_failing_on_the_cache_is_an_environment_error_not_the_plugins(tmp
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "classifier").write_text("in the way of the reference classifier's cache")
-    result = cli("bench", "-t", "baseline", "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite", cwd=tmp_path,
-                 env={"AEFRAME_CACHE": str(cache)})
+    # A fixed precision and layout: this cache is new, and what auto would measure is not the point.
+    result = cli("bench", "-t", "baseline", "-d", TINY_SHAPES, "--epochs", "1", "--precision", "fp32",
+                 "--no-channels-last", "--store", "r.sqlite", cwd=tmp_path, env={"AEFRAME_CACHE": str(cache)})
     assert result.returncode == 1
     summary = next(line for line in result.stderr.splitlines() if line.startswith("aeframe: failed: "))
     assert summary.startswith(f"aeframe: failed: Baseline on shapes (seed 0): environment: cannot use {cache / 'classifier'}")

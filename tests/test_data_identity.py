@@ -84,7 +84,7 @@ def two_data_dirs(tmp_path):
     dirs = []
     for seed in (1, 2):
         root = tmp_path / f"data{seed}"
-        write_mnist(root / "MNIST" / "raw", fake_mnist(np.random.default_rng(seed), 256, 64))
+        write_mnist(root / "MNIST" / "raw", fake_mnist(np.random.default_rng(seed), 128, 32))
         dirs.append(root)
     return dirs
 
@@ -94,8 +94,10 @@ def test_a_store_made_from_one_data_dir_is_not_done_for_another(tmp_path, cli, t
     first, second = two_data_dirs
 
     def bench(data_dir):
+        # A cache of its own, to count the classifiers in it; precision and layout fixed, so nothing else is measured.
         result = cli("bench", "-t", "baseline", "-d", "mnist", "--epochs", "1", "--data-dir", str(data_dir),
-                     "--store", "r.sqlite", cwd=tmp_path, env={"AEFRAME_CACHE": str(cache)})
+                     "--precision", "fp32", "--no-channels-last", "--store", "r.sqlite", cwd=tmp_path,
+                     env={"AEFRAME_CACHE": str(cache)})
         assert result.returncode == 0, result.stderr
         return result
 

@@ -47,8 +47,8 @@ def _registry(registry) -> Registry:
 
 def test_nan_mid_epoch_stops_the_cell_within_a_few_steps_and_the_run_exits_1_with_a_summary(tmp_path, cli, registry):
     torch.manual_seed(0)
-    result = cli("bench", "-t", "nan-at-step-4", "-d", LONG_EPOCH, "--epochs", "1", "--store", "r.sqlite",
-                 cwd=tmp_path, registry=_registry(registry))
+    result = cli("bench", "-t", "nan-at-step-4", "-d", LONG_EPOCH, "--epochs", "1", "--no-channels-last",
+                 "--store", "r.sqlite", cwd=tmp_path, registry=_registry(registry))
     assert "Traceback" not in result.stderr
     with sqlite3.connect(tmp_path / "r.sqlite") as db:
         [(status, error, stats)] = db.execute("SELECT status, error, stats FROM cells").fetchall()

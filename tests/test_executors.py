@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_SHAPES, installed_plugin_env, run_cli
+from conftest import TINY_SHAPES, installed_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 ONE_EPOCH = ("--epochs", "1", "--precision", "fp32", "--no-channels-last", "--device", "cpu")
@@ -84,13 +84,20 @@ def _example_executor() -> str:
     return next(b for b in blocks if "def register_executors" in b)
 
 
-def test_the_executor_written_from_the_docs_trains_a_grid_in_worker_processes(tmp_path):
-    env = installed_plugin_env(tmp_path, "aeframe-processes", "process_executor", _example_executor())
-    listed = run_cli("list", "executors", cwd=tmp_path, env=env)
+@pytest.fixture
+def docs_executor(tmp_path, monkeypatch):
+    """The built-ins and the executor docs/plugins.md shows, installed as pip would leave it; its spawned
+    worker processes find it too."""
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "site"))  # where installed_registry installs it
+    yield from installed_registry(tmp_path, monkeypatch, "aeframe-processes", "process_executor", _example_executor())
+
+
+def test_the_executor_written_from_the_docs_trains_a_grid_in_worker_processes(tmp_path, cli, docs_executor):
+    listed = cli("list", "executors", cwd=tmp_path, registry=docs_executor)
     assert "processes: Process pool: the cells in two worker processes" in listed.stdout
 
     grid = ("bench", "-t", "baseline", "-t", "pixel-shuffle", "-d", TINY_SHAPES, *ONE_EPOCH)
-    result = run_cli(*grid, "--executor", "processes", "--store", "p.sqlite", cwd=tmp_path, env=env)
+    result = cli(*grid, "--executor", "processes", "--store", "p.sqlite", cwd=tmp_path, registry=docs_executor)
     assert result.returncode == 0, result.stderr
     assert "training 2 cells on " in result.stderr and "(2 worker processes, 1 thread each)" in result.stderr
     with sqlite3.connect(tmp_path / "p.sqlite") as db:
@@ -99,5 +106,73 @@ def test_the_executor_written_from_the_docs_trains_a_grid_in_worker_processes(tm
     # Each record names the device it trained on: a worker's single thread.
     assert all(json.loads(config)["device"]["name"].endswith("(1 threads)") for _, _, config in rows)
     # The same cells as the local executor plans: its store takes them as done.
-    local = run_cli(*grid, "--store", "p.sqlite", cwd=tmp_path, env=env)
+    local = cli(*grid, "--store", "p.sqlite", cwd=tmp_path, registry=docs_executor)
     assert "2 of 2 cells already done in p.sqlite" in local.stderr
+
+
+# An executor written against the calls of aeframe 0.1.x, before aeframe.executors: orders made from the
+# cells, shipped data, run_order and failed_order, all imported from aeframe. It trains in this process.
+OLD_STYLE = """
+from aeframe import (Executor, ExecutorSession, failed_order, hookimpl, order_of, prepare_metrics, run_order,
+                     shippable, train_cells, unshipped)
+
+
+class OldSession(ExecutorSession):
+    device_type = "cpu"
+
+    def __init__(self, settings):
+        self.dirs = (settings.data_dir, settings.cache_dir)
+
+    def on_cell_device(self, fn):
+        import torch
+
+        return fn(torch.device("cpu"))
+
+    def run(self, groups, work):
+        import torch
+
+        cpu = torch.device("cpu")
+        for group in groups:
+            arrays = shippable(group.data)
+            orders = [order_of(cell, work.metrics) for cell in group.cells]
+            prepared = prepare_metrics(orders[0], unshipped(arrays), cpu, *self.dirs)
+            for order in orders[:-1]:
+                yield run_order(order, unshipped(arrays), prepared, cpu, *self.dirs)
+            yield failed_order(orders[-1], "this executor gives up on the last cell")
+        yield from train_cells([], work, cpu)
+
+
+class Old(Executor):
+    name, title, description = "old-style", "Old style", "the executor calls of aeframe 0.1.x"
+
+    def open(self, settings):
+        return OldSession(settings)
+
+
+@hookimpl
+def register_executors(register):
+    register(Old())
+"""
+
+
+@pytest.fixture
+def old_style(tmp_path, monkeypatch):
+    """The built-ins and OLD_STYLE installed; importing it warns that its names moved, naming where to read why."""
+    installing = installed_registry(tmp_path, monkeypatch, "aeframe-old-style", "old_style_executor", OLD_STYLE)
+    with pytest.warns(DeprecationWarning, match="docs/plugins.md, 'Plugins written for aeframe 0.1'"):
+        registry = next(installing)
+    yield registry
+    next(installing, None)
+
+
+def test_an_executor_written_against_the_calls_before_0_2_still_trains(tmp_path, cli, old_style):
+    grid = ("bench", "-t", "baseline", "-d", TINY_SHAPES, "--seeds", "2", *ONE_EPOCH)
+    result = cli(*grid, "--executor", "old-style", "--store", "o.sqlite", cwd=tmp_path, registry=old_style)
+    assert result.returncode == 1  # the cell it gave up on
+    assert "failed: Baseline on shapes (seed 1): this executor gives up on the last cell" in result.stderr
+    with sqlite3.connect(tmp_path / "o.sqlite") as db:
+        rows = dict(db.execute("SELECT seed, status FROM cells"))
+    assert rows == {0: "done", 1: "failed"}
+    # The cell it trained is the local executor's: the same key, taken from the store as done.
+    local = cli(*grid, "--store", "o.sqlite", cwd=tmp_path, registry=old_style)
+    assert "1 of 2 cells already done in o.sqlite" in local.stderr

@@ -24,14 +24,14 @@ class _FailsLater(nn.Module):
 
     def forward(self, x):
         self.calls += 1
-        if self.training and self.calls > 3:
-            raise RuntimeError("kaboom in training step 4")
+        if self.training and self.calls > 1:
+            raise RuntimeError("kaboom in training step 2")
         return self.inner(x)
 
 
 class Kaboom(Technique):
     name, title, base = "kaboom", "Kaboom", "baseline"
-    description = "raises in its fourth training step"
+    description = "raises in its second training step"
 
     def wrap_model(self, model, ctx):
         return _FailsLater(model)
@@ -74,7 +74,7 @@ def _rows(store: Path) -> dict[str, tuple[str, str | None, dict]]:
 
 def test_failing_techniques_are_stored_named_and_summarised_and_the_other_cells_survive(tmp_path, cli, faulty):
     args = ("bench", "-t", "baseline", "-t", "kaboom", "-t", "nan-loss", "-t", "halves", "-t", "pixel-shuffle",
-            "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite")
+            "-d", TINY_SHAPES, "--epochs", "1", "--no-channels-last", "--store", "r.sqlite")
     result = cli(*args, cwd=tmp_path, registry=faulty)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -85,7 +85,7 @@ def test_failing_techniques_are_stored_named_and_summarised_and_the_other_cells_
     # The cells after the failures ran, and the ones before kept their numbers.
     assert rows["Baseline"][2]["mse"] > 0 and rows["Pixel Shuffle"][2]["mse"] > 0
     kaboom_error = rows["Kaboom"][1]
-    assert kaboom_error.startswith("RuntimeError: kaboom in training step 4\nTraceback (most recent call last):")
+    assert kaboom_error.startswith("RuntimeError: kaboom in training step 2\nTraceback (most recent call last):")
     assert "faulty_techniques.py" in kaboom_error  # the traceback reaches into the plugin's own file
     assert rows["NaN Loss"][1] == "training loss became nan by step 1 (epoch 1)"
     assert rows["Halves"][1].splitlines()[0] == (
@@ -94,12 +94,12 @@ def test_failing_techniques_are_stored_named_and_summarised_and_the_other_cells_
 
     # The final summary names each failed cell, its error and whose plugin it came from.
     summary = result.stderr[result.stderr.index("2 of 5 cells failed"):]
-    assert "failed: Kaboom on shapes (seed 0): RuntimeError: kaboom in training step 4; technique 'kaboom' from " \
+    assert "failed: Kaboom on shapes (seed 0): RuntimeError: kaboom in training step 2; technique 'kaboom' from " \
            "plugin 'faulty' (aeframe-faulty 0.1)" in summary
     assert "failed: Halves on shapes (seed 0): AeframeError: technique 'Halves' built a model" in summary
     # The table has the cells that trained, and lists the rest with their reasons.
     assert "| Baseline " in result.stdout and "| Pixel Shuffle " in result.stdout
-    assert "- Kaboom: failed (RuntimeError: kaboom in training step 4)" in result.stdout
+    assert "- Kaboom: failed (RuntimeError: kaboom in training step 2)" in result.stdout
     assert "- NaN Loss: diverged (training loss became nan by step 1 (epoch 1))" in result.stdout
 
     # A rerun takes the finished cells from the store and retries only the others.

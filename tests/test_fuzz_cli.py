@@ -137,7 +137,8 @@ def test_bench_paths(tmp_path, cli, fuzz_registry, option, value):
 def test_environment_variables(tmp_path, cli, fuzz_registry, variable, value):
     if variable == "AEFRAME_CACHE":
         value = str(tmp_path / value)  # the cache is created: keep it in the test's folder
-    result = cli("bench", "-t", "baseline", "-d", "absent", "--store", "r.sqlite", cwd=tmp_path,
+    # A fixed precision: with each value's new cache, --precision auto would measure the probe every time.
+    result = cli("bench", "-t", "baseline", "-d", "absent", "--precision", "fp32", "--store", "r.sqlite", cwd=tmp_path,
                  env={variable: value}, registry=fuzz_registry)
     _sane(result)
 

@@ -254,8 +254,8 @@ def test_old_style_third_party_metrics_work_through_bench(registry, cli, tmp_pat
     legacy = Registry(executors=registry.executors, techniques=registry.techniques, datasets=registry.datasets,
                       metrics={"mae": registry.metrics["mae"], "legacy-mae": LegacyMAE(), "worst-mse": WorstImageMSE()})
     datasets = ["-d", "shapes[train=256,test=64]", "-d", "shapes[train=256,test=64,seed=1]"]
-    result = cli("bench", "-t", "baseline", *datasets, "--seeds", "2", "--epochs", "1", "--store", "r.sqlite",
-                 cwd=tmp_path, registry=legacy)
+    result = cli("bench", "-t", "baseline", *datasets, "--seeds", "2", "--epochs", "1", "--no-channels-last",
+                 "--store", "r.sqlite", cwd=tmp_path, registry=legacy)
     assert result.returncode == 0, result.stderr
     header = next(line for line in result.stdout.splitlines() if line.startswith("| Method"))
     assert [c.strip() for c in header.split("|")[2:5]] == ["MAE", "Legacy MAE", "Worst MSE"]

@@ -36,7 +36,7 @@ def _curves(store_path):
 
 def test_models_with_terms_train_through_bench_and_keep_their_terms_in_every_combination(cli, tmp_path, family):
     result = cli("bench", "-t", "beta-vae", "-t", "beta-vae+l1-loss", "-t", "vq-vae+loss-scale[factor=3]",
-                 "-t", "beta-vae[beta=0]", "-d", TINY, "--epochs", "2", "--store", "r.sqlite",
+                 "-t", "beta-vae[beta=0]", "-d", TINY, "--epochs", "2", "--no-channels-last", "--store", "r.sqlite",
                  cwd=tmp_path, registry=family)
     assert result.returncode == 0, result.stderr
     cells = _curves(tmp_path / "r.sqlite")

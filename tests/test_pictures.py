@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import sys
 from datetime import datetime, timezone
 
 import pytest
@@ -15,7 +16,7 @@ from aeframe.report.leaderboard import leaderboard_page
 from aeframe.report.pictures import ORIGINAL_ROW, _sample_rows, write_figures
 from aeframe.cells.record import CellConfig, CellRecord
 from aeframe.cells.samples import Samples
-from conftest import TINY_SHAPES, run_cli
+from conftest import TINY_SHAPES
 
 
 def _record(label: str, seed: int, shade: int, curve=((1.0, 0.02), (2.0, 0.01)), dataset="shapes",
@@ -114,10 +115,13 @@ def test_the_page_gives_each_datasets_own_protocol(tmp_path):
     assert "| Baseline | 64      | train: 100% at 0.0001" in protocol[fashion:]
 
 
-def test_report_images_and_docs_from_a_real_bench(tmp_path, cli):
-    # A real process: the page repeats the bench command as typed, which only a program run has.
-    bench = ("bench", "-t", "baseline", "-t", "pixel-shuffle", "-d", TINY_SHAPES, "--epochs", "1", "--store", "r.sqlite")
-    assert run_cli(*bench, cwd=tmp_path).returncode == 0
+def test_report_images_and_docs_from_a_real_bench(tmp_path, cli, monkeypatch):
+    # Called in-process, as by a test runner or a notebook: the page repeats the commands aeframe was given,
+    # never the caller's own arguments (it used to take sys.argv whenever argv[0] was a __main__.py).
+    monkeypatch.setattr(sys, "argv", ["/usr/lib/python3/site-packages/pytest/__main__.py", "-q", "-p", "no:cacheprovider"])
+    bench = ("bench", "-t", "baseline", "-t", "pixel-shuffle", "-d", TINY_SHAPES, "--epochs", "1", "--no-channels-last",
+             "--store", "r.sqlite")
+    assert cli(*bench, cwd=tmp_path).returncode == 0
 
     shown = cli("report", "--store", "r.sqlite", "--images", "pics", cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
@@ -138,6 +142,7 @@ def test_report_images_and_docs_from_a_real_bench(tmp_path, cli):
     text = (tmp_path / "site" / "board.md").read_text()
     assert shlex.join(["aeframe", *bench]) in text  # the bench command as a shell takes it
     assert "aeframe report --store r.sqlite --docs site/board.md" in text
+    assert "no:cacheprovider" not in text and "__main__" not in text
     assert "| Baseline " in text and "| Pixel Shuffle " in text and "Original Image" in text
     assert (tmp_path / "site" / "board" / "shapes-mse-vs-time.png").is_file()
     assert "](board/shapes-reconstructions.png)" in text

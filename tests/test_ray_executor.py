@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import ray
+import torch
 
 from conftest import TINY_SHAPES, installed_registry
 
@@ -50,8 +51,9 @@ def test_the_same_cells_give_bit_identical_metrics_with_local_and_ray(tmp_path, 
     grid = ("bench", "-t", "baseline", "-t", "pixel-shuffle", "-d", SMALL, "--seeds", "2", *EPOCHS, "--device", "cpu")
     local = cli(*grid, "--store", "local.sqlite", cwd=tmp_path)
     assert local.returncode == 0, local.stderr
-    # Two CPUs per cell: the same two torch threads as the local run, so the same order of float sums.
-    distributed = cli(*grid, "--store", "ray.sqlite", "--executor", "ray", "--cpus-per-cell", "2", cwd=tmp_path)
+    # As many CPUs per cell as the local run's torch threads, so the same order of float sums.
+    threads = str(torch.get_num_threads())
+    distributed = cli(*grid, "--store", "ray.sqlite", "--executor", "ray", "--cpus-per-cell", threads, cwd=tmp_path)
     assert distributed.returncode == 0, distributed.stderr
 
     here, there = _done(tmp_path / "local.sqlite"), _done(tmp_path / "ray.sqlite")
@@ -60,7 +62,7 @@ def test_the_same_cells_give_bit_identical_metrics_with_local_and_ray(tmp_path, 
         assert there[key]["metrics"] == record["metrics"], record["label"]
         assert there[key]["stats"]["epochs"] == record["stats"]["epochs"]
         assert there[key]["stats"]["placement"]["executor"] == "ray"
-        assert there[key]["stats"]["placement"]["cpus"] == 2
+        assert there[key]["stats"]["placement"]["cpus"] == int(threads)
         assert "placement" not in record["stats"]
 
     # Progress on the driver: a line per finished cell, each followed by the run's count.
@@ -71,14 +73,14 @@ def test_the_same_cells_give_bit_identical_metrics_with_local_and_ray(tmp_path, 
     assert "aeframe: 1 done, " in distributed.stderr and " left" in distributed.stderr
 
     # Same keys, so a store made by one executor resumes with the other.
-    resumed = cli(*grid, "--store", "local.sqlite", "--executor", "ray", "--cpus-per-cell", "2", cwd=tmp_path)
+    resumed = cli(*grid, "--store", "local.sqlite", "--executor", "ray", "--cpus-per-cell", threads, cwd=tmp_path)
     assert resumed.returncode == 0
     assert "4 of 4 cells already done" in resumed.stderr
 
 
 def test_concurrent_cells_are_placed_on_different_gpus_and_record_them(tmp_path, cli):
-    # Cells of 8 s: long enough to overlap even when one waits for a new worker process to start.
-    result = cli("bench", "-t", "baseline", "-d", SMALL, "--seeds", "2", "--epochs", "1000", "--time-budget", "8s",
+    # Cells of 4 s: long enough to overlap even when one waits for a worker process (the module warmed two).
+    result = cli("bench", "-t", "baseline", "-d", SMALL, "--seeds", "2", "--epochs", "1000", "--time-budget", "4s",
                  "--precision", "fp32", "--no-channels-last", "--device", "cpu", "--executor", "ray",
                  "--gpus-per-cell", "1", "--cpus-per-cell", "1", "--store", "r.sqlite", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -99,7 +99,7 @@ def test_planning_a_0_1_0_command_again_does_not_take_the_cells_it_stored(old_st
 def test_a_bench_on_a_0_1_0_store_trains_its_cell_again_and_the_report_shows_it_once(old_store, cli):
     before = {r.key for r in _records(old_store)}
     result = cli("bench", "-t", "baseline", "-d", "shapes[train=256,test=64]", "--epochs", "1", "--precision", "fp32",
-                 "--store", old_store.name, cwd=old_store.parent)
+                 "--no-channels-last", "--store", old_store.name, cwd=old_store.parent)
     assert result.returncode == 0, result.stderr
     assert "already done" not in result.stderr and "[1/1] Baseline" in result.stderr
     [new] = [r for r in _records(old_store) if r.key not in before]

@@ -8,6 +8,7 @@ needs torch, which listing plugins must not import.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
@@ -231,20 +232,36 @@ def at_chance_text(facts: dict[str, Any]) -> str:
     return f"reference classifier at chance ({facts['reference_accuracy']:.2f})"
 
 
+def _cached(weights: Path, facts_file: Path, model: nn.Module, device: torch.device) -> tuple[nn.Module, dict] | None:
+    """The classifier and its facts from the cache, or None when they are not there (or damaged)."""
+    if not (weights.is_file() and facts_file.is_file()):
+        return None
+    try:
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        return model.to(device).eval(), json.loads(facts_file.read_text())
+    except Exception:  # a damaged cache file is trained again, not trusted
+        return None
+
+
 def _load_or_train(context: CellContext) -> tuple[nn.Module, dict[str, Any]]:
     data: ImageData = context.load_dataset(context.dataset_spec)
     weights, facts_file = cache_paths(context.cache_dir, context.dataset_spec, data)
     model = reference_classifier(data.shape[0], len(data.classes))
-    if weights.is_file() and facts_file.is_file():
-        try:
-            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-            return model.to(context.device).eval(), json.loads(facts_file.read_text())
-        except Exception:  # a damaged cache file is trained again, not trusted
-            pass
-    model, facts = train_reference(data, context.device, context.dataset_spec)
+    found = _cached(weights, facts_file, model, context.device)
+    if found is not None:
+        return found
+    # Before training, not after: a cache that cannot be written fails the cell now, not minutes later.
     weights.parent.mkdir(parents=True, exist_ok=True)
-    partial = weights.with_suffix(f".tmp{os.getpid()}")
-    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, partial)
-    partial.replace(weights)  # whole file or none: a killed run leaves no half-written cache
-    facts_file.write_text(json.dumps(facts, indent=2))
+    # One process trains, the others sharing the cache (runs side by side, an executor's workers) wait
+    # for it and load its classifier, instead of each training the same one.
+    with open(weights.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        found = _cached(weights, facts_file, model, context.device)
+        if found is not None:
+            return found
+        model, facts = train_reference(data, context.device, context.dataset_spec)
+        partial = weights.with_suffix(f".tmp{os.getpid()}")
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, partial)
+        partial.replace(weights)  # whole file or none: a killed run leaves no half-written cache
+        facts_file.write_text(json.dumps(facts, indent=2))
     return model.eval(), facts
