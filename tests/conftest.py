@@ -140,9 +140,10 @@ def cli(monkeypatch):
 
 # The files that take longest, longest first: collected first, so that with -n the workers start on them
 # and the run does not end with one worker alone on a long file (the order of the tests in a file is kept).
-LONGEST_FILES = ("test_gpu_check.py", "test_speed_choice.py", "test_ray_executor.py", "test_ray_faults.py",
-                 "test_validate.py", "test_feature_loss.py", "test_builtin_combinations.py", "test_resnet.py",
-                 "test_executors.py", "test_speed.py", "test_lr_find.py", "test_cli_errors.py", "test_data_identity.py")
+LONGEST_FILES = ("test_gpu_check.py", "test_ray_faults.py", "test_ray_executor.py", "test_validate.py",
+                 "test_speed_choice.py", "test_feature_loss.py", "test_builtin_combinations.py", "test_resnet.py",
+                 "test_speed.py", "test_cli_errors.py", "test_executors.py", "test_lr_find.py", "test_data_identity.py",
+                 "test_cli.py", "test_store_safety.py", "test_training.py")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -156,6 +157,8 @@ def pytest_xdist_make_scheduler(config, log):
     cluster, a trained classifier, the GPU check's smoke run) are made once, not once per worker."""
     from xdist.scheduler import LoadFileScheduling
 
+    # In the order collected (longest files first, above), not xdist's default of most tests first.
+    config.option.loadscopereorder = False
     return LoadFileScheduling(config, log)
 
 
@@ -189,3 +192,5 @@ def pytest_runtest_makereport(item, call):
         reason = reason.removeprefix("Skipped: ")
         report.outcome = "failed"
         report.longrepr = f"{REQUIRE_CUDA_ENV}=1, so this CUDA test must run, but it was skipped: {reason}"
+
+

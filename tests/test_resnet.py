@@ -11,7 +11,8 @@ from torchvision.models import resnet34
 
 import aeframe_builtins.techniques.resnet_model as rm
 import aeframe_builtins.techniques.resnet_weights as rw
-from aeframe import ImageData, Preparation, TechniqueUnavailable
+from aeframe import ImageData, TechniqueUnavailable
+from aeframe.contract.technique import Preparation
 from aeframe.errors import CompositionError, SpecError
 from aeframe.planning.plan import resolve_technique
 from aeframe.training.train import _Phases

@@ -1,7 +1,9 @@
 """``aeframe validate``: the built-ins pass, and deliberately broken techniques fail with the right reason."""
 from __future__ import annotations
 
+import os
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -108,7 +110,7 @@ def setting(registry, tmp_path_factory):
     both = Registry(executors=registry.executors,
                     techniques=techniques, datasets=registry.datasets, metrics=registry.metrics)
     root = tmp_path_factory.mktemp("validate")
-    return Setting(both, root / "data", root / "cache")
+    return Setting(both, root / "data", Path(os.environ["AEFRAME_CACHE"]))  # the run's: its classifier is shared
 
 
 def _checks(setting, *names):

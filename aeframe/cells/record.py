@@ -308,7 +308,7 @@ class CellStats:
     cpu_share, cpu_share_measure, gpu_other_processes: how much of the machine the clock had
                       (:mod:`aeframe.speed.contention`); see :attr:`busy`.
     lr_find_seconds, lr_found: ``--lr find``'s range tests, their time and the rates they chose.
-    preparation:      what techniques did outside the budget (:class:`aeframe.Preparation` as JSON).
+    preparation:      what techniques did outside the budget (:class:`aeframe.contract.technique.Preparation` as JSON).
     outside_budget_seconds: the cost of that work, the range test and compilation, when all are known.
     metric_details:   metric name -> its ``details()``.
     placement:        where an executor ran the cell (node, device, reservations, wall-clock span).

@@ -36,7 +36,7 @@ WARM_UP_STEPS = 2
 
 
 @dataclass(frozen=True)
-class Preparation:
+class CellPreparation:
     """What a cell's preparation decided and how long it took."""
 
     speed: Speed  # the run's settings with this cell's layout filled in
@@ -53,7 +53,7 @@ def prepare_cell(
     device: torch.device,
     cache: SpeedCache,
     layout_key: str,
-) -> Preparation:
+) -> CellPreparation:
     """Prepare one cell (see the module's docstring); ``model`` is the technique's, before the settings apply."""
     synchronize(device)
     start = time.perf_counter()
@@ -74,7 +74,7 @@ def prepare_cell(
             layout = LayoutChoice(bool(speed.channels_last), FORCED if not speed.tuned_layout else UNMEASURED)
             chosen = replace(speed, channels_last=layout.channels_last)
     synchronize(device)
-    return Preparation(chosen, layout, time.perf_counter() - start)
+    return CellPreparation(chosen, layout, time.perf_counter() - start)
 
 
 def _warm_up(model: nn.Module, loss_fn: Callable, schedule: Schedule, speed: Speed, data: CellData,

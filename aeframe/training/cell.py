@@ -42,7 +42,7 @@ from aeframe.registry.plugins import Registry
 from aeframe.speed.cache import SpeedCache
 from aeframe.speed.layout import layout_key
 from aeframe.speed.numerics import compiled, prepare_device, speed_model
-from aeframe.speed.preparation import Preparation, prepare_cell
+from aeframe.speed.preparation import CellPreparation, prepare_cell
 from aeframe.training.evaluate import capture_samples, timed_evaluate
 from aeframe.training.metric_set import MetricSet
 from aeframe.training.train import ProgressSink, TrainResult, train
@@ -144,7 +144,7 @@ def _record(spec: CellSpec, started: str, status: str, protocol: Protocol | None
                       samples=samples)
 
 
-def _stats(spec: CellSpec, built: BuiltCell, model: nn.Module, result: TrainResult, prepared: Preparation,
+def _stats(spec: CellSpec, built: BuiltCell, model: nn.Module, result: TrainResult, prepared: CellPreparation,
            context: CellContext, eval_seconds: float = 0.0, details: dict[str, Any] | None = None) -> CellStats:
     """What the cell's training (and evaluation) measured, and what it cost outside its budget."""
     lr_find_seconds = sum(t["seconds"] for t in result.lr_tests) if result.lr_tests else None
