@@ -309,3 +309,27 @@ def test_weights_url_is_torchvisions_imagenet_checkpoint():
     from torchvision.models import ResNet34_Weights
 
     assert WEIGHTS_URL == ResNet34_Weights.IMAGENET1K_V1.url
+
+
+def test_cells_sharing_a_cache_pretrain_the_body_once(tmp_path, monkeypatch):
+    """Two processes (an executor's workers) building the same pretrained cell at once: one pretrains, the
+    other waits for it (ctx.deriving) and reuses its body instead of pretraining it again."""
+    import threading
+    import time
+
+    real, trained = rw.train_classifier_body, []
+
+    def slow_train(*args, **kwargs):
+        trained.append(args[1])
+        time.sleep(0.5)  # long enough that the other one asks while this one trains
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rw, "train_classifier_body", slow_train)
+    contexts = [replace(context(), cache_dir=tmp_path, load_dataset=tiny_shapes([])) for _ in range(2)]
+    runs = [threading.Thread(target=rw.pretrained_on_dataset, args=(ctx, "shapes", 1)) for ctx in contexts]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert trained == ["shapes"]
+    assert sorted(ctx.preparations[0].reused for ctx in contexts) == [False, True]

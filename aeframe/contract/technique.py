@@ -15,10 +15,12 @@ How the parts of several techniques combine (``-t a+b+c``) is :mod:`aeframe.plan
 """
 from __future__ import annotations
 
+import fcntl
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
 from aeframe.contract.params import Param
 
@@ -96,6 +98,20 @@ class CellContext:
         was done (None: not known); ``reused``: done earlier and taken from a cache.
         """
         self.preparations.append(Preparation(what, None if seconds is None else float(seconds), reused))
+
+    @contextmanager
+    def deriving(self, path: Path) -> Iterator[None]:
+        """Hold the cache's lock for the file ``path`` while deriving it (training weights to keep there).
+
+        Processes sharing the cache (runs side by side, an executor's workers) then derive it one at a
+        time: the first does the work, the others wait and, inside the block, should look for the file
+        again before doing it themselves. The folder is made first, so an unwritable cache fails before
+        the work, not after it. The kernel drops the lock when a process dies.
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_name(f"{path.name}.lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
 
 class TechniqueUnavailable(Exception):

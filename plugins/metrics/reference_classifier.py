@@ -8,7 +8,6 @@ needs torch, which listing plugins must not import.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import math
@@ -250,13 +249,8 @@ def _load_or_train(context: CellContext) -> tuple[nn.Module, dict[str, Any]]:
     found = _cached(weights, facts_file, model, context.device)
     if found is not None:
         return found
-    # Before training, not after: a cache that cannot be written fails the cell now, not minutes later.
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    # One process trains, the others sharing the cache (runs side by side, an executor's workers) wait
-    # for it and load its classifier, instead of each training the same one.
-    with open(weights.with_suffix(".lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        found = _cached(weights, facts_file, model, context.device)
+    with context.deriving(weights):
+        found = _cached(weights, facts_file, model, context.device)  # another process may have trained it
         if found is not None:
             return found
         model, facts = train_reference(data, context.device, context.dataset_spec)

@@ -191,28 +191,39 @@ def pretrained_on_dataset(ctx: CellContext, name: str, epochs: int) -> tuple[dic
     path = pretrain_cache_file(ctx.cache_dir, name, data.fingerprint(), ctx.shape, epochs)
     what = (f"pretrained the ResNet34 body as a classifier of {name} ({len(data.train):,} images, "
             f"{epochs} epoch{'s' if epochs != 1 else ''})")
-    if path.is_file():
-        try:
-            state = load_weights_file(path, PRETRAINED)
-        except TechniqueUnavailable:
-            _say(f"cannot read the cached {path}; pretraining again")
-        else:
-            _say(f"using cached {path}")
-            ctx.prepared_outside_budget(what, _cost_of(path), reused=True)
+    state = _cached_body(path, what, ctx)
+    if state is not None:
+        return state, str(path)
+    with ctx.deriving(path):
+        state = _cached_body(path, what, ctx)  # another process sharing the cache may have pretrained it
+        if state is not None:
             return state, str(path)
-    _say(f"pretraining the ResNet34 body as a classifier of {name} ({len(data.train)} images, {epochs} epochs); "
-         f"kept in {path} for later cells")
-    started = time.perf_counter()
-    state = train_classifier_body(data, name, ctx.shape, epochs, ctx.device)
-    seconds = time.perf_counter() - started
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    torch.save(state, partial)
-    os.replace(partial, path)  # atomic: an interrupted run never leaves a truncated cache file
-    # What it cost, for the cells that reuse it: their rows owe it as much as this one.
-    _cost_file(path).write_text(json.dumps({"seconds": seconds}))
+        _say(f"pretraining the ResNet34 body as a classifier of {name} ({len(data.train)} images, {epochs} epochs); "
+             f"kept in {path} for later cells")
+        started = time.perf_counter()
+        state = train_classifier_body(data, name, ctx.shape, epochs, ctx.device)
+        seconds = time.perf_counter() - started
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        torch.save(state, partial)
+        os.replace(partial, path)  # atomic: an interrupted run never leaves a truncated cache file
+        # What it cost, for the cells that reuse it: their rows owe it as much as this one.
+        _cost_file(path).write_text(json.dumps({"seconds": seconds}))
     ctx.prepared_outside_budget(what, seconds)
     return state, str(path)
+
+
+def _cached_body(path: Path, what: str, ctx: CellContext) -> dict | None:
+    """The pretrained body kept at ``path``, reported as reused work; None when it is not there or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        state = load_weights_file(path, PRETRAINED)
+    except TechniqueUnavailable:
+        _say(f"cannot read the cached {path}; pretraining again")
+        return None
+    _say(f"using cached {path}")
+    ctx.prepared_outside_budget(what, _cost_of(path), reused=True)
+    return state
 
 
 def _cost_file(path: Path) -> Path:
