@@ -65,6 +65,16 @@ def _not_blank(ctx, param, value):
     return value
 
 
+def _cells_per_device(ctx, param, value):
+    """--cells-per-device: a whole number of at least 1, or auto."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    if not text.isdigit() or int(text) < 1:
+        raise click.BadParameter(f"{value!r} is neither a whole number of at least 1 nor auto")
+    return int(text)
+
+
 def _shard(ctx, param, value):
     """``K/N`` -> (K, N), 1 <= K <= N."""
     if value is None:
@@ -208,9 +218,12 @@ def _directories(ctx: click.Context, data_dir: Path | None, cache: bool = True) 
               help="Numeric precision of the forward pass (autocast; the loss and metrics stay fp32). "
                    "auto: the device kind's measured default, see docs/speed.md.")
 @click.option("--channels-last/--no-channels-last", "channels_last", default=None,
-              help="Keep images and conv weights in channels_last memory [default: per device kind].")
+              help="Keep images and conv weights in channels_last memory [default: measured per technique].")
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile each model; compile time is reported apart from training time.")
+@click.option("--cuda-graphs/--no-cuda-graphs", "graphs", default=None,
+              help="Capture each training step in a CUDA graph and replay it; a step that cannot be captured "
+                   "trains eagerly, with the reason recorded [default: measured per technique, the faster].")
 @click.option("--data-dir", type=_Path(file_okay=False, path_type=Path), envvar="AEFRAME_DATA",
               help="Where datasets live [env AEFRAME_DATA; default: the per-user cache].")
 @click.option("--store", "store_path", type=_Path(dir_okay=False, path_type=Path), envvar="AEFRAME_STORE",
@@ -229,6 +242,12 @@ def _directories(ctx: click.Context, data_dir: Path | None, cache: bool = True) 
 @click.option("--cpus-per-cell", type=click.IntRange(min=1), metavar="N",
               help="CPUs Ray reserves per cell, and torch's threads on CPU cells [default: a whole node for CPU "
                    "cells, 1 for GPU cells]. --executor ray only.")
+@click.option("--cells-per-device", callback=_cells_per_device, default="1", show_default=True, metavar="N|auto",
+              help="Train N cells at once on the device, in worker processes, where one leaves it mostly idle; "
+                   "auto: as many as the GPU's measured busy share, its memory and the CPU's cores allow (1 on a "
+                   "CPU). Each row's first seed trains alone first and gives the table its times; the packed "
+                   "cells' times are stored but left out. Needs --epochs (a time budget would measure the "
+                   "neighbours). --executor local only.")
 @click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
               help="How often a cell whose worker process died (killed, out of memory, node lost) is started "
                    "again; a technique that raises is not retried. --executor ray only.")
@@ -245,8 +264,8 @@ def _directories(ctx: click.Context, data_dir: Path | None, cache: bool = True) 
                    "combine their stores with aeframe merge).")
 @click.pass_context
 def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, device, precision, channels_last, compile_,
-          data_dir, store_path, output, fmt, rerun, executor, address, gpus_per_cell, cpus_per_cell, retries,
-          combinations, stand_ins, shard) -> None:
+          graphs, data_dir, store_path, output, fmt, rerun, executor, address, gpus_per_cell, cpus_per_cell, retries,
+          cells_per_device, combinations, stand_ins, shard) -> None:
     """Train techniques on datasets under a budget, store every cell, print the comparison tables.
 
     Cells already done with the same configuration are taken from the store, so re-running a
@@ -262,7 +281,7 @@ def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, devic
     given = {name for name in PLACEMENT_OPTIONS
              if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
     placement = ExecutorSettings(address=address, gpus_per_cell=gpus_per_cell, cpus_per_cell=cpus_per_cell,
-                                 retries=retries, given=given)
+                                 cells_per_device=cells_per_device, retries=retries, given=given)
     data_dir = _directories(ctx, data_dir)
     request = BenchRequest(
         techniques=list(techniques),
@@ -278,6 +297,7 @@ def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, devic
         precision=precision,
         channels_last=channels_last,
         compile=compile_,
+        graphs=graphs,
         command=_command_line(ctx),
         executor=executor,
         placement=placement,

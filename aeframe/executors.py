@@ -22,6 +22,8 @@ _EXPORTS = {
     "train_cell": "aeframe.execution.remote",
     "warm_up": "aeframe.execution.remote",
     "RunProgress": "aeframe.execution.progress",
+    "CellPool": "aeframe.execution.pool",
+    "cells_per_device_auto": "aeframe.execution.pool",
     "resolve_device": "aeframe.execution.environment",
     "UsageProblem": "aeframe.errors",
 }

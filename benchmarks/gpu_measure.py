@@ -9,6 +9,10 @@ busy machine. So the peak and the FLOP counts run here, and this process ends be
       the GPU's description and its bf16 peak (datasheet and measured)
   gpu_measure.py flops --device D --dataset X --cache-dir DIR [--data-dir DIR] -t T ... --out FILE
       training FLOPs per image of each technique; a technique that fails is reported, the rest counted
+  gpu_measure.py graphs --device D --dataset X --cache-dir DIR --precision P --rounds N -t T ... --out FILE
+      per technique, one epoch's images/s three ways, interleaved in rounds after an untimed one:
+      aeframe eager, aeframe graphed (--cuda-graphs), and a plain PyTorch loop captured by hand
+      (benchmarks/speed_loops.py); a way that cannot run says why
 """
 from __future__ import annotations
 
@@ -87,11 +91,68 @@ def flops(args: argparse.Namespace) -> dict[str, Any]:
     return found
 
 
+def graphs(args: argparse.Namespace) -> dict[str, Any]:
+    from statistics import median
+
+    from aeframe.cells.settings import Speed
+    from aeframe.data.loading import default_data_dir, make_workspace
+    from aeframe.execution.environment import resolve_device
+    from aeframe.planning.plan import resolve_dataset, resolve_technique
+    from aeframe.registry.plugins import build_registry
+    from aeframe.speed.graphs import GraphUnavailable
+    from speed_cells import build_fresh, cell_context, load_bench_data
+    from speed_loops import aeframe_loop, plain_graphed_loop
+
+    device = resolve_device(args.device)
+    registry = build_registry(autoload=False)
+    choice = resolve_dataset(args.dataset, registry)
+    workspace = make_workspace(registry, default_data_dir(), Path(args.cache_dir),
+                               lambda text: print(text, file=sys.stderr))
+    data = load_bench_data(choice, device, workspace)
+    speed = Speed(args.precision, False)
+    ways = {"eager": lambda cell: aeframe_loop(cell, data),
+            "graphed": lambda cell: aeframe_loop(cell, data, graphed=True),
+            "plain_graphed": lambda cell: plain_graphed_loop(cell, data)}
+    found: dict[str, Any] = {}
+    for technique in args.technique:
+        composition = resolve_technique(technique, registry)
+        context = cell_context(data, choice, workspace)
+        rates: dict[str, list[float]] = {way: [] for way in ways}
+        reasons: dict[str, str] = {}
+        try:
+            for round_ in range(args.rounds + 1):  # round 0 pays each way's one-off set-up, untimed
+                order = list(ways)[round_ % len(ways):] + list(ways)[:round_ % len(ways)]
+                for way in order:
+                    if way in reasons:
+                        continue
+                    cell = build_fresh(composition, context, speed)
+                    try:
+                        run = ways[way](cell)
+                    except GraphUnavailable as exc:
+                        reasons[way] = str(exc)
+                        continue
+                    if round_:
+                        rates[way].append(run.images_per_second)
+        except Exception as exc:  # one technique's failure must not cost the others their figures
+            found[technique] = {"error": f"{type(exc).__name__}: {exc}"}
+            continue
+        rate = {way: median(values) if values else None for way, values in rates.items()}
+        found[technique] = {
+            "images_per_second": rate,
+            "graphed_vs_eager": rate["graphed"] / rate["eager"] if rate["graphed"] and rate["eager"] else None,
+            "graphed_vs_plain_graphed": (rate["graphed"] / rate["plain_graphed"]
+                                         if rate["graphed"] and rate["plain_graphed"] else None),
+            "unavailable": reasons,
+        }
+    return {"dataset": args.dataset, "training_images": len(data.cells.train), "precision": args.precision,
+            "rounds": args.rounds, "techniques": found}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpu_measure", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("peak", "flops"):
+    for name in ("peak", "flops", "graphs"):
         command = commands.add_parser(name)
         command.add_argument("--device", required=True)
         command.add_argument("--out", type=Path, required=True)
@@ -101,8 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     flop_args.add_argument("--cache-dir", required=True)
     flop_args.add_argument("--data-dir", default=None)
     flop_args.add_argument("-t", "--technique", action="append", required=True)
+    graph_args = commands.choices["graphs"]
+    graph_args.add_argument("--dataset", required=True)
+    graph_args.add_argument("--cache-dir", required=True)
+    graph_args.add_argument("--precision", required=True)
+    graph_args.add_argument("--rounds", type=int, default=2)
+    graph_args.add_argument("-t", "--technique", action="append", required=True)
     args = parser.parse_args(argv)
-    found = peak(args) if args.command == "peak" else flops(args)
+    found = {"peak": peak, "flops": flops, "graphs": graphs}[args.command](args)
     args.out.write_text(json.dumps(found, indent=2) + "\n")
     return 0
 

@@ -27,6 +27,8 @@ from aeframe.cells.budget import Budget
 from aeframe.speed.numerics import speed_model
 from aeframe.contract.schedule import Phase, Schedule
 from aeframe.cells.settings import Speed
+from aeframe.speed.graphs import GRAPHED, GraphUnavailable
+from aeframe.speed.step_mode import FORCED, StepChoice
 from aeframe.training.train import train
 
 from speed_cells import BenchData, FreshCell
@@ -100,11 +102,61 @@ class _Step:
             self.scaler.update()
 
 
-def aeframe_loop(cell: FreshCell, data: BenchData) -> LoopRun:
+def aeframe_loop(cell: FreshCell, data: BenchData, graphed: bool = False) -> LoopRun:
+    """aeframe's ``train()``, eager or (``graphed``) with its steps captured in CUDA graphs; a step that
+    could not be captured raises GraphUnavailable with aeframe's reason."""
     model = speed_model(cell.model, cell.speed, data.device)
+    step = StepChoice(GRAPHED, FORCED) if graphed else StepChoice()
     result = train(model, cell.loss, cell.schedule, data.cells.train, data.cells.test, Budget(epochs=1),
-                   cell.context, cell.generator(), speed=cell.speed)
+                   cell.context, cell.generator(), speed=cell.speed, step=step)
+    if graphed and result.step_mode != GRAPHED:
+        raise GraphUnavailable(result.step_reason or "aeframe stepped eagerly")
     return LoopRun(result.steps, result.steps * cell.schedule.batch_size, result.train_seconds)
+
+
+def plain_graphed_loop(cell: FreshCell, data: BenchData) -> LoopRun:
+    """(b) captured by hand, as PyTorch's CUDA graphs documentation captures a whole network: per phase a
+    static input, three warm-up steps on a side stream, one capture of forward, loss, backward and a
+    capturable optimizer's step, then a copy and a replay per step. Capturing is not timed (aeframe
+    keeps it off its clock too); each phase keeps its peak rate, as in (b)."""
+    model, loss_fn, schedule, device = cell.model, cell.loss, cell.schedule, data.device
+    if device.type != "cuda":
+        raise GraphUnavailable("CUDA graphs need a CUDA GPU")
+    split, batch = data.cells.train, schedule.batch_size
+    steps = len(split) // batch
+    starts = phase_starts(schedule, steps)
+    views = [split.view(phase.image_size) for phase in schedule.phases]
+    generator = cell.generator()
+    model.train()
+    layout = torch.channels_last if cell.speed.channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
+    cast = torch.autocast(device.type, dtype=cell.speed.dtype, enabled=cell.speed.precision != "fp32",
+                          cache_enabled=False)
+    optimizer = graph = static = started = None
+    images = views[0]
+    order = torch.randperm(len(split), generator=generator, device=device)[: steps * batch].view(steps, batch)
+    seconds = 0.0
+    for step, indices in enumerate(order):
+        if step in starts:
+            if started is not None:
+                synchronize(device)
+                seconds += time.perf_counter() - started
+            optimizer = enter_phase(schedule.phases[starts[step]], schedule, model, optimizer)
+            for group in optimizer.param_groups:
+                group["capturable"] = True  # as if built with capturable=True
+            images = views[starts[step]]
+            static = images[indices].float().div_(255).contiguous(memory_format=layout)
+            graph = _captured(model, loss_fn, optimizer, static, cast, device)
+            synchronize(device)
+            started = time.perf_counter()
+        x = images[indices].float().div_(255)
+        if schedule.augment is not None:
+            x = schedule.augment(x, generator)
+        static.copy_(x)
+        graph.replay()
+    synchronize(device)
+    seconds += time.perf_counter() - started
+    return LoopRun(steps, steps * batch, seconds)
 
 
 def plain_loop(cell: FreshCell, data: BenchData) -> LoopRun:
@@ -131,6 +183,28 @@ def plain_loop(cell: FreshCell, data: BenchData) -> LoopRun:
         step_once(x, optimizer)
     synchronize(device)
     return LoopRun(steps, steps * batch, time.perf_counter() - started)
+
+
+def _captured(model: nn.Module, loss_fn, optimizer: torch.optim.Optimizer, static: torch.Tensor, cast,
+              device: torch.device) -> torch.cuda.CUDAGraph:
+    def whole_step() -> None:
+        with cast:
+            loss = loss_fn(model(static).float(), static)
+        loss.backward()
+        optimizer.step()
+
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            optimizer.zero_grad(set_to_none=True)
+            whole_step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    optimizer.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        whole_step()
+    return graph
 
 
 def study_loader(data: BenchData, batch: int, workers: int, seed: int) -> DataLoader:

@@ -143,7 +143,7 @@ def cli(monkeypatch):
 LONGEST_FILES = ("test_gpu_check.py", "test_ray_faults.py", "test_ray_executor.py", "test_validate.py",
                  "test_speed_choice.py", "test_feature_loss.py", "test_builtin_combinations.py", "test_resnet.py",
                  "test_speed.py", "test_cli_errors.py", "test_executors.py", "test_lr_find.py", "test_data_identity.py",
-                 "test_cli.py", "test_store_safety.py", "test_training.py")
+                 "test_cli.py", "test_store_safety.py", "test_training.py", "test_pool.py")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -160,6 +160,31 @@ def pytest_xdist_make_scheduler(config, log):
     # In the order collected (longest files first, above), not xdist's default of most tests first.
     config.option.loadscopereorder = False
     return LoadFileScheduling(config, log)
+
+
+_head_start: subprocess.Popen | None = None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session) -> None:
+    """Under -n, the controller (which runs no tests) trains the run's first cell of the tests' dataset in
+    the background while the workers start: its reference classifier (and speed choices, at one thread
+    as the workers measure them) land in the run's cache. Every worker's first tests need them; without this, one worker trains them on one thread
+    while the other waits for the lock."""
+    global _head_start
+    if os.environ.get("PYTEST_XDIST_WORKER") or not getattr(session.config.option, "numprocesses", None):
+        return
+    scratch = tempfile.mkdtemp(prefix="aeframe-test-head-start-")
+    _head_start = subprocess.Popen(
+        [str(Path(sys.executable).with_name("aeframe")), "bench", "-t", "baseline", "-d", TINY_SHAPES, "--epochs",
+         "1", "--store", "r.sqlite"], cwd=scratch, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # One thread, as the workers have: the classifier's weights are then those a worker would train.
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def pytest_sessionfinish(session) -> None:
+    if _head_start is not None and _head_start.poll() is None:
+        _head_start.kill()
 
 
 # Tests marked `cuda` run the GPU paths. Without a GPU they are skipped; the GPU check

@@ -119,8 +119,11 @@ def _spin_seconds(cycles: int) -> float:
     return began.elapsed_time(ended) / 1000
 
 
-def _bench(cli, tmp_path, registry, *args: str):
-    return cli("bench", "--device", "cuda", "--store", "r.sqlite", *args, cwd=tmp_path, registry=registry)
+def _bench(cli, tmp_path, registry, *args: str, graphs: bool = False):
+    # The probe counts steps and switches to NaN from Python: a CUDA graph replays its first step's
+    # kernels without calling Python, so the probe's cells step eagerly unless a test is about graphs.
+    eager = () if graphs else ("--no-cuda-graphs",)
+    return cli("bench", "--device", "cuda", "--store", "r.sqlite", *eager, *args, cwd=tmp_path, registry=registry)
 
 
 @pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
@@ -281,3 +284,44 @@ def test_the_layout_is_measured_on_the_gpu_for_every_phase(tmp_path, cli, regist
     assert set(rates) == {"contiguous", "channels_last"} and all(r > 0 and math.isfinite(r) for r in rates.values())
     assert stats["memory_format"] == max(rates, key=rates.get)
     assert stats["prepare_seconds"] > 0
+
+
+def test_a_graphed_cell_computes_what_the_eager_cell_does_with_capture_off_the_clock(tmp_path, cli, registry):
+    common = ("-t", "baseline", "-d", TINY, "--epochs", "2", "--precision", "fp32", "--no-channels-last")
+    for flag in ("--cuda-graphs", "--no-cuda-graphs"):
+        folder = tmp_path / flag.strip("-")
+        folder.mkdir()
+        result = _bench(cli, folder, registry, *common, flag, graphs=True)
+        assert result.returncode == 0, result.stderr
+    graphed = _only_record(tmp_path / "cuda-graphs" / "r.sqlite")
+    eager = _only_record(tmp_path / "no-cuda-graphs" / "r.sqlite")
+    assert graphed.stats["step_mode"] == "graphed", graphed.stats.get("step_reason")
+    assert eager.stats["step_mode"] == "eager" and graphed.stats["capture_seconds"] > 0
+    assert graphed.stats["steps"] == eager.stats["steps"]
+    # Capturable AdamW rounds its bias corrections on the device: the same training up to rounding.
+    assert graphed.metrics["mse"] == pytest.approx(eager.metrics["mse"], rel=0.02)
+    for mine, theirs in zip(graphed.curve, eager.curve):
+        assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=0.02)
+
+
+def test_progressive_resizing_replays_a_graph_at_each_image_size(tmp_path, cli, registry):
+    result = _bench(cli, tmp_path, registry, "-t", "progressive-resizing", "-d", TINY, "--epochs", "2",
+                    "--precision", "bf16", "--cuda-graphs", graphs=True)
+    assert result.returncode == 0, result.stderr
+    record = _only_record(tmp_path / "r.sqlite")
+    assert record.status == "done" and record.stats["step_mode"] == "graphed", record.stats.get("step_reason")
+    assert math.isfinite(record.metrics["mse"]) and record.stats["capture_seconds"] > 0
+    assert record.stats["graphs_captured"] == 2  # one per image size, each captured once
+
+
+def test_the_step_mode_is_measured_per_technique_then_cached(tmp_path, cli, registry):
+    args = ("-t", "baseline", "-d", TINY, "--epochs", "1", "--precision", "bf16")
+    assert _bench(cli, tmp_path, registry, *args, graphs=True).returncode == 0
+    assert _bench(cli, tmp_path, registry, *args, "--seeds", "2", graphs=True).returncode == 0
+    first, second = (r.stats for r in _records(tmp_path / "r.sqlite"))
+    assert first["step_source"] in ("measured", "measured on a busy machine")
+    rates = first["step_images_per_second"]
+    assert set(rates) == {"eager", "graphed"} and all(r > 0 and math.isfinite(r) for r in rates.values())
+    assert first["step_mode"] == ("graphed" if rates["graphed"] >= 1.05 * rates["eager"] else "eager")
+    if first["step_source"] == "measured":
+        assert second["step_source"] == "cached" and second["step_mode"] == first["step_mode"]

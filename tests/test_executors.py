@@ -25,11 +25,12 @@ def test_list_executors_says_what_each_does_and_whether_it_can_run_here(tmp_path
     listed = cli("list", "executors", "--json", cwd=tmp_path)
     assert listed.returncode == 0
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
-    assert rows["local"]["available"] and rows["local"]["options"] == []
+    assert rows["local"]["available"] and rows["local"]["options"] == ["--cells-per-device"]
     assert rows["ray"]["available"]  # the README's test command installs aeframe[ray]
     assert rows["ray"]["options"] == ["--ray-address", "--gpus-per-cell", "--cpus-per-cell", "--retries"]
     text = cli("list", "executors", cwd=tmp_path).stdout
-    assert text.startswith("local: Local: every cell one after another in this process, on --device\n    available\n")
+    assert text.startswith("local: Local: every cell one after another in this process, on --device; with "
+                           "--cells-per-device N, N at once in worker processes\n    available; options --cells-per-device\n")
 
 
 @pytest.mark.parametrize("option, value", [("--gpus-per-cell", "1"), ("--cpus-per-cell", "2"),

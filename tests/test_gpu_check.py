@@ -18,7 +18,7 @@ from dataset_files import fake_mnist, write_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "gpu-check.sh"
-STEPS = ["peak", "protocol", "flops", "tests", "benchmarks", "ray"]
+STEPS = ["peak", "graphs", "protocol", "flops", "tests", "benchmarks", "ray"]
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU, run benchmarks/gpu-check.sh itself")
 
@@ -59,7 +59,8 @@ def test_help_gives_the_device_machines_command(tmp_path):
     assert "/opt/torch/.venv/bin/python3 -m pip install --no-deps --no-build-isolation -e ." in done.stdout
     assert "PYTHON=/opt/torch/.venv/bin/python3 bash benchmarks/gpu-check.sh --data-dir .gpu-data" in done.stdout
     assert "cp /usr/share/datasets/fashion-mnist/*.gz .gpu-data/" in done.stdout
-    assert "--only peak --only protocol --only flops" in done.stdout and "benchmarks/pack-ray.sh" in done.stdout
+    assert "--only peak --only graphs --only protocol --only flops" in done.stdout
+    assert "benchmarks/pack-ray.sh" in done.stdout
 
 
 def test_smoke_run_passes_every_step_and_writes_one_json(passed):
@@ -90,6 +91,31 @@ def test_smoke_run_passes_every_step_and_writes_one_json(passed):
     assert "ray: Baseline seed 0: done on cpu" in done.stdout
     for name in STEPS:
         assert f"] {name}: ok in " in done.stderr
+
+
+def test_smoke_run_measures_eager_steps_and_says_why_graphs_cannot_run_here(passed):
+    done, doc = passed
+    graphs = doc["graphs"]
+    assert graphs["precision"] == "fp32" and graphs["rounds"] == 1
+    assert list(graphs["techniques"]) == ["baseline", "progressive-resizing"]
+    for found in graphs["techniques"].values():
+        assert found["images_per_second"]["eager"] > 0
+        assert found["images_per_second"]["graphed"] is None and found["graphed_vs_eager"] is None
+        assert found["unavailable"]["graphed"].startswith("capturing the step failed (")
+        assert found["unavailable"]["plain_graphed"] == "CUDA graphs need a CUDA GPU"
+    assert "graphs: baseline: images/s eager " in done.stdout
+
+
+def test_smoke_run_trains_the_protocols_seeds_packed_and_times_the_ones_alone(passed):
+    done, doc = passed
+    command = doc["steps"]["protocol"]["command"]
+    assert command[command.index("--seeds") + 1] == "2" and command[command.index("--cells-per-device") + 1] == "2"
+    assert "--stand-ins" in command
+    for row in doc["techniques"]:
+        assert row["seeds_done"] == 2 and row["seeds_packed"] == 1
+        assert "packed" not in row["stats"]  # the row's times are those of the seed that trained alone
+    assert doc["protocol_seconds"] > 0 and doc["goal_protocol_seconds"] is None
+    assert "the protocol, 2 techniques x 2 seeds x 1 epoch(s), command to table: " in done.stdout
 
 
 def test_smoke_run_reports_each_technique_with_its_flops_and_share_of_the_peak(passed):
@@ -125,12 +151,13 @@ def test_a_failing_step_fails_the_check_loudly_and_the_others_still_run(tmp_path
     # A CUDA test that cannot run fails under AEFRAME_REQUIRE_CUDA=1; a data directory that does not exist
     # fails the protocol.
     # (The smoke run above shows flops, benchmarks and ray passing; here the steps around the failures.)
-    done, doc = smoke(tmp_path, "--data-dir", str(tmp_path / "nowhere"), "--skip", "flops", "--skip", "benchmarks",
-                      "--skip", "ray", env={"AEFRAME_REQUIRE_CUDA": "1"})
+    done, doc = smoke(tmp_path, "--data-dir", str(tmp_path / "nowhere"), "--skip", "graphs", "--skip", "flops",
+                      "--skip", "benchmarks", "--skip", "ray", env={"AEFRAME_REQUIRE_CUDA": "1"})
     assert done.returncode == 1
     assert doc["ok"] is False and doc["failed_steps"] == ["protocol", "tests"]
     assert {name: step["status"] for name, step in doc["steps"].items()} == {
-        "peak": "ok", "protocol": "failed", "flops": "skipped (asked for)", "tests": "failed",
+        "peak": "ok", "graphs": "skipped (asked for)", "protocol": "failed", "flops": "skipped (asked for)",
+        "tests": "failed",
         "benchmarks": "skipped (asked for)", "ray": "skipped (asked for)"}
     assert doc["tests"]["errors"] == doc["tests"]["total"] >= 8
     assert all(row["status"] == "not run" for row in doc["techniques"])
@@ -156,11 +183,11 @@ def test_only_runs_the_steps_named_and_commit_names_the_commit(tmp_path):
 
 
 def test_steps_are_held_to_their_time_limits_and_the_checks_budget(tmp_path):
-    done, doc = smoke(tmp_path, "--skip", "peak", "--skip", "tests", "--skip", "flops", "--skip", "ray",
-                      "--timeout", "protocol=2", "--max-seconds", "12")
+    done, doc = smoke(tmp_path, "--skip", "peak", "--skip", "graphs", "--skip", "tests", "--skip", "flops", "--skip",
+                      "ray", "--timeout", "protocol=2", "--max-seconds", "12")
     assert done.returncode == 1
     steps = doc["steps"]
-    assert {steps[name]["status"] for name in ("peak", "tests", "flops", "ray")} == {"skipped (asked for)"}
+    assert {steps[name]["status"] for name in ("peak", "graphs", "tests", "flops", "ray")} == {"skipped (asked for)"}
     assert steps["protocol"]["problems"] == ["stopped after its time limit of 2 s", "baseline: no result in the store",
                                              "progressive-resizing: no result in the store"]
     assert steps["protocol"]["seconds"] >= 2  # held to its limit; no upper bound, which a loaded machine would break

@@ -305,6 +305,15 @@ class CellStats:
     memory_format, layout_source, layout_images_per_second: the memory layout trained in, how it was
                       decided, and the rates measured for each layout (:mod:`aeframe.speed.layout`).
     compile_seconds:  the first compilation of ``--compile``, off the clock.
+    step_mode, step_source, step_images_per_second, step_reason: whether the steps were eager or
+                      replayed from a CUDA graph, how that was decided, the rates measured for each,
+                      and why the step is eager where a graph was asked for or tried
+                      (:mod:`aeframe.speed.step_mode`).
+    device_busy_share: the share of a step's time the GPU spent in kernels, measured on a rehearsal
+                      (:mod:`aeframe.speed.utilisation`); ``--cells-per-device auto`` packs by it.
+    gpu_peak_memory:  the most GPU memory (bytes) the cell's process had allocated while it trained.
+    capture_seconds, graphs_captured: capturing the CUDA graphs (one per phase that brings a new
+                      image size or optimizer), off the clock, and how many there were.
     cpu_share, cpu_share_measure, gpu_other_processes: how much of the machine the clock had
                       (:mod:`aeframe.speed.contention`); see :attr:`busy`.
     lr_find_seconds, lr_found: ``--lr find``'s range tests, their time and the rates they chose.
@@ -313,6 +322,8 @@ class CellStats:
     metric_details:   metric name -> its ``details()``.
     placement:        where an executor ran the cell (node, device, reservations, wall-clock span).
     stand_in:         for an offline stand-in (``--stand-ins``), what differs from the row it stands in for.
+    packed:           how many cells shared the device while this one trained (``--cells-per-device``);
+                      its times measured its neighbours too, so the tables leave them out.
     """
 
     train_seconds: float | None = None
@@ -326,6 +337,14 @@ class CellStats:
     layout_source: str | None = None
     layout_images_per_second: dict[str, float] | None = None
     compile_seconds: float | None = None
+    step_mode: str | None = None
+    step_source: str | None = None
+    step_images_per_second: dict[str, float] | None = None
+    step_reason: str | None = None
+    device_busy_share: float | None = None
+    gpu_peak_memory: int | None = None
+    capture_seconds: float | None = None
+    graphs_captured: int | None = None
     cpu_share: float | None = None
     cpu_share_measure: str | None = None
     gpu_other_processes: int | None = None
@@ -336,6 +355,7 @@ class CellStats:
     metric_details: dict[str, dict[str, Any]] | None = None
     placement: dict[str, Any] | None = None
     stand_in: str | None = None
+    packed: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property

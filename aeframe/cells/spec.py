@@ -40,7 +40,7 @@ def cell_key(config: CellConfig) -> str:
     # the numbers. Only values other than plain eager fp32 are hashed, so that cells stored before
     # these settings existed (all plain fp32) keep their keys.
     plain = Speed().decisive()
-    decisive.update({k: v for k, v in config.speed.decisive().items() if v != plain[k]})
+    decisive.update({k: v for k, v in config.speed.decisive().items() if v != plain.get(k)})
     return hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()[:16]
 
 

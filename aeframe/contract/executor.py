@@ -33,6 +33,7 @@ PLACEMENT_OPTIONS: dict[str, str] = {
     "address": "--ray-address",
     "gpus_per_cell": "--gpus-per-cell",
     "cpus_per_cell": "--cpus-per-cell",
+    "cells_per_device": "--cells-per-device",
     "retries": "--retries",
 }
 
@@ -49,6 +50,7 @@ class ExecutorSettings:
     address: str | None = None  # --ray-address (or RAY_ADDRESS)
     gpus_per_cell: float | None = None  # None: the executor's default
     cpus_per_cell: int | None = None  # None: the executor's default
+    cells_per_device: int | str = 1  # cells trained at once on the device (worker processes), or "auto"
     retries: int = 2  # how often a cell whose worker process died is started again
     data_dir: Path | None = None
     cache_dir: Path | None = None

@@ -158,6 +158,13 @@ class Technique:
                     It replaces the schedule's own rate for that phase, whichever technique provides
                     the schedule. A technique that declares rates accepts the parameter ``lr`` too
                     (``-t name[lr=3e-4]``): the rate for this row instead of the declared one.
+    cuda_graphs:    True when this technique's parts do the same tensor work at every training step:
+                    no Python-side state that changes between steps (a step counter, a random choice
+                    made in Python), no host synchronisation (``.item()``, printing a tensor), no
+                    shape that changes within a phase. On a GPU such a step may then be captured in a
+                    CUDA graph and replayed, which runs none of the step's Python again. False (the
+                    default): this technique's cells step eagerly unless ``--cuda-graphs`` is given,
+                    and say why. A combination is captured only where every member says True.
 
     Registration is strict: a method named ``build_*`` or ``wrap_*`` that is not one of the six part
     methods, an attribute close to a contract name (``titel``), or a technique with a ``base`` that
@@ -171,6 +178,7 @@ class Technique:
     base: str | None = None
     reference: bool = False
     learning_rates: Mapping[str, float | tuple[float, ...] | PeakRate] = MappingProxyType({})
+    cuda_graphs: bool = False
 
     def check_params(self, params: dict[str, Any]) -> None:
         """Raise ``ValueError`` for parameter values that are fine one by one but not together (e.g.

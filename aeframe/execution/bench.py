@@ -57,8 +57,9 @@ class BenchRequest:
     rerun: bool
     lr: str = "study"
     precision: str = "auto"
-    channels_last: bool | None = None  # None: this device kind's default
+    channels_last: bool | None = None  # None: measured per technique
     compile: bool = False
+    graphs: bool | None = None  # None: measured per technique (CUDA only)
     command: str | None = None  # as the user typed it, kept with each cell to say how to reproduce it
     executor: str = "local"
     placement: ExecutorSettings = field(default_factory=ExecutorSettings)  # --ray-address, --gpus-per-cell, ...
@@ -163,7 +164,7 @@ def _summarise_diverged_and_busy(records: list[CellRecord], store_path: Path) ->
             "comparable; run them again (--rerun) on an idle machine")
 
 
-def _speed_here(precision: str, channels_last: bool | None, compile: bool, cache_dir: Path,
+def _speed_here(precision: str, channels_last: bool | None, compile: bool, graphs: bool | None, cache_dir: Path,
                 device: torch.device) -> tuple[Speed, dict[str, str], str | None]:
     """The run's speed settings, checked and (``--precision auto``) measured on ``device``, where the
     cells train; that device's description; and the line that says what auto chose.
@@ -177,7 +178,7 @@ def _speed_here(precision: str, channels_last: bool | None, compile: bool, cache
         chosen.append(choose_precision(device, device_info(device)["name"], SpeedCache(cache_dir), say))
         return chosen[0].precision
 
-    speed = resolve_speed(precision, channels_last, compile, device, measure)
+    speed = resolve_speed(precision, channels_last, compile, device, measure, graphs)
     return speed, device_info(device), f"--precision auto: {chosen[0].describe()}" if chosen else None
 
 
@@ -191,6 +192,11 @@ def _executor(request: BenchRequest, registry: Registry) -> Executor:
     if refused:
         raise UsageProblem(f"{PLACEMENT_OPTIONS[refused[0]]} does not apply to --executor {request.executor}; "
                            f"leave it out, or use an executor that places cells (`aeframe list executors`)")
+    packing = request.placement.cells_per_device
+    if packing != 1 and request.budget.seconds is not None:
+        raise UsageProblem(f"--cells-per-device {packing} with --time-budget: cells sharing the device would each "
+                           "measure their neighbours' work as their own; give --epochs instead, or leave out "
+                           "--cells-per-device")
     return executor
 
 
@@ -228,7 +234,8 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
                        say=say)
     with executor.open(settings) as session:
         speed, device, chose = session.on_cell_device(partial(
-            _speed_here, request.precision, request.channels_last, request.compile, workspace.cache_dir))
+            _speed_here, request.precision, request.channels_last, request.compile, request.graphs,
+            workspace.cache_dir))
         if chose:
             say(chose)
         metrics = list(registry.metrics.values())

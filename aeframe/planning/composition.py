@@ -109,6 +109,16 @@ class Composition:
         self.providers: dict[str, Member] = {part: self._provider(part, lookup) for part in PARTS}
         self.rates, self._contested = self._settle_rates()
 
+    def not_graph_safe(self) -> list[str]:
+        """The techniques whose code runs in this combination's step (members, and the bases that provide
+        a part) and that do not declare ``cuda_graphs``: its step is captured only when asked for."""
+        involved = [m.technique for m in self.members] + [m.technique for m in self.providers.values()]
+        names: list[str] = []
+        for technique in involved:
+            if not technique.cuda_graphs and technique.name not in names:
+                names.append(technique.name)
+        return names
+
     def _spelled(self) -> str:
         return "+".join(m.technique.name for m in self.members)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from aeframe.cells.record import CellRecord, Protocol, full_size_points, label_of
 from aeframe.contract.technique import LR_PARAM
-from aeframe.report.columns import METRICS, STATS, SUMMARISED_STATS, Column, table_columns
+from aeframe.report.columns import METRICS, PACKED_UNCOMPARABLE, STATS, SUMMARISED_STATS, Column, table_columns
 from aeframe.report.conditions import conditions_line, difference
 from aeframe.report.grouping import Section, Table, condition_of, group
 from aeframe.report.provenance import distinct, protocols, provenance
@@ -158,6 +158,14 @@ def _numbers(records: Sequence[CellRecord], source: str, name: str) -> list[floa
     return [float(v) for v in found if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
+def _stat_records(records: Sequence[CellRecord], name: str) -> list[CellRecord]:
+    """The records whose ``name`` the table summarises: a time only from cells that had the device to
+    themselves (a packed cell's clock also measured its neighbours)."""
+    if name in PACKED_UNCOMPARABLE:
+        records = [r for r in records if not r.stats.packed]
+    return _with_known_costs(records) if name == "outside_budget_seconds" else list(records)
+
+
 def _with_known_costs(records: Sequence[CellRecord]) -> list[CellRecord]:
     """The records whose every preparation has a known cost: cells stored before aeframe left an
     unknown cost out of ``outside_budget_seconds`` counted it as 0 s."""
@@ -194,14 +202,13 @@ def _row(label: str, records: list[CellRecord], columns: list[Column]) -> Row:
         seeds=[r.config.seed for r in records],
         keys=[r.key for r in records],
         metrics=metrics,
-        stats={name: _summarise(_numbers(_with_known_costs(records) if name == "outside_budget_seconds" else records,
-                                         STATS, name)) for name in SUMMARISED_STATS},
+        stats={name: _summarise(_numbers(_stat_records(records, name), STATS, name)) for name in SUMMARISED_STATS},
         # A technique's size does not depend on the seed; more than one value flags that it did.
         params=distinct(_numbers(records, STATS, "params")),
         comparisons=None,
         busy=[BusySeed(r.config.seed, _number_or_none(r.stats.cpu_share),
                        _number_or_none(r.stats.gpu_other_processes))
-              for r in records if r.stats.busy],
+              for r in records if r.stats.busy and not r.stats.packed],  # packed: busy by design, times left out
         not_scored=not_scored,
         stand_in=next((note for r in records if isinstance(note := r.stats.stand_in, str)), None),
     )

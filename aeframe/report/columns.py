@@ -47,6 +47,9 @@ SUMMARISED_STATS = ("train_seconds", "eval_seconds", "lr_find_seconds", "compile
                     "epochs", "images_per_second", "cpu_share", "params")
 # The columns that depend on how much of the machine the training clock had (aeframe.speed.contention).
 CLOCK_STATS = ("train_seconds", "epochs", "images_per_second")
+# Stats that depend on having the device alone: a packed cell's (--cells-per-device) are left out of the tables.
+PACKED_UNCOMPARABLE = ("train_seconds", "eval_seconds", "images_per_second", "lr_find_seconds", "compile_seconds",
+                       "outside_budget_seconds")
 
 _STAT_COLUMNS = (
     Column(STATS, "train_seconds", "Training Time", format_duration, "lower"),

@@ -67,9 +67,9 @@ def conditions_line(condition: Condition, records: Sequence[CellRecord], version
     names = distinct([r.config.device.name for r in records])
     device_type = condition.device_type or "unknown"
     parts.append(f"Device: {' / '.join(names)} ({device_type})" if names else f"Device: {device_type}")
-    shared = _shared_gpus_text(records)
-    if shared:
-        parts.append(shared)
+    for note in (_shared_gpus_text(records), _packed_text(records)):
+        if note:
+            parts.append(note)
     parts.append(_numerics_text(condition.precision, records))
     version_texts = [f"{package} {' / '.join(map(str, found))}" for package, found in versions.items()]
     if version_texts:
@@ -87,6 +87,17 @@ def _shared_gpus_text(records: Sequence[CellRecord]) -> str:
         return ""
     shares = " / ".join(f"{f:g}" for f in sorted(fractions))
     return f"GPUs shared: {shares} GPU per cell (--gpus-per-cell), so images/s and times are not comparable with whole-GPU rows"
+
+
+def _packed_text(records: Sequence[CellRecord]) -> str:
+    """Where cells trained several at once on the device (``--cells-per-device``), say whose times the
+    table shows: those of the cells that had it alone."""
+    packed = [r for r in records if r.stats.packed]
+    if not packed:
+        return ""
+    counts = " / ".join(str(n) for n in sorted(distinct([r.stats.packed for r in packed])))
+    return (f"Cells packed: {len(packed)} of {len(records)} trained {counts} at a time on the device "
+            "(--cells-per-device); times and images/s are from the cells that trained alone")
 
 
 def _timing_text(records: Sequence[CellRecord]) -> str:
@@ -111,6 +122,9 @@ def _numerics_text(precision: str, records: Sequence[CellRecord]) -> str:
     layout = _layout_text(records)
     if layout:
         text += f", {layout}"
+    steps = _steps_text(records)
+    if steps:
+        text += f", {steps}"
     compiled = distinct(["compiled" if r.config.speed.compile else "not compiled" for r in records])
     if compiled != ["not compiled"]:
         text += f", {' / '.join(compiled)} (compile time apart, in the Compile column)"
@@ -136,3 +150,22 @@ def _layout_text(records: Sequence[CellRecord]) -> str:
         by_layout.setdefault(layout, []).append(label)
     listed = "; ".join(f"{layout} for {', '.join(labels)}" for layout, labels in sorted(by_layout.items()))
     return f"memory layout measured per technique ({listed})" if listed else "memory layout measured per technique"
+
+
+def _steps_text(records: Sequence[CellRecord]) -> str:
+    """Which rows replayed CUDA graphs and which stepped eagerly (with why): for cells on a GPU, and for
+    cells that asked for graphs (--cuda-graphs) where they could not have them; nothing for other CPU
+    cells or rows stored before step modes existed."""
+    graphable = [r for r in records if r.status == DONE and r.stats.step_mode is not None
+                 and (r.config.device.type == "cuda" or r.config.speed.graphs)]
+    if not graphable:
+        return ""
+    by_mode: dict[str, list[str]] = {}
+    for record in graphable:
+        mode = record.stats.step_mode
+        if mode == "eager" and record.stats.step_reason:
+            mode = f"eager ({record.stats.step_reason})"
+        labels = by_mode.setdefault(mode, [])
+        if record.config.label not in labels:
+            labels.append(record.config.label)
+    return "steps: " + "; ".join(f"{mode} for {', '.join(labels)}" for mode, labels in sorted(by_mode.items()))

@@ -4,8 +4,11 @@ Precision is a condition of a whole run (every row of a table shares it), so it 
 device, threads and torch version, on a probe: a small convolutional autoencoder of the study's
 kind (3x32x32 images, batch 128). For each precision the device can compute in:
 
-- **speed**: training steps of the probe, in both memory layouts, interleaved in rounds; a
-  precision's rate is that of its faster layout (each cell's layout is tuned later anyway);
+- **speed**: training steps of the probe, in both memory layouts and, on a GPU, both eager and
+  captured in a CUDA graph (:mod:`aeframe.speed.graphs`), interleaved in rounds; a precision's rate
+  is that of its fastest way (each cell's layout and step mode are chosen later anyway). Eager
+  alone, a launch-bound probe would rate every precision by its launches and bf16 only by its casts;
+  graphed, the math shows;
 - **tolerance**: from the same initial weights and batches as fp32, (a) the reconstructions of a
   test batch differ from fp32's by at most ``FORWARD_TOLERANCE`` on average (pixel values in
   [0, 1]); (b) after ``TRAIN_STEPS`` training steps, the test MSE is within ``TRAINED_TOLERANCE``
@@ -31,6 +34,7 @@ from aeframe.cells.record import busy_share
 from aeframe.cells.settings import Speed
 from aeframe.speed.cache import SpeedCache, entry_key
 from aeframe.speed.contention import CpuShareMeter
+from aeframe.speed.graphs import TrainingSteps, obstacle
 from aeframe.speed.numerics import speed_model
 from aeframe.speed.rehearsal import block_steps
 from aeframe.speed.resolve import cuda_has_bf16
@@ -66,6 +70,7 @@ class Measurement:
     forward_error: float  # mean |difference| of reconstructions from fp32's, same weights
     trained_mse_change: float  # relative change of the test MSE after TRAIN_STEPS steps
     finite: bool
+    graphed: bool = False  # the rate is that of the graphed step (faster than eager here)
 
     @property
     def within_tolerance(self) -> bool:
@@ -83,7 +88,7 @@ class PrecisionChoice:
 
     def describe(self) -> str:
         """One line for people: the choice and the rates behind it."""
-        rates = ", ".join(f"{name} {m.images_per_second:,.0f} img/s"
+        rates = ", ".join(f"{name} {m.images_per_second:,.0f} img/s" + (" graphed" if m.graphed else "")
                           + ("" if m.within_tolerance else " (outside tolerance)")
                           for name, m in self.measurements.items())
         how = "measured now" if self.source == "measured" else "measured earlier on this machine"
@@ -105,7 +110,8 @@ def pick(measurements: dict[str, Measurement]) -> str:
 
 
 def precision_key(device_name: str, torch_version: str) -> str:
-    return entry_key("precision", device=device_name, torch=torch_version, probe=1)
+    # probe 2: rates include the graphed step on a GPU
+    return entry_key("precision", device=device_name, torch=torch_version, probe=2)
 
 
 def choose_precision(device: torch.device, device_name: str, cache: SpeedCache,
@@ -163,16 +169,20 @@ def probe_images(count: int, generator: torch.Generator) -> torch.Tensor:
 class _Trainer:
     """The probe under one precision and layout, with AdamW, stepping through fixed batches."""
 
-    def __init__(self, model: nn.Module, precision: str, channels_last: bool, device: torch.device):
+    def __init__(self, model: nn.Module, precision: str, channels_last: bool, device: torch.device,
+                 graph_for: torch.Tensor | None = None):
         self.speed = Speed(precision, channels_last)
         self.device = device
         self.model = speed_model(copy.deepcopy(model), self.speed, device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
-        self.stepper = Stepper.of(self.speed, device)
+        self.steps = TrainingSteps(self.model, _probe_loss, Stepper.of(self.speed, device), graphed=False)
+        if graph_for is not None:  # capture for batches like this one; a failure leaves it eager
+            self.steps.graphed = True
+            self.steps.capture(self.optimizer, graph_for)
         self.losses: list[float] = []
 
     def step(self, batch: torch.Tensor, keep: bool = False) -> None:
-        loss = self.stepper.step(self.optimizer, lambda: F.mse_loss(self.model(batch).float(), batch))
+        loss = self.steps.step(self.optimizer, batch)[0]
         if keep:
             self.losses.append(float(loss.detach()))
 
@@ -182,6 +192,10 @@ class _Trainer:
         out = self.model(batch)
         self.model.train()
         return out.float()
+
+
+def _probe_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(output.float(), target)
 
 
 def measure(device: torch.device, precisions: list[str]) -> dict[str, Measurement]:
@@ -203,7 +217,9 @@ def measure(device: torch.device, precisions: list[str]) -> dict[str, Measuremen
             forward = float((trainer.reconstruct(test) - initial).abs().mean())
             mse = trained if name == "fp32" else _trained_mse(trainer, train, test)
             finite = all(torch.isfinite(torch.tensor(trainer.losses or [0.0]))) and torch.isfinite(torch.tensor(mse))
-            found[name] = Measurement(rates[name], forward, (mse - trained) / trained if trained else 0.0, bool(finite))
+            rate, graphed = rates[name]
+            found[name] = Measurement(rate, forward, (mse - trained) / trained if trained else 0.0, bool(finite),
+                                      graphed)
     return found
 
 
@@ -213,20 +229,33 @@ def _trained_mse(trainer: _Trainer, train: tuple[torch.Tensor, ...], test: torch
     return float(F.mse_loss(trainer.reconstruct(test), test))
 
 
-def _rates(model: nn.Module, precisions: list[str], batch: torch.Tensor, device: torch.device) -> dict[str, float]:
-    """Images/s per precision, at its faster layout; every (precision, layout) timed in interleaved rounds."""
-    trainers = {(p, cl): _Trainer(model, p, cl, device) for p in precisions for cl in (False, True)}
+def _rates(model: nn.Module, precisions: list[str], batch: torch.Tensor, device: torch.device
+           ) -> dict[str, tuple[float, bool]]:
+    """Images/s per precision at its fastest layout and step mode, and whether that mode is graphed;
+    every (precision, layout, mode) timed in interleaved rounds. Graphed only where it can be captured."""
+    trainers: dict[tuple[str, bool, bool], _Trainer] = {}
+    for p in precisions:
+        for cl in (False, True):
+            trainers[(p, cl, False)] = _Trainer(model, p, cl, device)
+            if obstacle(device, p) is None:
+                graphed = _Trainer(model, p, cl, device, graph_for=batch)
+                if graphed.steps.graphed:
+                    trainers[(p, cl, True)] = graphed
     for trainer in trainers.values():
         trainer.step(batch)  # the first step at a shape pays its set-up
     # Blocks long enough that timer and launch jitter stay small (a GPU step of this model is ~1 ms).
     one = min(_timed(trainer, batch, 1, device) for trainer in trainers.values())
     steps = block_steps(one)
-    times: dict[tuple[str, bool], list[float]] = {k: [] for k in trainers}
+    times: dict[tuple[str, bool, bool], list[float]] = {k: [] for k in trainers}
     for round_ in range(ROUNDS):
         order = list(trainers) if round_ % 2 == 0 else list(reversed(trainers))
         for k in order:
             times[k].append(_timed(trainers[k], batch, steps, device) / steps)
-    return {p: max(BATCH / median(times[(p, cl)]) for cl in (False, True)) for p in precisions}
+    rates = {}
+    for p in precisions:
+        rate, key = max((BATCH / median(times[k]), k) for k in trainers if k[0] == p)
+        rates[p] = (rate, key[2])
+    return rates
 
 
 def _timed(trainer: _Trainer, batch: torch.Tensor, steps: int, device: torch.device) -> float:

@@ -6,6 +6,7 @@ before it starts, and whether the cell is the first of its run or the tenth:
 1. the training and test images are made at every size a phase trains at (progressive resizing's
    downsized copies), so no cell pays for a resize on its clock;
 2. the memory layout is decided (:mod:`aeframe.speed.layout`), by measurement unless it is forced;
+   then, on a GPU, whether the step is captured in a CUDA graph (:mod:`aeframe.speed.step_mode`);
 3. a throwaway copy of the model takes a few training steps in every phase, and one evaluation
    batch, in the chosen settings, so that the process's one-off set-up for those shapes (kernel
    creation, cuDNN's algorithm search, allocator growth) is paid here.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -28,6 +29,7 @@ from aeframe.data.splits import EVAL_BATCH, CellData
 from aeframe.speed.cache import SpeedCache
 from aeframe.speed.layout import FORCED, UNMEASURED, LayoutChoice, choose_layout
 from aeframe.speed.rehearsal import Rehearsal, RehearsalUnavailable
+from aeframe.speed.step_mode import StepChoice, choose_step
 from aeframe.speed.step import synchronize
 
 # Training steps per phase of the warm-up rehearsal: the first pays the set-up, the second
@@ -42,6 +44,7 @@ class CellPreparation:
     speed: Speed  # the run's settings with this cell's layout filled in
     layout: LayoutChoice
     seconds: float
+    step: StepChoice = StepChoice()
 
 
 def prepare_cell(
@@ -53,8 +56,14 @@ def prepare_cell(
     device: torch.device,
     cache: SpeedCache,
     layout_key: str,
+    step_key: Callable[[bool], str] | None = None,
+    undeclared: Sequence[str] = (),
 ) -> CellPreparation:
-    """Prepare one cell (see the module's docstring); ``model`` is the technique's, before the settings apply."""
+    """Prepare one cell (see the module's docstring); ``model`` is the technique's, before the settings apply.
+
+    ``step_key(channels_last)`` gives the cache key of the step-mode choice once the layout is known;
+    without it the step is eager. ``undeclared``: the cell's techniques that do not declare their step
+    capturable (see :func:`aeframe.speed.step_mode.choose_step`)."""
     synchronize(device)
     start = time.perf_counter()
     devices = [device] if device.type == "cuda" else []
@@ -68,13 +77,17 @@ def prepare_cell(
             else:
                 layout = LayoutChoice(bool(speed.channels_last), FORCED)
             chosen = replace(speed, channels_last=layout.channels_last)
+            step = (choose_step(model, loss_fn, schedule, chosen, device, data.train, cache,
+                                step_key(chosen.channels_last), undeclared)
+                    if step_key is not None else StepChoice())
             _warm_up(model, loss_fn, schedule, chosen, data, device)
-        except RehearsalUnavailable:
+        except RehearsalUnavailable as exc:
             # Nothing to measure or warm up with: every such cell trains untuned and unwarmed alike.
             layout = LayoutChoice(bool(speed.channels_last), FORCED if not speed.tuned_layout else UNMEASURED)
             chosen = replace(speed, channels_last=layout.channels_last)
+            step = StepChoice(reason=f"not rehearsed: {exc}") if speed.graphs is not False else StepChoice()
     synchronize(device)
-    return CellPreparation(chosen, layout, time.perf_counter() - start)
+    return CellPreparation(chosen, layout, time.perf_counter() - start, step)
 
 
 def _warm_up(model: nn.Module, loss_fn: Callable, schedule: Schedule, speed: Speed, data: CellData,

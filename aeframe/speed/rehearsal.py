@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from aeframe.cells.settings import Speed
-from aeframe.contract.output import training_loss
 from aeframe.contract.schedule import Schedule
 from aeframe.data.splits import to_unit
+from aeframe.speed.graphs import GraphUnavailable, TrainingSteps
 from aeframe.speed.numerics import speed_model
 from aeframe.speed.step import Stepper, synchronize
 
@@ -72,6 +72,8 @@ class Rehearsal:
         self.augment = schedule.augment
         self.device = device
         self.stepper = Stepper.of(speed, device)
+        self.runner = TrainingSteps(self.model, loss_fn, self.stepper, graphed=False)
+        self.last_loss: torch.Tensor | None = None
         # Gathered by index, as training gathers its batches.
         self.images = images
         self.index = torch.arange(min(schedule.batch_size, images.shape[0]), device=images.device)
@@ -83,12 +85,24 @@ class Rehearsal:
         synchronize(self.device)
         start = time.perf_counter()
         for _ in range(count):
-            batch = to_unit(self.images[self.index])
-            if self.augment is not None:
-                batch = self.augment(batch, self.generator)
-            self.stepper.step(self.optimizer, lambda: training_loss(self.loss_fn, self.model(batch), batch))
+            batch = self._batch()
+            self.last_loss = self.runner.step(self.optimizer, batch)[0].detach()
         synchronize(self.device)
         return time.perf_counter() - start
+
+    def graph(self) -> None:
+        """Capture this rehearsal's step in a CUDA graph; later :meth:`steps` replay it. Raises
+        GraphUnavailable (with the reason) where it cannot be captured."""
+        if self.optimizer is None:
+            raise GraphUnavailable("the model has nothing to train")
+        self.runner.graphed = True
+        self.runner.capture(self.optimizer, self._batch())
+        if not self.runner.graphed:
+            raise GraphUnavailable(self.runner.reason or "the capture failed")
+
+    def _batch(self) -> torch.Tensor:
+        batch = to_unit(self.images[self.index])
+        return self.augment(batch, self.generator) if self.augment is not None else batch
 
     @torch.no_grad()
     def evaluate(self, images: torch.Tensor) -> None:

@@ -29,16 +29,17 @@ def check_speed(precision: str, compile: bool, device: torch.device) -> None:
 
 
 def resolve_speed(precision: str, channels_last: bool | None, compile: bool, device: torch.device,
-                  choose_precision: Any = None) -> Speed:
+                  choose_precision: Any = None, graphs: bool | None = None) -> Speed:
     """The run's settings. ``precision="auto"`` asks ``choose_precision(device)`` (a measurement, see
     :func:`aeframe.speed.precision_probe.choose_precision`) for the precision; ``channels_last=None`` leaves
-    the layout to be measured per cell. Settings that cannot work here are refused first."""
+    the layout to be measured per cell, ``graphs=None`` the step mode. Settings that cannot work here are
+    refused first."""
     check_speed(precision, compile, device)
     if precision != "auto":
-        return Speed(precision, channels_last, compile)
+        return Speed(precision, channels_last, compile, graphs=graphs)
     if choose_precision is None:
         raise ValueError("precision 'auto' needs a measurement: pass choose_precision")
-    return Speed(choose_precision(device), channels_last, compile, MEASURED)
+    return Speed(choose_precision(device), channels_last, compile, MEASURED, graphs)
 
 
 def cuda_has_bf16(device: torch.device | None = None) -> bool:

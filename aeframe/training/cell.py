@@ -43,6 +43,7 @@ from aeframe.speed.cache import SpeedCache
 from aeframe.speed.layout import layout_key
 from aeframe.speed.numerics import compiled, prepare_device, speed_model
 from aeframe.speed.preparation import CellPreparation, prepare_cell
+from aeframe.speed.step_mode import step_key
 from aeframe.training.evaluate import capture_samples, timed_evaluate
 from aeframe.training.metric_set import MetricSet
 from aeframe.training.train import ProgressSink, TrainResult, train
@@ -105,13 +106,15 @@ def run_cell(
         _check_parts(built, data, cell.composition.label)
         # Off the clock and the same for every cell: resized copies, the layout, kernel set-up.
         prepared = prepare_cell(built.model, built.loss, built.schedule, spec.config.speed, data, device,
-                                SpeedCache(workspace.cache_dir), _layout_key(spec, context.shape, built.schedule))
+                                SpeedCache(workspace.cache_dir), _layout_key(spec, context.shape, built.schedule),
+                                lambda channels_last: _step_key(spec, context.shape, built.schedule, channels_last),
+                                cell.composition.not_graph_safe())
         model = speed_model(built.model, prepared.speed, device)
         if prepared.speed.compile:
             model = compiled(model)
         generator = torch.Generator(device=device).manual_seed(cell.seed)
         result = train(model, built.loss, built.schedule, data.train, data.test, cell.budget, context, generator,
-                       progress, find_lr=spec.config.lr == "find", speed=prepared.speed)
+                       progress, find_lr=spec.config.lr == "find", speed=prepared.speed, step=prepared.step)
         stats, curve = _stats(spec, built, model, result, prepared, context), result.curve
         if result.diverged:
             return _record(spec, started, DIVERGED, protocol, error=result.diverged, stats=stats, curve=curve)
@@ -151,9 +154,9 @@ def _stats(spec: CellSpec, built: BuiltCell, model: nn.Module, result: TrainResu
     preparations = [p.to_json() for p in context.preparations]
     # A part of unknown cost (reused from a cache that did not keep it) makes the total unknown: a
     # sum of the known parts would show the row as cheaper than it was, 0 s when nothing is known.
-    parts = [p.seconds for p in context.preparations] + [s for s in (lr_find_seconds, result.compile_seconds)
-                                                         if s is not None]
-    layout = prepared.layout
+    parts = [p.seconds for p in context.preparations] + [
+        s for s in (lr_find_seconds, result.compile_seconds, result.capture_seconds) if s is not None]
+    layout, step = prepared.layout, prepared.step
     return CellStats(
         train_seconds=result.train_seconds,
         eval_seconds=result.eval_seconds + eval_seconds,
@@ -166,6 +169,14 @@ def _stats(spec: CellSpec, built: BuiltCell, model: nn.Module, result: TrainResu
         layout_source=layout.source,
         layout_images_per_second=dict(layout.images_per_second) or None,
         compile_seconds=result.compile_seconds,
+        step_mode=result.step_mode,
+        step_source=step.source,
+        step_images_per_second=dict(step.images_per_second) or None,
+        step_reason=result.step_reason,
+        device_busy_share=step.busy,
+        gpu_peak_memory=result.gpu_peak_memory,
+        capture_seconds=result.capture_seconds,
+        graphs_captured=result.graphs_captured,
         # How much of the machine the training clock had (aeframe.speed.contention); the report marks shared clocks.
         cpu_share=result.cpu_share,
         cpu_share_measure=result.cpu_share_measure if result.cpu_share is not None else None,
@@ -213,6 +224,14 @@ def _layout_key(spec: CellSpec, shape: tuple[int, ...], schedule: Schedule) -> s
     config = spec.config
     return layout_key(config.device.name or config.device.type or "", config.versions.get("torch", ""),
                       [t.to_json() for t in config.techniques], shape, schedule.batch_size, config.speed.precision)
+
+
+def _step_key(spec: CellSpec, shape: tuple[int, ...], schedule: Schedule, channels_last: bool) -> str:
+    """The cache key of this cell's step-mode choice (see :func:`aeframe.speed.step_mode.step_key`)."""
+    config = spec.config
+    return step_key(config.device.name or config.device.type or "", config.versions.get("torch", ""),
+                    [t.to_json() for t in config.techniques], shape, schedule.batch_size, config.speed.precision,
+                    channels_last)
 
 
 def _schedule_summary(schedule: Schedule) -> Protocol:

@@ -9,6 +9,7 @@ is checked: a NaN or infinite loss stops the cell within a few steps (on a CPU, 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -17,14 +18,16 @@ from torch import nn
 
 from aeframe.cells.budget import Budget
 from aeframe.cells.settings import Speed
-from aeframe.contract.output import RECONSTRUCTION, training_loss
+from aeframe.contract.output import RECONSTRUCTION
 from aeframe.contract.schedule import Schedule
 from aeframe.contract.technique import CellContext
 from aeframe.data.splits import EVAL_BATCH, DeviceSplit, epoch_order, to_unit
 from aeframe.errors import AeframeError
 from aeframe.speed.contention import other_gpu_processes
 from aeframe.speed.numerics import warm_up
-from aeframe.speed.step import Stepper
+from aeframe.speed.graphs import TrainingSteps, set_beta1, set_rate
+from aeframe.speed.step import Stepper, synchronize
+from aeframe.speed.step_mode import StepChoice
 from aeframe.training.clock import BudgetTracker, Clock
 from aeframe.training.evaluate import timed_evaluate
 from aeframe.training.lr_find import range_test
@@ -49,6 +52,11 @@ class TrainResult:
     final_size: int | None = None
     lr_tests: list[dict] = field(default_factory=list)
     compile_seconds: float | None = None
+    step_mode: str | None = None
+    step_reason: str | None = None
+    capture_seconds: float | None = None
+    graphs_captured: int | None = None
+    gpu_peak_memory: int | None = None
     cpu_share: float | None = None  # see aeframe.speed.contention
     cpu_share_measure: str | None = None
     gpu_other_processes: int | None = None
@@ -66,6 +74,7 @@ def train(
     progress: ProgressSink | None = None,
     find_lr: bool = False,
     speed: Speed = Speed(),
+    step: StepChoice = StepChoice(),
 ) -> TrainResult:
     """Train ``model`` in place under ``budget`` and return what happened, epoch by epoch.
 
@@ -75,6 +84,9 @@ def train(
     ``model`` is already prepared for ``speed`` (see :mod:`aeframe.speed.numerics`); here the loss runs
     under the same autocast (on the model's fp32 output), fp16 gets a gradient scaler, and a
     compiled model is warmed up on the first batch with the clock stopped (``compile_seconds``).
+    With ``step`` graphed, each phase's step is captured in a CUDA graph when the phase begins, with the
+    clock stopped (``capture_seconds``), and replayed; a capture that fails makes the rest eager, the
+    reason kept (``step_reason``).
     """
     # The data: one permutation per epoch, cut to whole batches.
     device = context.device
@@ -84,11 +96,13 @@ def train(
                            f"{schedule.batch_size}")
     # The schedule, the step, the clock.
     phases = _Phases(schedule, model)
-    stepper = Stepper.of(speed, device)
+    steps = TrainingSteps(model, loss_fn, Stepper.of(speed, device), step.graphed, step.reason)
     clock = Clock(device)
     tracker = BudgetTracker(budget, steps_per_epoch, clock, every_step=device.type != "cuda")
     result = TrainResult()
     neighbours = _GpuNeighbours(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     step = epoch = 0
     model.train()
     clock.start()
@@ -110,7 +124,11 @@ def train(
                 result.compile_seconds = _compile_off_the_clock(model, loss_fn, images, test_split, phases.size,
                                                                 speed, device, clock)
                 tracker.pause(step)
-            loss, parts = stepper.step(phases.optimizer, lambda: training_loss(loss_fn, model(images), images))
+            if steps.needs_capture(phases.optimizer, images):
+                result.capture_seconds = (result.capture_seconds or 0.0) + _capture_off_the_clock(
+                    steps, phases.optimizer, images, clock)
+                tracker.pause(step)
+            loss, parts = steps.step(phases.optimizer, images)
             losses.add(loss, parts)
             step += 1
             stop = tracker.exhausted(step)
@@ -139,6 +157,10 @@ def train(
     result.steps, result.epochs = step, step / steps_per_epoch
     result.train_seconds, result.final_size = clock.read(), phases.size
     result.cpu_share, result.cpu_share_measure = clock.cpu.share(), clock.cpu.method
+    result.step_mode, result.step_reason = steps.mode, steps.reason
+    result.graphs_captured = steps.captured or None
+    if device.type == "cuda":
+        result.gpu_peak_memory = torch.cuda.max_memory_allocated(device)
     result.gpu_other_processes = neighbours.most()
     return result
 
@@ -185,9 +207,10 @@ class _Phases:
         schedule = self.schedule
         beta1 = schedule.beta1_at(q) if schedule.beta1_at is not None else None
         for group, max_lr in zip(self.optimizer.param_groups, self.max_lrs):
-            group["lr"] = schedule.lr_at(q, max_lr)
+            # In place where a captured graph reads them as device tensors.
+            set_rate(group, schedule.lr_at(q, max_lr))
             if beta1 is not None and "betas" in group:
-                group["betas"] = (beta1, group["betas"][1])
+                set_beta1(group, beta1)
 
 
 class _EpochLosses:
@@ -238,6 +261,19 @@ def _compile_off_the_clock(model: nn.Module, loss_fn: Loss, images: torch.Tensor
     clock.stop()
     eval_images = next(test_split.batches(EVAL_BATCH, size))[0]
     seconds = warm_up(model, loss_fn, images, eval_images, speed, device)
+    clock.start()
+    return seconds
+
+
+def _capture_off_the_clock(steps: TrainingSteps, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+                           clock: Clock) -> float:
+    """Capture the step's CUDA graph with the clock stopped; the seconds it took."""
+    clock.stop()
+    synchronize(images.device)
+    start = time.perf_counter()
+    steps.capture(optimizer, images)
+    synchronize(images.device)
+    seconds = time.perf_counter() - start
     clock.start()
     return seconds
 

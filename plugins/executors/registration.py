@@ -13,7 +13,9 @@ from aeframe.executors import ExecutorSession, ExecutorSettings
 class Local(Executor):
     name = "local"
     title = "Local"
-    description = "every cell one after another in this process, on --device"
+    description = ("every cell one after another in this process, on --device; with --cells-per-device N, "
+                   "N at once in worker processes")
+    accepts = ("cells_per_device",)
 
     def open(self, settings: ExecutorSettings) -> ExecutorSession:
         from aeframe_builtins.executors.local_session import LocalSession

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 class Baseline(Technique):
     name = "baseline"
+    cuda_graphs = True
     title = "Baseline"
     description = "the study's conv autoencoder: 1000-d linear bottleneck, nearest-neighbour upsampling, MSE loss"
     params = (Param("latent", int, 1000, "size of the bottleneck vector"),)

@@ -30,6 +30,7 @@ RELUS = {
 
 class FeatureLoss(Technique):
     name = NAME
+    cuda_graphs = True
     title = "Feature Loss"
     description = "the Baseline trained with the study's VGG16-bn feature + Gram loss (relu1_2, relu2_2, relu3_3)"
     params = (

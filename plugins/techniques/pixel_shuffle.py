@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 class PixelShuffle(Technique):
     name = "pixel-shuffle"
+    cuda_graphs = True
     title = "Pixel Shuffle"
     description = "the Baseline's encoder with a decoder of 1x1 convs, ReLU, PixelShuffle and blur"
     base = "baseline"

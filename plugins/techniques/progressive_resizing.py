@@ -55,6 +55,7 @@ def _resizing(previous: Callable[[nn.Module], None] | None, factor: int) -> Call
 
 class ProgressiveResizing(Technique):
     name = NAME
+    cuda_graphs = True
     title = "Progressive Resizing"
     description = "trains the first phase on downsized images with the last upsampling skipped, then at full size"
     base = "baseline"

@@ -55,6 +55,7 @@ def _autoencoder(shape: tuple[int, int, int]) -> nn.Module:
 
 class Resnet(Technique):
     name = "resnet"
+    cuda_graphs = True
     title = "Resnet w/o pretrain"
     description = "ResNet34 encoder (randomly initialised, all trainable) + the Baseline's decoder, MSE loss"
     base = "baseline"
@@ -66,6 +67,7 @@ class Resnet(Technique):
 
 class PretrainedResnet(Technique):
     name = PRETRAINED
+    cuda_graphs = True
     title = "Pretraining"
     description = (
         "ResNet34 encoder from pretrained weights, frozen for run 1, then all unfrozen with 10 groups at 1e-6 ... 1e-2"
