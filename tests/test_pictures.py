@@ -102,6 +102,19 @@ def test_the_page_names_the_commands_versions_commit_device_and_protocol_and_lin
     assert all((page.parent / link).is_file() for link in links)
 
 
+def test_the_page_names_no_home_directory_of_the_machine_that_made_it(tmp_path):
+    # The leaderboard's skip reasons read "not in /root/.cache/torch/hub/checkpoints".
+    skipped = _record("Feature Loss", 0, 10)
+    skipped.status = "skipped"
+    skipped.error = ("feature-loss needs vgg16_bn-6c64b313.pth, which is not in /root/.cache/torch/hub/checkpoints; "
+                     "put it in /home/ann/.cache/torch or /Users/ann/weights, or see https://example.org/root/x")
+    text = leaderboard_page([_record("Baseline", 0, 10), skipped], [], tmp_path / "board.md",
+                            "aeframe report --docs board.md", datetime(2026, 11, 29, tzinfo=timezone.utc))
+    assert ("which is not in ~/.cache/torch/hub/checkpoints; put it in ~/.cache/torch or ~/weights, or see "
+            "https://example.org/root/x") in text
+    assert not re.search(r"(?<![\w/])(/root|/home/|/Users/)", text)
+
+
 def test_the_page_gives_each_datasets_own_protocol(tmp_path):
     # The study set learning rates per dataset: the table took every row from the first dataset, so the
     # second was listed with the first one's rates.

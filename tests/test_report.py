@@ -477,6 +477,19 @@ def test_time_to_quality_compares_rows_at_shares_of_the_shortest_training_time()
     assert table["time_to_quality"]["rows"][0] == {"label": "Baseline", "test_mse": [0.05, 0.03, 0.02]}
 
 
+def test_time_to_quality_shows_a_dash_where_any_seed_had_no_evaluation_yet_and_says_so():
+    base = _with_curve(done(train_seconds=40.0), [(10.0, 0.05, "run 1"), (40.0, 0.02, "run 1")])
+    early = _with_curve(done(label="Pixel Shuffle", seed=0, train_seconds=40.0), [(10.0, 0.04, "run 1"),
+                                                                                   (40.0, 0.01, "run 1")])
+    late = _with_curve(done(label="Pixel Shuffle", seed=1, train_seconds=40.0), [(40.0, 0.03, "run 1")])
+    out = render([base, early, late], METRICS)
+    lines = out[out.index("Test MSE reached at equal training time"):].splitlines()
+    assert lines[0] == ("Test MSE reached at equal training time (the mean over seeds, from each cell's per-epoch "
+                        "curve, full-size evaluations only; – where a seed had none by then):")
+    # Seed 0 had one at 10 s, seed 1 not: no mean of one seed stands for the row.
+    assert [c.strip() for c in lines[5].split("|")[1:-1]][:2] == ["Pixel Shuffle", "–"]
+
+
 def test_no_time_to_quality_table_without_curves():
     assert "equal training time" not in render([done()], METRICS)
 
@@ -563,6 +576,9 @@ def test_an_unknown_preparation_cost_is_shown_unknown_not_as_nothing():
     [[header, _, _]] = tables(md)
     assert "Outside Budget" not in header  # no row has a known cost: no column of zeros
     assert f"Pretraining [weights=shapes]: {what}, cost not recorded" in md
+    # The line does not point at a column the table does not show.
+    assert f"Outside the training budget: Pretraining [weights=shapes]: {what}, cost not recorded" in md
+    assert "Outside Budget column" not in md
     table = json.loads(render(records, METRICS, "json"))["datasets"][0]["tables"][0]
     assert "outside_budget_seconds" not in table["rows"][1]
 

@@ -4,6 +4,7 @@ device, and each technique's training protocol.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -50,7 +51,17 @@ def page_markdown(report: Report, report_command: str, generated: datetime) -> s
         "## How to cite",
         _how_to_cite(found, generated),
     ]
-    return "\n\n".join(parts) + "\n"
+    return without_home_paths("\n\n".join(parts) + "\n")
+
+
+# A home directory as the machine that ran the cells spelt it in its messages (a cache, a data folder).
+_HOME = re.compile(r"(?<![\w.~/-])(?:/root|/home/[^/\s]+|/Users/[^/\s]+)(?=/|\b)")
+
+
+def without_home_paths(text: str) -> str:
+    """``text`` with each home directory written as ``~``: a published page names where a file goes, not
+    whose machine made it (``/root/.cache/torch`` becomes ``~/.cache/torch``)."""
+    return _HOME.sub("~", text)
 
 
 def _intro(report: Report, generated: datetime) -> str:

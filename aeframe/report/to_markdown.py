@@ -173,7 +173,10 @@ def _outside_budget_line(table: ComparisonTable) -> str:
         else:
             when = "done for each cell" if entry.cells > 1 else "done for this cell"
         items.append(f"{_label(entry.label)}: {entry.what}, {cost} ({when})")
-    return ("Outside the training budget, and counted in the Outside Budget column: " + "; ".join(items) + ".")
+    # The column is optional: it is shown only where every cost is known.
+    counted = (", and counted in the Outside Budget column" if any(c.name == "outside_budget_seconds"
+                                                                  for c in table.columns) else "")
+    return f"Outside the training budget{counted}: " + "; ".join(items) + "."
 
 
 def _busy_line(table: ComparisonTable) -> str:
@@ -203,8 +206,8 @@ def _quality_table(quality: TimeToQuality) -> str:
     for j, best in enumerate(quality.best):
         for i in best:
             body[i][j + 1] = f"**{body[i][j + 1]}**"
-    intro = ("Test MSE reached at equal training time (from each cell's per-epoch curve, full-size "
-             "evaluations only; – where none had happened by then):")
+    intro = ("Test MSE reached at equal training time (the mean over seeds, from each cell's per-epoch curve, "
+             "full-size evaluations only; – where a seed had none by then):")
     return intro + "\n\n" + tabulate(body, headers=headers, tablefmt="pipe",
                                       colalign=["left"] + ["right"] * len(quality.fractions), disable_numparse=True)
 
