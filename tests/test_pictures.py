@@ -5,6 +5,7 @@ import json
 import re
 import shlex
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -113,6 +114,37 @@ def test_the_page_names_no_home_directory_of_the_machine_that_made_it(tmp_path):
     assert ("which is not in ~/.cache/torch/hub/checkpoints; put it in ~/.cache/torch or ~/weights, or see "
             "https://example.org/root/x") in text
     assert not re.search(r"(?<![\w/])(/root|/home/|/Users/)", text)
+
+
+def test_the_page_explains_its_signs_rows_and_links_in_one_line_each(tmp_path):
+    # The page named Holm without explaining it, never defined ±, and left the Original Image row unexplained.
+    (tmp_path / "protocol.md").write_text("# Protocol\n")  # the page sits beside the site's other pages
+    records = [_record("Baseline", 0, 10), _record("Pixel Shuffle", 0, 30)]
+    text = leaderboard_page(records, [], tmp_path / "board.md", "aeframe report --docs board.md",
+                            datetime(2026, 11, 29, tzinfo=timezone.utc))
+    legend = text[text.index("## How to read the tables"):text.index("## How to reproduce")]
+    for sign in ("**x ± s**", "**Bold**", "**†**", "**§**", "**‡**", "**Original Image**", "**–**"):
+        assert f"- {sign}: " in legend, sign
+    assert "Holm-corrected: sorted, the smallest multiplied by the number of tests" in legend
+    assert "[Techniques](techniques.md)" in legend and "[Protocol](protocol.md)" in legend
+    # Two epochs are not the study's fifteen: the page says its rows cannot be set beside the study's figures.
+    assert "cannot be compared with the study's figures" in legend
+    assert ('study ["Applying Modern Best Practices to Autoencoders"]'
+            "(https://github.com/henriwoodcock/Applying-Modern-Best-Practices-to-Autoencoders)") in text
+    # Each record trained 2 s and evaluated nothing: 4 s in all.
+    assert "together they took 4.0s of training, evaluation and preparation (summed over the cells)" in text
+    away = leaderboard_page(records, [], tmp_path / "elsewhere" / "board.md", "aeframe report --docs board.md",
+                            datetime(2026, 11, 29, tzinfo=timezone.utc))
+    assert "the techniques: docs/techniques.md" in away.lower()
+
+
+def test_a_page_of_cells_from_two_commits_says_which_to_reproduce_from(tmp_path):
+    old, new = _record("Baseline", 0, 10), _record("Pixel Shuffle", 0, 30)
+    new.config = replace(new.config, provenance=replace(new.config.provenance, commit="fedcba987654"))
+    text = leaderboard_page([old, new], [], tmp_path / "board.md", "aeframe report --docs board.md",
+                            datetime(2026, 11, 29, tzinfo=timezone.utc))
+    assert ("at the last of the 2 commits named under Provenance (the store was filled across them, each cell "
+            "recording its own; the last one's code trains every row)") in text
 
 
 def test_the_page_gives_each_datasets_own_protocol(tmp_path):

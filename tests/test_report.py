@@ -180,6 +180,19 @@ def test_a_later_record_supersedes_an_earlier_one_for_the_same_cell():
     assert [row[:2] for row in tables(md)[0][1:]] == [["Baseline", "0.500000"], ["Pixel Shuffle", "**0.250000**"]]
 
 
+def test_under_a_time_budget_no_row_is_bolded_as_the_fastest_trainer():
+    # The leaderboard bolded "1m 00s ± 0.0s" as the best Training Time: every row trained for the budget.
+    rows = [done(label="Baseline", epochs=None, seconds=60, train_seconds=60.1, ips=900.0),
+            done(label="Pixel Shuffle", epochs=None, seconds=60, train_seconds=60.4, ips=1200.0)]
+    [[header, *body]] = tables(render(rows, METRICS))
+    time, rate = header.index("Training Time"), header.index("Images/s")
+    assert not any("**" in row[time] for row in body)
+    assert body[1][rate].startswith("**")  # how much fitted in the budget still has a best
+    [[header, *body]] = tables(render([done(label="Baseline", train_seconds=50.0),
+                                       done(label="Pixel Shuffle", train_seconds=70.0)], METRICS))
+    assert body[0][header.index("Training Time")].startswith("**")  # an epoch budget: the faster is the best
+
+
 def test_two_budgets_for_one_dataset_make_two_subheaded_tables():
     md = render(
         [

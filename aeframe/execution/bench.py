@@ -221,7 +221,7 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     compositions = [resolve_technique(text, registry, request.lr) for text in technique_texts]
     if request.combinations == 2:
         pairs, refused = pairs_of(technique_texts, registry, request.lr)
-        say(f"--combinations 2: {len(pairs)} pairs of the {len(compositions)} techniques, "
+        say(f"--combinations 2: {len(pairs)} pair{'s' if len(pairs) != 1 else ''} of the {len(compositions)} techniques, "
             f"{len(refused)} refused (not run)")
         for text, reason in refused:
             say(f"not combined: {text}: {reason}")

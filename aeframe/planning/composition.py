@@ -20,6 +20,7 @@ The rule, the same whatever order the user types the techniques in:
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -118,6 +119,19 @@ class Composition:
             if not technique.cuda_graphs and technique.name not in names:
                 names.append(technique.name)
         return names
+
+    def training(self) -> str:
+        """What this combination trains, whoever was typed: each part's provider and its wrappers in order
+        (with their parameters), and who sets each phase's rate. Two combinations with the same text
+        train alike (``baseline+progressive-resizing`` is ``progressive-resizing``: the Baseline provides
+        only what Progressive Resizing already takes from it, its base)."""
+        def who(member: Member) -> dict[str, Any]:
+            return member.describe()
+
+        return json.dumps({"providers": {part: who(m) for part, m in self.providers.items()},
+                           "wrappers": {part: [who(m) for m in self._wrappers(part)] for part in PARTS},
+                           "rates": {phase: who(m) for phase, m in self.rates.items()},
+                           "contested": sorted(self._contested), "lr": self.lr}, sort_keys=True)
 
     def _spelled(self) -> str:
         return "+".join(m.technique.name for m in self.members)

@@ -61,17 +61,26 @@ def pairs_of(texts: Sequence[str], registry: Registry, lr: str = "study") -> tup
     """Every pair ``a+b`` of the single techniques in ``texts``, in their order: the pairs that can be
     combined, and ``(pair, reason)`` for each that cannot (two of them provide the same part, say).
 
-    Texts that are already combinations (``a+b``) are not paired again.
+    Texts that are already combinations (``a+b``) are not paired again, and a pair that trains exactly
+    as one of its two alone (:meth:`Composition.training`) is refused as that row: it would be the same
+    training under another name, with other numbers only from time-budget noise.
     """
     singles = [text for text in texts if len(parse_combination(text)) == 1]
+    alone = {text: resolve_technique(text, registry, lr) for text in singles}
     pairs, refused = [], []
     for i, first in enumerate(singles):
         for second in singles[i + 1:]:
             text = f"{first}+{second}"
             try:
-                pairs.append(resolve_technique(text, registry, lr))
+                pair = resolve_technique(text, registry, lr)
             except UsageProblem as exc:  # CompositionError and SpecError included
                 refused.append((text, str(exc)))
+                continue
+            same = next((alone[t] for t in (first, second) if alone[t].training() == pair.training()), None)
+            if same is not None:
+                refused.append((text, f"it trains exactly as {same.label} alone, which is its own row"))
+                continue
+            pairs.append(pair)
     return pairs, refused
 
 

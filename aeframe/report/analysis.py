@@ -124,6 +124,8 @@ def _table(table: Table, heading: str | None, columns: list[Column], titles: dic
     combinations, combined_by = _combinations(table, rows, columns)
     shown = [c for c in columns if not c.optional or any(row.summary(c) for row in rows)]
     for column in shown:
+        if column.name == "train_seconds" and table.condition.budget.seconds is not None:
+            continue  # under a time budget every row trains for it: no row is the fastest
         means = [summary.mean if (summary := row.summary(column)) else None for row in rows]
         for i in _best(means, column.better, column.text):
             rows[i].best.add(column.id)

@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from tabulate import tabulate
 
+from aeframe.cells.durations import format_duration
 from aeframe.cells.record import CellRecord, PhaseSummary
 from aeframe.report.render import Figures, Report, analyse
-from aeframe.report.to_markdown import markdown
+from aeframe.report.structure import SIGNIFICANCE
+from aeframe.report.to_markdown import BUSY_MARKER, MARKER, MISSING, REFERENCE_ROW, STAND_IN_MARKER, markdown
 
 if TYPE_CHECKING:
     from aeframe.contract.metric import Metric
@@ -31,16 +33,22 @@ def leaderboard_page(
     figures: Figures | None = None,
 ) -> str:
     """The markdown of the page written at ``page``; ``report_command`` is the command that writes it."""
-    return page_markdown(analyse(records, metrics, figures, link_base=page.parent), report_command, generated)
+    # Beside the site's other pages (docs/), the page links them; elsewhere it names them.
+    beside_docs = (page.parent / "protocol.md").is_file()
+    return page_markdown(analyse(records, metrics, figures, link_base=page.parent), report_command, generated,
+                         beside_docs)
 
 
-def page_markdown(report: Report, report_command: str, generated: datetime) -> str:
-    """The page for an analysed report (its figures linked from the page's folder)."""
+def page_markdown(report: Report, report_command: str, generated: datetime, beside_docs: bool = False) -> str:
+    """The page for an analysed report (its figures linked from the page's folder); ``beside_docs``: the
+    page sits beside the site's pages and links them."""
     found = report.provenance
     parts = [
         "# Leaderboard",
         f"<!-- Written by `{report_command}`; edit the code or rerun it, not this file. -->",
         _intro(report, generated),
+        "## How to read the tables",
+        _legend(report, beside_docs),
         "## How to reproduce",
         _reproduce(found, report_command),
         "## Provenance",
@@ -64,21 +72,79 @@ def without_home_paths(text: str) -> str:
     return _HOME.sub("~", text)
 
 
+STUDY_URL = "https://github.com/henriwoodcock/Applying-Modern-Best-Practices-to-Autoencoders"
+
+
 def _intro(report: Report, generated: datetime) -> str:
     finished = report.provenance["finished"]
     span = f", finished between {finished[0]} and {finished[1]}" if finished else ""
     return (
-        "Autoencoder training techniques from the study \"Applying Modern Best Practices to Autoencoders\" "
-        "(2020), each trained under the same fixed budget and evaluated the same way by aeframe. "
+        f"Autoencoder training techniques from the study [\"Applying Modern Best Practices to Autoencoders\"]"
+        f"({STUDY_URL}) (2020), each trained under the same fixed budget and evaluated the same way by aeframe. "
         f"This page was generated on {generated:%Y-%m-%d} from {report.done_count} finished cells "
-        f"({len(report.cells)} stored){span}. Each table states its budget, seeds, device and versions."
+        f"({len(report.cells)} stored){span}; {_total_time(report)}. Each table states its budget, seeds, "
+        "device and versions."
     )
+
+
+def _total_time(report: Report) -> str:
+    """What the page's cells cost, summed over the cells in its tables: training, evaluation and the
+    untimed preparation (work outside the budget, where recorded, apart)."""
+    shown = [cell for cell, in_table in zip(report.cells, report.in_table) if in_table]
+
+    def summed(name: str) -> float:
+        return sum(v for cell in shown if isinstance(v := cell.stats.get(name), (int, float)))
+
+    total = summed("train_seconds") + summed("eval_seconds") + summed("prepare_seconds")
+    outside = summed("outside_budget_seconds")
+    extra = f", and {format_duration(outside)} of work outside the budget" if outside else ""
+    return (f"together they took {format_duration(total)} of training, evaluation and preparation{extra} "
+            "(summed over the cells)")
+
+
+def _legend(report: Report, beside_docs: bool) -> str:
+    """One line for each sign and row a reader meets in the tables below."""
+    def page(name: str, title: str) -> str:
+        return f"[{title}]({name})" if beside_docs else f"docs/{name}"
+
+    budgets = {table.condition.budget.seconds is not None for d in report.datasets for table in d.tables}
+    lines = [
+        "- **x ± s**: the mean over the seeds and their standard deviation (the Seeds column counts them); "
+        "a value alone is one seed's, or every seed's where they agree.",
+        "- **Bold**: the best row of a column (rows that tie at the digits shown are all bold)"
+        + ("; under a time budget every row trains for the budget, so no Training Time is bold." if True in budgets
+           else "."),
+        f"- **{MARKER}**: the row differs from the reference row (the Baseline) at p < {SIGNIFICANCE:g}, by a paired "
+        "t-test over the seeds both have. The p-values of a table are Holm-corrected: sorted, the smallest "
+        "multiplied by the number of tests, the next by one fewer, and so on, so that across the whole table the "
+        f"chance of any false {MARKER} stays under {SIGNIFICANCE:g}.",
+        f"- **{STAND_IN_MARKER}**: an offline stand-in for a study row whose ImageNet weights could not be had here; "
+        "the line under the table says what differs.",
+        f"- **{BUSY_MARKER}**: trained while the machine was busy; that row's time, epochs and images/s are not "
+        "comparable with the others'.",
+        f"- **{REFERENCE_ROW}**: the metrics of the test images themselves, unreconstructed (e.g. the reference "
+        "classifier's accuracy on them): what a perfect reconstruction would score; metrics without such a value "
+        f"show {MISSING}.",
+        f"- **{MISSING}**: no value (not measured, or not applicable).",
+        f"- The techniques: {page('techniques.md', 'Techniques')}; the metrics: {page('metrics.md', 'Metrics')}; "
+        f"the study's protocol and aeframe's deviations from it: {page('protocol.md', 'Protocol')}.",
+    ]
+    if any(cell.config.budget.epochs != 15 for cell in report.cells if cell.config.budget.epochs is not None) \
+            or True in budgets:
+        lines.append("- The study trained every model for 15 epochs on a GPU. Rows trained under another budget "
+                     "(the tables say which) cannot be compared with the study's figures, only with each other.")
+    return "\n".join(lines)
 
 
 def _reproduce(found: dict[str, Any], report_command: str) -> str:
     bench = found["commands"] or [_NOT_RECORDED]
-    lines = ["From a clone of the aeframe repository at the commit named under Provenance, after the "
-             "README's setup, run:", "", "```sh", *bench, report_command, "```", ""]
+    commits = found["commits"]
+    # A store resumed after a commit holds cells of both: each keeps its own; the newest code reruns them all.
+    at = ("the commit named under Provenance" if len(commits) <= 1 else
+          f"the last of the {len(commits)} commits named under Provenance (the store was filled across "
+          "them, each cell recording its own; the last one's code trains every row)")
+    lines = [f"From a clone of the aeframe repository at {at}, after the README's setup, run:", "", "```sh",
+             *bench, report_command, "```", ""]
     lines.append("A bench command resumes: cells already in its store are not trained again "
                  "(`--rerun` trains them anew). Timings depend on the device and on what else runs on it. "
                  "Under an epoch budget a rerun on the CPU gives the same metrics; under a time budget "
@@ -124,7 +190,7 @@ def _protocols(report: Report) -> str:
     rates, image size), as that dataset's cells recorded them."""
     intro = ("Every technique trains with the study's recipe unless its row says otherwise: AdamW, a "
              "one-cycle learning rate in each phase, dihedral flips and lighting changes as augmentation "
-             "(docs/protocol.md has the details). A phase's share is of the whole budget, epochs or seconds. "
+             "(the protocol page has the details). A phase's share is of the whole budget, epochs or seconds. "
              "The learning rates are each dataset's own, as its cells trained.")
     parts = [intro]
     for dataset, protocols in report.protocols.items():
