@@ -114,7 +114,7 @@ def _draw_grid(rows: list[tuple[str, torch.Tensor]], title: str, path: Path) -> 
     columns = rows[0][1].shape[0]
     cell = 0.75
     figure, axes = plt.subplots(len(rows), columns, figsize=(2.4 + cell * columns, 0.35 + cell * len(rows)),
-                                squeeze=False)
+                                squeeze=False)  # the width is set below, once the labels are measured
     for r, (label, images) in enumerate(rows):
         for c in range(columns):
             axis = axes[r][c]
@@ -130,7 +130,15 @@ def _draw_grid(rows: list[tuple[str, torch.Tensor]], title: str, path: Path) -> 
                     axis.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
         axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     figure.suptitle(title, fontsize=10)
-    figure.subplots_adjust(left=2.3 / (2.4 + cell * columns), right=0.99, top=1 - 0.35 / (0.35 + cell * len(rows)),
+    # Room on the left for the widest label as drawn (a fixed margin cut "Pixel Shuffle + Progressive
+    # Resizing" to "ixel Shuffle + ..."), then the images at their size.
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    widest = max(axes[r][0].yaxis.label.get_window_extent(renderer).width for r in range(len(rows))) / figure.dpi
+    left = widest + 0.25
+    width = left + cell * columns + 0.1
+    figure.set_size_inches(width, 0.35 + cell * len(rows))
+    figure.subplots_adjust(left=left / width, right=1 - 0.05 / width, top=1 - 0.35 / (0.35 + cell * len(rows)),
                            bottom=0.01, wspace=0.05, hspace=0.05)
     figure.savefig(path, dpi=100, metadata=_PNG_METADATA)
     plt.close(figure)
