@@ -46,7 +46,7 @@ def site(tmp_path_factory) -> Path:
 
 def test_the_site_builds_strictly_with_every_page_and_the_api_reference(site):
     for page in ("index", "concepts", "leaderboard", "techniques", "datasets", "metrics", "plugins", "distributed",
-                 "speed", "results", "api", "architecture", "cite"):
+                 "speed", "results", "api", "architecture", "cite", "cli"):
         assert (site / ("index.html" if page == "index" else f"{page}/index.html")).is_file(), page
     api = (site / "api" / "index.html").read_text()
     import aeframe
@@ -55,6 +55,19 @@ def test_the_site_builds_strictly_with_every_page_and_the_api_reference(site):
     # Every exported name has its entry, rendered from its docstring.
     for name, module in {**aeframe._EXPORTS, **aeframe.executors._EXPORTS}.items():
         assert f'id="{module}.{name}"' in api, name
+
+
+def test_the_command_line_reference_is_generated_from_the_commands_themselves(site):
+    # No CLI reference page existed; a hand-written one would drift from --help.
+    from aeframe.cli import cli
+
+    page = html.unescape((site / "cli" / "index.html").read_text())
+    for name, command in cli.commands.items():
+        assert f"aeframe {name}" in page, name
+        for param in command.params:
+            for option in [*param.opts, *param.secondary_opts]:
+                if option.startswith("--") and option != "--help":
+                    assert option in page, f"aeframe {name} {option}"
 
 
 PROBE = """<!doctype html><html><body><pre id="result">waiting</pre>
