@@ -54,7 +54,7 @@ def page_markdown(report: Report, report_command: str, generated: datetime, besi
         "## Provenance",
         _provenance(found, generated),
         "## Training protocol",
-        _protocols(report),
+        _protocols(report, beside_docs),
         markdown(report).rstrip("\n"),
         "## How to cite",
         _how_to_cite(found, generated),
@@ -102,10 +102,15 @@ def _total_time(report: Report) -> str:
             "(summed over the cells)")
 
 
+def _site_page(name: str, title: str, beside_docs: bool) -> str:
+    """A link to one of the site's pages where the page sits beside them, else its path in a checkout."""
+    return f"[{title}]({name})" if beside_docs else f"docs/{name}"
+
+
 def _legend(report: Report, beside_docs: bool) -> str:
     """One line for each sign and row a reader meets in the tables below."""
     def page(name: str, title: str) -> str:
-        return f"[{title}]({name})" if beside_docs else f"docs/{name}"
+        return _site_page(name, title, beside_docs)
 
     budgets = {table.condition.budget.seconds is not None for d in report.datasets for table in d.tables}
     lines = [
@@ -185,12 +190,13 @@ def _how_to_cite(found: dict[str, Any], generated: datetime) -> str:
             f"version {version}, leaderboard of {generated:%Y-%m-%d} (commit {commits}).")
 
 
-def _protocols(report: Report) -> str:
+def _protocols(report: Report, beside_docs: bool) -> str:
     """Per dataset, one row per technique: its batch size and phases (share of the budget, peak learning
     rates, image size), as that dataset's cells recorded them."""
     intro = ("Every technique trains with the study's recipe unless its row says otherwise: AdamW, a "
              "one-cycle learning rate in each phase, dihedral flips and lighting changes as augmentation "
-             "(the protocol page has the details). A phase's share is of the whole budget, epochs or seconds. "
+             f"({_site_page('protocol.md', 'Protocol', beside_docs)} has the details). A phase's share is of the "
+             "whole budget, epochs or seconds. "
              "The learning rates are each dataset's own, as its cells trained.")
     parts = [intro]
     for dataset, protocols in report.protocols.items():
