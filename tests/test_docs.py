@@ -47,10 +47,13 @@ def test_every_hook_has_a_test(hook):
 
 @pytest.mark.parametrize("hook", HOOKS)
 def test_every_hook_docstring_covers_its_arguments_and_result(hook):
-    doc = getattr(hookspecs, hook).__doc__
+    # Google style, as the API reference renders it: an Args: entry per argument, and a Returns: section
+    # that says whether the first result wins.
+    doc = inspect.getdoc(getattr(hookspecs, hook))
+    args, returns = doc.split("\nArgs:\n", 1)[1].split("\nReturns:\n", 1)
     for arg in inspect.signature(getattr(hookspecs, hook)).parameters:
-        assert f":param {arg}:" in doc
-    assert ":returns:" in doc and "firstresult" in doc
+        assert f"\n    {arg}: " in "\n" + args
+    assert "firstresult" in returns
 
 
 def test_every_exported_name_is_in_the_api_reference_and_resolves():
@@ -158,22 +161,6 @@ def test_the_composition_rules_the_examples_show(doc_registry):
         resolve_technique("l1-loss+feature-loss", doc_registry)
     with pytest.raises(CompositionError, match="cannot combine gentle and progressive-resizing: both set"):
         resolve_technique("gentle+progressive-resizing", doc_registry)
-
-
-def test_the_quick_starts_install_steps_keep_stdout_for_the_tables(tmp_path):
-    # dpkg writes its progress ("Unpacking dataset-fashion-mnist ...") on stdout, which put it in front of
-    # the tables of `... > results.md`. The README's apt step runs here with an apt-get that does the same.
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    quick_start = re.search(r"```bash\n(.*?)\n```", readme, re.S).group(1)
-    apt_step = re.search(r"\{ apt-get .*?\}(?: >&2)?", quick_start).group(0)
-    fake = tmp_path / "bin" / "apt-get"
-    fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\necho 'Unpacking dataset-fashion-mnist (0.0) ...'\n")
-    fake.chmod(0o755)
-    done = subprocess.run(["bash", "-c", apt_step], capture_output=True, text=True,
-                          env={**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"})
-    assert done.returncode == 0
-    assert done.stdout == "" and "Unpacking dataset-fashion-mnist" in done.stderr
 
 
 def test_lr_find_says_whose_rule_chooses_the_rate():

@@ -1,9 +1,12 @@
-"""Models with loss terms of their own (``aeframe.ModelOutput``): a beta-VAE and a VQ-VAE from a
-third-party plugin (tests/vae_family.py), trained through ``aeframe bench``, alone and with a loss
-that replaces or wraps the reconstruction loss."""
+"""Models with loss terms of their own (``aeframe.ModelOutput``): the beta-VAE and the VQ-VAE of the
+example plugin package examples/vae/, trained through ``aeframe bench``, alone and with a loss that
+replaces or wraps the reconstruction loss (tests/loss_techniques.py)."""
 from __future__ import annotations
 
+import sys
+import tomllib
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,9 +25,16 @@ TINY = "shapes[train=256,test=64]"
 
 @pytest.fixture(scope="module")
 def family():
-    """The built-ins and tests/vae_family.py, found through an entry point as an installed plugin is."""
-    plugin = EntryPoint(name="vae_family", value="vae_family", group="aeframe")
-    registry = build_registry([*entry_points(group="aeframe"), plugin], autoload=True)
+    """The built-ins, examples/vae and tests/loss_techniques.py, found through entry points as installed
+    plugins are (the example's own, as its pyproject.toml declares it)."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "vae"
+    if str(example) not in sys.path:  # importable whether or not it is installed
+        sys.path.insert(0, str(example))
+    declared = tomllib.loads((example / "pyproject.toml").read_text())["project"]["entry-points"]["aeframe"]
+    plugins = [*(EntryPoint(name=name, value=value, group="aeframe") for name, value in declared.items()),
+               EntryPoint(name="loss_techniques", value="loss_techniques", group="aeframe")]
+    installed = [ep for ep in entry_points(group="aeframe") if ep.name not in declared]
+    registry = build_registry([*installed, *plugins], autoload=True)
     assert not [p.error for p in registry.plugins if p.error]
     return registry
 

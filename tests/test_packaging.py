@@ -72,5 +72,16 @@ def test_every_source_file_is_python_the_oldest_claimed_version_reads():
              *(ROOT / "examples").rglob("*.py")]
     for path in files:
         ast.parse(path.read_text(), filename=str(path), feature_version=floor)
-    example = tomllib.loads((ROOT / "examples" / "denoising" / "pyproject.toml").read_text())["project"]
-    assert example["requires-python"] == PROJECT["requires-python"]
+
+
+@pytest.mark.parametrize("example", sorted(path.parent.name for path in (ROOT / "examples").glob("*/pyproject.toml")))
+def test_each_example_package_installs_beside_this_aeframe_from_a_clone_or_an_index(example):
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "examples" / example / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == PROJECT["requires-python"]
+    # A plain requirement on aeframe: met by an editable install of this clone, or fetched from an index.
+    (needs,) = [Requirement(text) for text in project["dependencies"] if Requirement(text).name == "aeframe"]
+    assert not needs.url and needs.specifier.contains(PROJECT["version"])
+    assert project["license"] == "MIT" and (ROOT / "examples" / example / "LICENSE").is_file()
+    assert project["entry-points"]["aeframe"]

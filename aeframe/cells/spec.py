@@ -64,7 +64,15 @@ class CellSpec:
     stand_in: str | None = None
 
     def keyed(self, fingerprint: str) -> CellSpec:
-        """This spec with the fingerprint of the data it will train on, and its key."""
+        """This spec with the fingerprint of the data it will train on, and its key.
+
+        Args:
+            fingerprint: The loaded data's :meth:`aeframe.ImageData.fingerprint`.
+
+        Returns:
+            A copy of this spec whose config carries ``fingerprint`` and whose :attr:`key` is that config's
+                :func:`cell_key`.
+        """
         config = replace(self.config, dataset=replace(self.config.dataset, fingerprint=fingerprint))
         return replace(self, config=config, key=cell_key(config))
 
@@ -77,6 +85,15 @@ class CellSpec:
         """The record of this cell when it never got to train, saying why.
 
         It names no plugin: the summary of failed cells must not blame a technique that did not run.
+
+        Args:
+            reason: Why the cell did not train, as the user should read it; kept as the record's error.
+            started_at: When the attempt began, as records keep times (:func:`aeframe.cells.record.now`);
+                None: now.
+
+        Returns:
+            A record with status failed, this spec's key (or, before the data's fingerprint was known, the
+                key of its config without one), and no plugins in its config.
         """
         # A cell whose data never loaded has no fingerprint: its key is that of its config without one.
         return CellRecord(key=self.key or cell_key(self.config), config=replace(self.config, plugins={}),

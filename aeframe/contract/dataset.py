@@ -59,7 +59,13 @@ class ImageData:
 
     def to_arrays(self) -> dict[str, Any]:
         """This data as numpy arrays and a list, which every transport (pickle 5, Ray's object store)
-        moves without copying the pixels; :meth:`from_arrays` turns it back."""
+        moves without copying the pixels; :meth:`from_arrays` turns it back.
+
+        Returns:
+            A dict with ``"train"`` and ``"test"``, each a pair of numpy arrays (uint8 images (N, C, H, W),
+                int64 labels (N,)) sharing the tensors' memory, ``"classes"``, the class names as a list, and
+                ``"resample"``, the resampling method.
+        """
         return {
             "train": (self.train.images.numpy(), self.train.labels.numpy()),
             "test": (self.test.images.numpy(), self.test.labels.numpy()),
@@ -69,7 +75,15 @@ class ImageData:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, Any]) -> ImageData:
-        """The data of :meth:`to_arrays`'s arrays, sharing their memory."""
+        """The data of :meth:`to_arrays`'s arrays, sharing their memory.
+
+        Args:
+            arrays: What :meth:`to_arrays` returned, possibly after a transport (its arrays may be read-only:
+                cells only read the data).
+
+        Returns:
+            The data, its tensors made on the arrays without copying them.
+        """
         import warnings
 
         import torch
@@ -92,6 +106,10 @@ class ImageData:
         result or a cache kept under it can never be reused for other data. Computed on the first
         call (a fraction of a second for 60,000 images) and kept; the splits must not be changed
         afterwards.
+
+        Returns:
+            The first 16 hexadecimal digits of a SHA-256 over the class names, the resampling method (where
+                not the default), and each split's image shape, pixels and labels.
         """
         if self._fingerprint is None:
             digest = hashlib.sha256(b"aeframe-data-1")
@@ -129,27 +147,74 @@ class DatasetPlugin(ABC):
 
     @abstractmethod
     def shape(self, params: dict[str, Any]) -> tuple[int, int, int]:
-        """The (C, H, W) of the images this dataset yields with these parameters, without loading."""
+        """The (C, H, W) of the images this dataset yields with these parameters, without loading.
+
+        Args:
+            params: The dataset's typed parameter values by name (as :attr:`params` declares them, defaults
+                filled in).
+
+        Returns:
+            The images' channels, height and width in pixels, as a tuple.
+        """
 
     @abstractmethod
     def missing(self, data_dir: Path, params: dict[str, Any]) -> str | None:
         """``None`` if the files are at hand; else why not, naming the exact files, directory and fix.
 
         Must be cheap (no decoding) and must not touch the network.
+
+        Args:
+            data_dir: The data directory (``--data-dir``) the files are looked for in.
+            params: The dataset's typed parameter values by name, defaults filled in.
+
+        Returns:
+            None when the files are at hand, else one message saying which files are missing, where they go
+                and how to get them.
         """
 
     def check_params(self, params: dict[str, Any]) -> None:
         """Raise ``ValueError`` for parameter values that cannot work (e.g. a negative count); the user
-        sees the message, naming the dataset, before anything runs."""
+        sees the message, naming the dataset, before anything runs.
+
+        Args:
+            params: The dataset's typed parameter values by name: the given ones parsed, the others at their
+                defaults.
+
+        Raises:
+            ValueError: When the values cannot work; its message is shown, naming the dataset.
+        """
 
     def can_download(self) -> bool:
-        """Whether :meth:`download` may be tried when files are missing."""
+        """Whether :meth:`download` may be tried when files are missing.
+
+        Returns:
+            True when the dataset can fetch its files itself; False (the default) when the user must put
+                them in place.
+        """
         return False
 
     def download(self, data_dir: Path, progress: ProgressFn) -> None:
-        """Fetch the missing files into ``data_dir``; raise :class:`DatasetUnavailable` on failure."""
+        """Fetch the missing files into ``data_dir``; raise :class:`DatasetUnavailable` on failure.
+
+        Args:
+            data_dir: The data directory to put the files in (made before the call).
+            progress: Called as ``progress(what, bytes_done, bytes_total)`` as the download goes on;
+                ``bytes_total`` is None where the size is not known.
+
+        Raises:
+            DatasetUnavailable: When the files cannot be fetched, saying what to do instead (the default,
+                for a dataset that cannot be downloaded).
+        """
         raise DatasetUnavailable(f"{self.name} cannot be downloaded")
 
     @abstractmethod
     def load(self, data_dir: Path, params: dict[str, Any]) -> ImageData:
-        """Read the files (already checked by :meth:`missing`) into memory."""
+        """Read the files (already checked by :meth:`missing`) into memory.
+
+        Args:
+            data_dir: The data directory the files are in.
+            params: The dataset's typed parameter values by name, defaults filled in.
+
+        Returns:
+            Both splits in memory, the class names and the resampling method.
+        """

@@ -39,6 +39,11 @@ PLACEMENT_OPTIONS: dict[str, str] = {
 
 
 def _to_stderr(message: str) -> None:
+    """Print one line for the user on stderr, after ``aeframe:``: :attr:`ExecutorSettings.say`'s default.
+
+    Args:
+        message: The line to show, without the ``aeframe:`` prefix or a newline.
+    """
     print(f"aeframe: {message}", file=sys.stderr, flush=True)
 
 
@@ -91,6 +96,13 @@ class Work(ABC):
 
         Each dataset's metrics are prepared once; each cell is rebuilt from its spec with the plugins of
         this run, exactly as :func:`aeframe.executors.train_cell` rebuilds it on a worker.
+
+        Args:
+            groups: Each dataset's pending cells with their loaded data, trained in this order.
+            device: The torch device every cell trains on.
+
+        Yields:
+            Each cell's record as the cell ends, one per cell.
         """
 
 
@@ -109,6 +121,12 @@ class ExecutorSession(ABC):
 
         The driver measures ``--precision auto`` and checks the speed settings through it, so that
         they describe the device the cells use, not the driver's. ``fn`` must be picklable.
+
+        Args:
+            fn: A picklable function of the torch device a cell would train on.
+
+        Returns:
+            What ``fn`` returned there.
         """
 
     @abstractmethod
@@ -118,6 +136,14 @@ class ExecutorSession(ABC):
         Every cell gets exactly one record: a cell that cannot be trained is a failed record
         saying why (``spec.failed(reason)``), never an exception. Ctrl-C (KeyboardInterrupt) stops the cells in flight and
         propagates; the records already yielded are saved by the driver.
+
+        Args:
+            groups: Each dataset's pending cell specs with their loaded data.
+            work: What every cell shares besides its data (the metrics, the data and cache directories),
+                and :meth:`Work.train_here` to train cells in this process.
+
+        Yields:
+            Each cell's record as soon as the cell ends, done or failed, exactly one per cell.
         """
 
     def close(self) -> None:
@@ -148,6 +174,10 @@ class Executor(ABC):
 
         Must be cheap and must not import heavy libraries when they are absent: ``aeframe list
         executors`` calls it for every executor.
+
+        Returns:
+            None (the default) when the executor can run here, else one line saying what is missing and how
+                to get it.
         """
         return None
 
@@ -157,4 +187,14 @@ class Executor(ABC):
 
         Raise :class:`aeframe.errors.UsageProblem` (a usage error, exit 2) for settings that
         cannot work, with one line naming the option.
+
+        Args:
+            settings: What the user asked of the executor on the command line: the device, the placement
+                options given, the data and cache directories, and where to say things.
+
+        Returns:
+            A session ready to train; the driver closes it when the run ends.
+
+        Raises:
+            UsageProblem: For settings that cannot work, with one line naming the option.
         """

@@ -18,10 +18,13 @@ hookspec = pluggy.HookspecMarker("aeframe")
 def register_techniques(register: Callable[..., None]) -> None:
     """Register autoencoder training techniques.
 
-    :param register: call ``register(technique)`` once per technique, where ``technique`` is an
-        instance of :class:`aeframe.Technique`. Its ``name`` is what users type after ``-t``; it must
-        be unique among all plugins (on a clash the built-in one is kept and the clash is reported).
-    :returns: nothing; the return value is ignored. Not ``firstresult``: every plugin is called.
+    Args:
+        register: Call ``register(technique)`` once per technique, where ``technique`` is an
+            instance of :class:`aeframe.Technique`. Its ``name`` is what users type after ``-t``; it must
+            be unique among all plugins (on a clash the built-in one is kept and the clash is reported).
+
+    Returns:
+        Nothing; the return value is ignored. Not ``firstresult``: every plugin is called.
     """
 
 
@@ -29,9 +32,12 @@ def register_techniques(register: Callable[..., None]) -> None:
 def register_datasets(register: Callable[..., None]) -> None:
     """Register image datasets.
 
-    :param register: call ``register(dataset)`` once per dataset, where ``dataset`` is an instance
-        of :class:`aeframe.DatasetPlugin`. Its ``name`` is what users type after ``-d``.
-    :returns: nothing; the return value is ignored. Not ``firstresult``: every plugin is called.
+    Args:
+        register: Call ``register(dataset)`` once per dataset, where ``dataset`` is an instance
+            of :class:`aeframe.DatasetPlugin`. Its ``name`` is what users type after ``-d``.
+
+    Returns:
+        Nothing; the return value is ignored. Not ``firstresult``: every plugin is called.
     """
 
 
@@ -39,10 +45,13 @@ def register_datasets(register: Callable[..., None]) -> None:
 def register_metrics(register: Callable[..., None]) -> None:
     """Register evaluation metrics, computed for every cell on the dataset's test split.
 
-    :param register: call ``register(metric)`` once per metric, where ``metric`` is an instance of
-        :class:`aeframe.Metric`. Its ``name`` keys the stored value; its ``title`` heads the column.
-        The instance is a prototype: each cell is evaluated with a deep copy of it.
-    :returns: nothing; the return value is ignored. Not ``firstresult``: every plugin is called.
+    Args:
+        register: Call ``register(metric)`` once per metric, where ``metric`` is an instance of
+            :class:`aeframe.Metric`. Its ``name`` keys the stored value; its ``title`` heads the column.
+            The instance is a prototype: each cell is evaluated with a deep copy of it.
+
+    Returns:
+        Nothing; the return value is ignored. Not ``firstresult``: every plugin is called.
     """
 
 
@@ -50,7 +59,10 @@ def register_metrics(register: Callable[..., None]) -> None:
 def register_executors(register: Callable[..., None]) -> None:
     """Register executors: what trains the planned cells, and where (this process, a Ray cluster, ...).
 
-    :param register: call ``register(executor)`` once per executor, where ``executor`` is an
-        instance of :class:`aeframe.Executor`. Its ``name`` is what users type after ``--executor``.
-    :returns: nothing; the return value is ignored. Not ``firstresult``: every plugin is called.
+    Args:
+        register: Call ``register(executor)`` once per executor, where ``executor`` is an
+            instance of :class:`aeframe.Executor`. Its ``name`` is what users type after ``--executor``.
+
+    Returns:
+        Nothing; the return value is ignored. Not ``firstresult``: every plugin is called.
     """

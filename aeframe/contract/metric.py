@@ -46,6 +46,14 @@ class Metric(ABC):
         ``self.prepared`` on every cell's copy and is shared, not copied, so the cells must only
         read it. Returning None and storing on ``self`` instead is the legacy way: it still works,
         but the stored state is then deep-copied for every cell.
+
+        Args:
+            context: The :class:`aeframe.CellContext` of the first cell of the dataset: its shape, dataset,
+                device, data and cache directories, and ``load_dataset``.
+
+        Returns:
+            What the cells need, kept as ``self.prepared`` on every cell's copy; None (the default) for
+                nothing.
         """
         return None
 
@@ -55,6 +63,9 @@ class Metric(ABC):
         one line saying how the metric was obtained (shown under the table), and ``not_scored``,
         why the metric has no value for this cell (shown as ``n/a: WHY`` in its column; let
         :meth:`result` return NaN then).
+
+        Returns:
+            JSON-serialisable facts by name, stored with the cell's value; empty (the default) for none.
         """
         return {}
 
@@ -63,6 +74,9 @@ class Metric(ABC):
 
         The default zeroes a float64 ``self._sum`` on the cell's device and an int ``self._count``,
         which the default :meth:`result` divides.
+
+        Args:
+            context: The cell's :class:`aeframe.CellContext`; its ``device`` is where the batches will be.
         """
         import torch
 
@@ -71,10 +85,21 @@ class Metric(ABC):
 
     @abstractmethod
     def update(self, recon: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> None:
-        """Fold in one batch: ``recon`` and ``target`` float in [0, 1], (N, C, H, W); ``labels`` (N,)."""
+        """Fold in one batch: ``recon`` and ``target`` float in [0, 1], (N, C, H, W); ``labels`` (N,).
+
+        Args:
+            recon: The model's reconstructions of the batch: float in [0, 1], (N, C, H, W).
+            target: The original images of the batch: float in [0, 1], (N, C, H, W).
+            labels: The images' class labels: int64, (N,).
+        """
 
     def result(self) -> float:
-        """The metric over every batch seen since :meth:`start`."""
+        """The metric over every batch seen since :meth:`start`.
+
+        Returns:
+            The metric's value as a Python float (NaN where it has no value for this cell). The default
+                divides ``self._sum`` by ``self._count`` (0.0 when no batch was seen).
+        """
         return float(self._sum) / max(self._count, 1)
 
 
@@ -91,7 +116,12 @@ class RunningMean:
         self.count = 0
 
     def add(self, values: torch.Tensor) -> None:
-        """Fold in every entry of ``values`` (any shape; booleans count as 0 and 1)."""
+        """Fold in every entry of ``values`` (any shape; booleans count as 0 and 1).
+
+        Args:
+            values: A tensor of any shape and dtype, on the device of the values added before; summed in
+                float64 without leaving it.
+        """
         import torch
 
         batch_sum = values.sum(dtype=torch.float64)
@@ -99,7 +129,11 @@ class RunningMean:
         self.count += values.numel()
 
     def read(self) -> float:
-        """The mean so far as a Python float; 0.0 before anything was added (as ``Metric.result``)."""
+        """The mean so far as a Python float; 0.0 before anything was added (as ``Metric.result``).
+
+        Returns:
+            The sum of every entry added divided by their count; the one point that waits for the device.
+        """
         if self.total is None:
             return 0.0
         return float(self.total) / max(self.count, 1)
@@ -115,16 +149,40 @@ class MeanMetric(Metric):
 
     @abstractmethod
     def values(self, recon: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """This batch's entries of the mean, on the batch's device (any shape)."""
+        """This batch's entries of the mean, on the batch's device (any shape).
+
+        Args:
+            recon: The model's reconstructions of the batch: float in [0, 1], (N, C, H, W).
+            target: The original images of the batch: float in [0, 1], (N, C, H, W).
+            labels: The images' class labels: int64, (N,).
+
+        Returns:
+            The entries this batch adds to the mean, in any shape: one per element weighs pixels equally,
+                one per image weighs images equally.
+        """
 
     def start(self, context: Any) -> None:
-        """Start an empty running mean."""
+        """Start an empty running mean.
+
+        Args:
+            context: The cell's :class:`aeframe.CellContext` (not needed: the mean lives where the values are).
+        """
         self.running = RunningMean()
 
     def update(self, recon: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> None:
-        """Add this batch's :meth:`values` to the running mean."""
+        """Add this batch's :meth:`values` to the running mean.
+
+        Args:
+            recon: The model's reconstructions of the batch: float in [0, 1], (N, C, H, W).
+            target: The original images of the batch: float in [0, 1], (N, C, H, W).
+            labels: The images' class labels: int64, (N,).
+        """
         self.running.add(self.values(recon, target, labels))
 
     def result(self) -> float:
-        """The mean of every entry seen since :meth:`start`."""
+        """The mean of every entry seen since :meth:`start`.
+
+        Returns:
+            That mean as a Python float; 0.0 when no entry was seen.
+        """
         return self.running.read()

@@ -66,6 +66,19 @@ class Param:
         return _TYPE_NAMES[self.type]
 
     def parse(self, text: str, owner: str) -> Any:
+        """The typed value of ``text``, as the user gave it after ``key=``, checked against :attr:`choices`.
+
+        Args:
+            text: The value as typed: ``3``, ``0.5``, ``true``/``false`` (also ``yes``/``no``, ``on``/``off``,
+                ``1``/``0``), or a comma-separated list (``16,32``) for ``"ints"`` and ``"floats"``.
+            owner: Who declares the parameter, as error messages name it (``technique pixel-shuffle``).
+
+        Returns:
+            The value as :attr:`type`: an int, float, str or bool, or a tuple of ints or floats.
+
+        Raises:
+            SpecError: When ``text`` is not a value of that type, or not one of :attr:`choices`.
+        """
         try:
             value = _PARSERS[self.type](text)
         except ValueError:
@@ -78,6 +91,14 @@ class Param:
         return value
 
     def format(self, value: Any) -> str:
+        """``value`` as the user would type it: the inverse of :meth:`parse`.
+
+        Args:
+            value: A typed value of this parameter (a tuple for ``"ints"`` and ``"floats"``).
+
+        Returns:
+            The text: a tuple's items joined by commas, a bool as ``true`` or ``false``, anything else as ``str``.
+        """
         if isinstance(value, tuple):
             return ",".join(str(v) for v in value)
         if isinstance(value, bool):
@@ -85,6 +106,12 @@ class Param:
         return str(value)
 
     def describe(self) -> dict[str, Any]:
+        """This parameter as plain data, as ``aeframe list techniques`` and ``aeframe list datasets`` show it.
+
+        Returns:
+            A dict of ``name``, ``type`` (its name: ``"int"``, ``"floats"``...), ``default`` and ``choices``
+                formatted as the user would type them (None where there are none), and ``help``.
+        """
         return {
             "name": self.name,
             "type": self.type_name,

@@ -36,21 +36,46 @@ def _cos(start: float, end: float, t: float) -> float:
 
 
 def one_cycle_lr(q: float, max_lr: float) -> float:
-    """Learning rate at progress ``q`` in [0, 1] of one one-cycle run peaking at ``max_lr``."""
+    """Learning rate at progress ``q`` in [0, 1] of one one-cycle run peaking at ``max_lr``.
+
+    Args:
+        q: Progress through the run (the phase), from 0 at its start to 1 at its end.
+        max_lr: The peak learning rate, reached at 30 % of the run.
+
+    Returns:
+        The rate: a cosine from ``max_lr / 25`` up to ``max_lr`` over the first 30 % of the run, then a
+            cosine down to ``max_lr / (25 * 1e4)`` at its end.
+    """
     if q < PCT_START:
         return _cos(max_lr / DIV, max_lr, q / PCT_START)
     return _cos(max_lr, max_lr / FINAL_DIV, (q - PCT_START) / (1 - PCT_START))
 
 
 def one_cycle_beta1(q: float) -> float:
-    """Adam's beta1 at progress ``q``: 0.95 down to 0.85 during warm-up, then back up to 0.95."""
+    """Adam's beta1 at progress ``q``: 0.95 down to 0.85 during warm-up, then back up to 0.95.
+
+    Args:
+        q: Progress through the run (the phase), from 0 at its start to 1 at its end; warm-up is its
+            first 30 %.
+
+    Returns:
+        beta1 at that progress, following a cosine in each part of the run.
+    """
     if q < PCT_START:
         return _cos(BETA1_HIGH, BETA1_LOW, q / PCT_START)
     return _cos(BETA1_LOW, BETA1_HIGH, (q - PCT_START) / (1 - PCT_START))
 
 
 def adamw(groups: list[dict]) -> torch.optim.Optimizer:
-    """fastai v1's Adam with "true" (decoupled) weight decay, which is exactly torch's AdamW."""
+    """fastai v1's Adam with "true" (decoupled) weight decay, which is exactly torch's AdamW.
+
+    Args:
+        groups: torch parameter-group dicts (``{"params": [...]}``, optionally with a group's own ``lr``).
+
+    Returns:
+        ``torch.optim.AdamW`` with betas (0.9, 0.99), eps 1e-8 and weight decay 1e-2 on every group; its
+            learning rate (3e-3 to begin with) is set by the schedule at every step.
+    """
     return torch.optim.AdamW(groups, lr=STUDY_FIRST_LR, betas=BETAS, eps=EPS, weight_decay=WEIGHT_DECAY)
 
 
@@ -65,6 +90,14 @@ def dihedral_lighting(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     A random element of the dihedral group (flips and, for square images, a transpose), then with
     probability 0.75 each a brightness shift (add logit(c), c ~ U(0.4, 0.6)) and a contrast scale
     (multiply by s, log-uniform in (0.8, 1.25)) in logit space, as fastai v1's lighting transforms.
+
+    Args:
+        x: A batch of images, float in [0, 1], (N, C, H, W).
+        gen: The generator every random draw comes from, on the batch's device (the cell's, for
+            reproducible runs).
+
+    Returns:
+        The augmented batch, float in [0, 1], of the same shape.
     """
     n, device = x.shape[0], x.device
 
@@ -99,14 +132,30 @@ class ImageNetNormalize(nn.Module):
         self.register_buffer("std", std.view(1, channels, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise a batch with ImageNet's per-channel mean and standard deviation.
+
+        Args:
+            x: A batch of images, float in [0, 1], (N, C, H, W) with the number of channels given at
+                construction.
+
+        Returns:
+            ``(x - mean) / std`` per channel, of the same shape.
+        """
         return (x - self.mean) / self.std
 
 
 def study_schedule(second_lr: float | Sequence[float] = 1e-3, **second_phase) -> Schedule:
     """The study's two one-cycle runs as a schedule: 5/15 of the budget at 3e-3, 10/15 at ``second_lr``.
 
-    ``second_phase`` takes further :class:`Phase` fields for the second run (``fresh_optimizer``,
-    ``on_start``, ``param_groups``...).
+    Args:
+        second_lr: The second run's peak learning rate, or one per parameter group (with ``param_groups``).
+        second_phase (Any): Further :class:`Phase` fields for the second run (``fresh_optimizer``,
+            ``on_start``, ``param_groups``...).
+
+    Returns:
+        The schedule: AdamW, one-cycle learning-rate and beta1 curves, the dihedral + lighting
+            augmentation and batches of 128, in two phases "run 1" and "run 2"; "run 2"'s rate is the one
+            ``--lr find`` tests.
     """
     first, second = STUDY_EPOCHS
     total = first + second

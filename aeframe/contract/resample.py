@@ -39,6 +39,18 @@ def resize_uint8(images: torch.Tensor, size: int, method: str = HALF_PIXEL) -> t
     images' own size it returns them unchanged. ``fastai-v1`` samples them on fastai v1's grid: output
     coordinates ``linspace(-1, 1, size)`` through ``grid_sample`` (bilinear, reflection padding, torch's
     default ``align_corners=False``), which is not the identity even at the images' own size.
+
+    Args:
+        images: uint8 images, (N, C, H, W), on any device.
+        size: The side of the square output, in pixels.
+        method: ``"half-pixel"`` (the default) or ``"fastai-v1"``.
+
+    Returns:
+        uint8 images (N, C, size, size) on the same device; ``images`` itself where ``half-pixel`` keeps
+            their size.
+
+    Raises:
+        ValueError: For a ``method`` other than those two.
     """
     import torch
 
@@ -61,6 +73,16 @@ def dataset_view(images: torch.Tensor, size: int, method: str, training: bool) -
     because the study's dihedral transform was an affine matrix applied through the same grid. The
     grid is symmetric, so flipping after sampling equals sampling the flipped image: the exact flips of
     aeframe's augmentation on the sampled image give fastai's result, and the sampling can be done once.
+
+    Args:
+        images: The split's uint8 images, (N, C, H, W).
+        size: The side of the square view, in pixels.
+        method: The dataset's resampling method, ``"half-pixel"`` or ``"fastai-v1"``.
+        training: True for the training split (which ``fastai-v1`` resamples even at its own size).
+
+    Returns:
+        uint8 images (N, C, size, size): ``images`` itself where nothing is resampled, else
+            :func:`resize_uint8`'s.
     """
     if images.shape[-1] == size and not (method == FASTAI_V1 and training):
         return images

@@ -42,6 +42,11 @@ class Phase:
     find_lr: bool = False
 
     def lrs(self) -> list[float]:
+        """The phase's peak learning rates, one per parameter group.
+
+        Returns:
+            The rates of :attr:`max_lr` as a list of floats: one item for a single rate.
+        """
         return [float(self.max_lr)] if isinstance(self.max_lr, (int, float)) else [float(x) for x in self.max_lr]
 
 
@@ -76,7 +81,12 @@ class Schedule:
             raise ValueError("batch_size must be positive")
 
     def boundaries(self) -> list[float]:
-        """Progress at which each phase starts, plus 1.0 at the end."""
+        """Progress at which each phase starts, plus 1.0 at the end.
+
+        Returns:
+            One more value than there are phases: 0.0, the running sums of the fractions, and exactly 1.0
+                last.
+        """
         edges, acc = [0.0], 0.0
         for phase in self.phases:
             acc += phase.fraction
@@ -85,7 +95,14 @@ class Schedule:
         return edges
 
     def locate(self, progress: float) -> tuple[int, float]:
-        """The phase index for this progress, and the progress inside that phase."""
+        """The phase index for this progress, and the progress inside that phase.
+
+        Args:
+            progress: The share of the budget used, in [0, 1]; values outside are clamped to it.
+
+        Returns:
+            The index of the phase in :attr:`phases`, and the progress ``q`` in [0, 1] inside it.
+        """
         progress = min(max(progress, 0.0), 1.0)
         edges = self.boundaries()
         for i, phase in enumerate(self.phases):

@@ -94,8 +94,13 @@ class CellContext:
     def prepared_outside_budget(self, what: str, seconds: float | None, reused: bool = False) -> None:
         """Tell aeframe about work done for this cell outside its training budget (pretraining an
         encoder, say): the table shows its cost in the "Outside Budget" column and names it under
-        the table, so that a row is not read as cheaper than it was. ``seconds``: its cost when it
-        was done (None: not known); ``reused``: done earlier and taken from a cache.
+        the table, so that a row is not read as cheaper than it was.
+
+        Args:
+            what: What was done, as a reader of the table should see it ("pretrained the ResNet34 body
+                as a classifier of shapes (20,000 images, 2 epochs)").
+            seconds: Its cost in seconds when it was done; None where that is not known.
+            reused: True when it was done earlier and taken from a cache, so that this cell reused it.
         """
         self.preparations.append(Preparation(what, None if seconds is None else float(seconds), reused))
 
@@ -107,6 +112,13 @@ class CellContext:
         time: the first does the work, the others wait and, inside the block, should look for the file
         again before doing it themselves. The folder is made first, so an unwritable cache fails before
         the work, not after it. The kernel drops the lock when a process dies.
+
+        Args:
+            path: The file in the cache being derived. The lock is the file ``<name>.lock`` beside it, and
+                the folder that holds both is made if missing.
+
+        Yields:
+            None, once the lock is held; the lock is released when the ``with`` block ends.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path.with_name(f"{path.name}.lock"), "a") as lock:
@@ -134,10 +146,24 @@ class PeakRate:
     datasets: Mapping[str, float | tuple[float, ...]] = field(default_factory=dict)
 
     def on(self, dataset: str) -> float | tuple[float, ...]:
-        """The rate for ``dataset`` (its name as ``-d`` takes it, without parameters)."""
+        """The rate for ``dataset`` (its name as ``-d`` takes it, without parameters).
+
+        Args:
+            dataset: The dataset's name as ``-d`` takes it, without parameters (``"fashion-mnist"``).
+
+        Returns:
+            The rate named for that dataset in :attr:`datasets`, else :attr:`default`: one rate, or a tuple
+                of rates, one per parameter group of the phase.
+        """
         return self.datasets.get(dataset, self.default)
 
     def values(self) -> list[float | tuple[float, ...]]:
+        """Every rate this declares, for checking them all.
+
+        Returns:
+            The rate :attr:`default` first, then that of each dataset in :attr:`datasets`, in their order;
+                each one rate or a tuple of rates, one per parameter group.
+        """
         return [self.default, *self.datasets.values()]
 
 
@@ -182,13 +208,29 @@ class Technique:
 
     def check_params(self, params: dict[str, Any]) -> None:
         """Raise ``ValueError`` for parameter values that are fine one by one but not together (e.g.
-        two lists of different lengths); the user sees the message before anything runs."""
+        two lists of different lengths); the user sees the message before anything runs.
+
+        Args:
+            params: The typed value of every parameter :meth:`accepted_params` lists, by name: the given
+                ones parsed, the others at their defaults.
+
+        Raises:
+            ValueError: When the values cannot work together; its message is shown, naming the technique.
+        """
 
     def check_shape(self, params: dict[str, Any], shape: tuple[int, int, int]) -> None:
         """Raise ``ValueError`` when these parameters cannot work on images of ``shape`` (C, H, W), e.g. a
         size larger than the images. Called at planning for each dataset of the run, from the dataset's
         ``shape(params)`` (nothing is loaded); the user sees the message, naming the technique and the
-        dataset, before anything runs."""
+        dataset, before anything runs.
+
+        Args:
+            params: The technique's typed parameter values by name, as :meth:`check_params` gets them.
+            shape: The dataset's images as (C, H, W): channels, height and width in pixels.
+
+        Raises:
+            ValueError: When the parameters cannot work on images of this shape.
+        """
 
     def stand_in(self, params: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
         """The parameters of an offline stand-in for ``params``, and one sentence on what differs.
@@ -198,6 +240,13 @@ class Technique:
         returned parameters (only those that change) must run without what was missing; the row is
         marked as a stand-in and the sentence printed under its table. None (the default): no
         stand-in, the cell stays skipped.
+
+        Args:
+            params: The typed parameter values of the skipped cell's technique, by name.
+
+        Returns:
+            A pair: the parameters that change, by name, and one sentence on what differs from the row
+                stood in for; or None for no stand-in.
         """
         return None
 
@@ -207,38 +256,102 @@ class Technique:
 
     def build_model(self, ctx: CellContext) -> nn.Module:
         """Provide the model: an ``nn.Module`` that maps a batch of images (N, *ctx.shape) in [0, 1] to its
-        reconstruction of the same shape, or to an :class:`aeframe.ModelOutput` with loss terms of its own."""
+        reconstruction of the same shape, or to an :class:`aeframe.ModelOutput` with loss terms of its own.
+
+        Args:
+            ctx: What is known about the cell being built: the images' shape, the dataset, this technique's
+                parameters, the seed (already applied), the device and the cache.
+
+        Returns:
+            The model; the core moves it to the cell's device.
+        """
         raise NotImplementedError(f"technique {self.name!r} does not provide the model")
 
     def wrap_model(self, model: nn.Module, ctx: CellContext) -> nn.Module:
-        """Wrap the model another technique provided: return a model that contains ``model``."""
+        """Wrap the model another technique provided: return a model that contains ``model``.
+
+        Args:
+            model: The model another technique provided (or wrapped before this one), already on the cell's
+                device.
+            ctx: What is known about the cell being built, with this technique's own parameters.
+
+        Returns:
+            A model that contains ``model`` among its modules (one that does not is refused); the core moves
+                it to the cell's device.
+        """
         raise NotImplementedError(f"technique {self.name!r} does not wrap the model")
 
     def build_loss(self, ctx: CellContext) -> Loss:
         """Provide the reconstruction loss: ``loss(output, target)`` -> scalar tensor (an ``nn.Module``
-        with parameters or buffers is moved to the cell's device)."""
+        with parameters or buffers is moved to the cell's device).
+
+        Args:
+            ctx: What is known about the cell being built, with this technique's own parameters.
+
+        Returns:
+            The loss: a callable of the model's output and the target, both (N, C, H, W) in [0, 1], that
+                returns a scalar tensor.
+        """
         raise NotImplementedError(f"technique {self.name!r} does not provide the loss")
 
     def wrap_loss(self, loss: Loss, ctx: CellContext) -> Loss:
-        """Wrap the loss another technique provided: return a loss that calls ``loss``."""
+        """Wrap the loss another technique provided: return a loss that calls ``loss``.
+
+        Args:
+            loss: The loss another technique provided (or wrapped before this one).
+            ctx: What is known about the cell being built, with this technique's own parameters.
+
+        Returns:
+            A loss that calls ``loss`` (one that never calls it is refused: that loss would be dropped),
+                called as ``loss(output, target)`` and returning a scalar tensor.
+        """
         raise NotImplementedError(f"technique {self.name!r} does not wrap the loss")
 
     def build_schedule(self, ctx: CellContext) -> Schedule:
         """Provide the schedule: phases, optimizer, learning-rate curve, augmentation, batch size
-        (:class:`aeframe.Schedule`; :func:`aeframe.study_schedule` is the study's)."""
+        (:class:`aeframe.Schedule`; :func:`aeframe.study_schedule` is the study's).
+
+        Args:
+            ctx: What is known about the cell being built, with this technique's own parameters.
+
+        Returns:
+            The schedule the cell trains by, as a function of progress through its budget.
+        """
         raise NotImplementedError(f"technique {self.name!r} does not provide the schedule")
 
     def wrap_schedule(self, schedule: Schedule, ctx: CellContext) -> Schedule:
         """Wrap the schedule another technique provided (change its phases, image sizes, augmentation);
-        declare learning rates in :attr:`learning_rates` instead of setting them here."""
+        declare learning rates in :attr:`learning_rates` instead of setting them here.
+
+        Args:
+            schedule: The schedule another technique provided (or wrapped before this one).
+            ctx: What is known about the cell being built, with this technique's own parameters.
+
+        Returns:
+            The changed schedule: ``schedule`` itself, changed, or a new one.
+        """
         raise NotImplementedError(f"technique {self.name!r} does not wrap the schedule")
 
     def provides(self, part: str) -> bool:
-        """Whether this technique builds ``part`` ("model", "loss" or "schedule")."""
+        """Whether this technique builds ``part`` ("model", "loss" or "schedule").
+
+        Args:
+            part: The part: "model", "loss" or "schedule".
+
+        Returns:
+            True when this technique defines ``build_<part>`` itself, rather than leaving it as declared.
+        """
         return self._defines(f"build_{part}")
 
     def wraps(self, part: str) -> bool:
-        """Whether this technique wraps ``part`` built by another."""
+        """Whether this technique wraps ``part`` built by another.
+
+        Args:
+            part: The part: "model", "loss" or "schedule".
+
+        Returns:
+            True when this technique defines ``wrap_<part>`` itself, rather than leaving it as declared.
+        """
         return self._defines(f"wrap_{part}")
 
     def _defines(self, method: str) -> bool:
@@ -248,7 +361,12 @@ class Technique:
         return callable(found) and found is not getattr(Technique, method)
 
     def accepted_params(self) -> tuple[Param, ...]:
-        """Every parameter ``-t name[...]`` accepts: :attr:`params`, and ``lr`` when rates are declared."""
+        """Every parameter ``-t name[...]`` accepts: :attr:`params`, and ``lr`` when rates are declared.
+
+        Returns:
+            The declared :attr:`params` in order, followed by the string parameter ``lr`` (default "own") when
+                :attr:`learning_rates` declares any rate.
+        """
         if not self.learning_rates:
             return tuple(self.params)
         phases = ", ".join(repr(p) for p in self.learning_rates)

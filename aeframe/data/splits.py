@@ -51,11 +51,29 @@ class DeviceSplit:
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images as float in [0, 1], as models, losses and metrics take them.
+
+    Args:
+        images: uint8 images, (N, C, H, W), on any device.
+
+    Returns:
+        A new float32 tensor of the same shape and device: each value divided by 255.
+    """
     return images.float().div_(255)
 
 
 def epoch_order(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """A fresh random permutation, cut to whole batches: shape (steps, batch_size)."""
+    """A fresh random permutation, cut to whole batches: shape (steps, batch_size).
+
+    Args:
+        n: How many images the split has.
+        batch_size: Images per batch; the last partial batch is dropped.
+        generator: The generator the permutation is drawn from, on ``device``.
+        device: Where the permutation is made (the device the split is on).
+
+    Returns:
+        Image indices, int64 (n // batch_size, batch_size): one row per training step of the epoch.
+    """
     steps = n // batch_size
     return torch.randperm(n, generator=generator, device=device)[: steps * batch_size].view(steps, batch_size)
 

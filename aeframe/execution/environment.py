@@ -15,7 +15,18 @@ from aeframe.errors import UsageProblem
 
 
 def resolve_device(text: str) -> torch.device:
-    """``auto`` (a GPU when there is one), ``cpu``, ``cuda`` or ``cuda:N`` -> a checked torch device."""
+    """``auto`` (a GPU when there is one), ``cpu``, ``cuda`` or ``cuda:N`` -> a checked torch device.
+
+    Args:
+        text: The device as ``--device`` takes it (case and surrounding spaces do not matter).
+
+    Returns:
+        The device: ``cuda`` (index 0) or ``cuda:N``, or the CPU.
+
+    Raises:
+        UsageProblem: For an unknown device, a GPU asked for on a machine without CUDA, or a GPU index
+            the machine does not have.
+    """
     text = text.strip().lower()
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

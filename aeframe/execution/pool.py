@@ -84,7 +84,15 @@ class CellPool:
         return slot
 
     def train(self, groups: Sequence[DatasetGroup]) -> Iterator[CellRecord]:
-        """Every cell of ``groups``, each dataset's cells spread over the workers; records as cells end."""
+        """Every cell of ``groups``, each dataset's cells spread over the workers; records as cells end.
+
+        Args:
+            groups: Each dataset's pending cells with their data. A dataset's metrics are prepared once, in
+                this process, and its data is sent to every worker once.
+
+        Yields:
+            Each cell's record as the cell ends, in any order; a failed record for a cell whose worker died.
+        """
         for number, group in enumerate(groups):
             if not group.cells:
                 continue
@@ -136,6 +144,15 @@ def cells_per_device_auto(alone: Sequence[CellRecord], device: torch.device, tot
     Packed cells share the GPU's time: as many as fit before the busiest row's kernels would fill
     :data:`TARGET_BUSY` of it, no more than the GPU's memory holds, one CPU core each to launch from,
     and at most :data:`MAX_AUTO`. On a CPU: one (a cell's threads use every core already).
+
+    Args:
+        alone: The records of cells that trained alone on the device; only those done count.
+        device: The device the cells will train on.
+        total_memory: The GPU's memory in bytes; None: asked of ``device``.
+        cores: The CPU cores this process may use (one stays with the driver); None: counted here.
+
+    Returns:
+        How many cells to train at once (at least 1), and one line saying what limited it.
     """
     if device.type != "cuda":
         return 1, "on a CPU one cell's threads already use every core"

@@ -75,6 +75,14 @@ class RunProgress:
         self.started = time.monotonic()
 
     def finished(self, record: CellRecord, title: str, where: str = "") -> None:
+        """Write the line of a cell that ended, then the run's count, elapsed time and estimate of the time left.
+
+        Args:
+            record: The cell's record; its outcome (done with its epochs, time and mse, or the status and
+                the first line of the error) is shown.
+            title: How the line names the cell (``Baseline on shapes (seed 0)``).
+            where: Where it trained (a node and device), shown in brackets after the outcome; empty: not shown.
+        """
         self.done += 1
         elapsed = time.monotonic() - self.started
         left = self.total - self.done

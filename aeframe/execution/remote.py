@@ -60,8 +60,19 @@ def prepare_metrics(spec: CellSpec, data: ImageData, device: torch.device, data_
     """``spec``'s metrics prepared once for its dataset (a reference classifier trained or loaded), to be
     handed to :func:`train_cell` for each of the dataset's cells, in this process or shipped elsewhere.
 
-    ``registry``: the plugins installed here (the default) or another registry. A metric whose
-    ``prepare`` raised is None: each cell then prepares it again and fails, naming it.
+    A metric whose ``prepare`` raised is None: each cell then prepares it again and fails, naming it.
+
+    Args:
+        spec: Any cell of the dataset: its dataset and the names of its metrics are used.
+        data: The dataset's loaded images (the spec's dataset, never read from disk here).
+        device: The device the cells will train on; metrics prepare on it.
+        data_dir: Where this machine keeps datasets (for a metric that loads another).
+        cache_dir: Where this machine keeps what plugins derive (a reference classifier, say).
+        registry: The plugins installed here (None, the default) or another registry.
+
+    Returns:
+        Metric name -> (the prepared copy of the metric, what its ``prepare`` returned); None for a metric
+            whose ``prepare`` raised.
     """
     registry = registry if registry is not None else get_registry()
     workspace = _workspace(spec, data, data_dir, cache_dir, registry)
@@ -83,9 +94,21 @@ def train_cell(spec: CellSpec, data: ImageData, device: torch.device, data_dir: 
     """Rebuild ``spec``'s cell from the plugins installed here (or ``registry``), train and evaluate it on
     ``device``, and return its record; never raises but for Ctrl-C.
 
-    ``data`` is the spec's dataset (``ImageData.from_arrays``); ``prepared`` what :func:`prepare_metrics`
-    made for it (None: the metrics prepare here, once per call). ``data_dir`` and ``cache_dir`` are
-    where this machine keeps datasets and caches. The record names the device it trained on.
+    The record names the device it trained on.
+
+    Args:
+        spec: The cell to train, keyed by the driver.
+        data: The spec's dataset (``ImageData.from_arrays``).
+        device: The device to train and evaluate on.
+        data_dir: Where this machine keeps datasets.
+        cache_dir: Where this machine keeps caches (what plugins derive).
+        prepared: What :func:`prepare_metrics` made for the dataset; None: the metrics prepare here, once
+            per call.
+        registry: The plugins installed here (None, the default) or another registry.
+
+    Returns:
+        The cell's record: done, diverged, skipped or failed, saying why. A plugin, aeframe or torch of
+            another version than the driver's fails the cell, naming the package and the node.
     """
     started = now()
     registry = registry if registry is not None else get_registry()

@@ -57,10 +57,23 @@ class Stepper:
 
     @classmethod
     def of(cls, speed: Speed, device: torch.device) -> Stepper:
-        """The stepper of a cell's settings on ``device``."""
+        """The stepper of a cell's settings on ``device``.
+
+        Args:
+            speed: The cell's speed settings; their ``precision`` ("fp32", "bf16" or "fp16") is used.
+            device: The device the cell trains on; its type ("cpu" or "cuda") is used.
+
+        Returns:
+            A stepper in that precision for that kind of device.
+        """
         return cls(speed.precision, device.type)
 
     def autocast(self) -> AbstractContextManager:
+        """Autocast to this stepper's precision on its kind of device: what :meth:`step` computes under.
+
+        Returns:
+            A context manager: ``torch.autocast`` to bf16 or fp16, or a disabled (no-op) one for fp32.
+        """
         return autocast(self.precision, self.device_type)
 
     def step(self, optimizer: torch.optim.Optimizer | None, compute: Callable[[], T]) -> T:
@@ -69,6 +82,14 @@ class Stepper:
         ``compute`` returns the loss, or a tuple whose first item is the loss (the other items are
         handed back unchanged, e.g. the loss's named parts). ``optimizer`` None runs the backward pass
         alone (a model with nothing to train, rehearsed for its set-up).
+
+        Args:
+            optimizer: The optimizer to zero and step; None for the backward pass alone.
+            compute: Takes no argument and returns the loss (a scalar tensor), or a tuple whose first item
+                is the loss.
+
+        Returns:
+            What ``compute()`` returned, unchanged.
         """
         with self.autocast():
             found = compute()

@@ -23,6 +23,17 @@ class Local(Executor):
         return LocalSession(settings)
 
 
+def _ray_requirement() -> str:
+    """The ``ray`` extra's requirement as installed aeframe declares it (``ray>=2.9``)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    try:
+        declared = requires("aeframe") or []
+    except PackageNotFoundError:
+        declared = []
+    return next((r.split(";")[0].strip() for r in declared if "extra == \"ray\"" in r), "ray")
+
+
 class Ray(Executor):
     name = "ray"
     title = "Ray"
@@ -35,7 +46,9 @@ class Ray(Executor):
             found = importlib.util.find_spec("ray") is not None
         except (ImportError, ValueError):  # a broken or blocked installation
             found = False
-        return None if found else "Ray is not installed; install it with: pip install 'aeframe[ray]'"
+        # aeframe is installed from a clone or a wheel, not an index: name the extra's own requirement.
+        return None if found else (f"Ray is not installed; install it with: pip install '{_ray_requirement()}' (in "
+                                   "aeframe's clone: .venv/bin/pip install -e '.[ray]')")
 
     def open(self, settings: ExecutorSettings) -> ExecutorSession:
         from aeframe_builtins.executors.ray_session import RaySession
