@@ -5,14 +5,16 @@
 #   bash install.sh                    # aeframe itself
 #   bash install.sh '.[dev,ray,docs]'  # with the extras the tests need
 #
-# AEFRAME_TORCH=cpu or =cuda overrides the choice of torch wheels; AEFRAME_INSTALL_DRY_RUN=1 prints the
-# commands that change the machine instead of running them. Every line it prints goes to stderr, so
+# AEFRAME_TORCH=cpu or =cuda overrides the choice of torch wheels, AEFRAME_TORCH_INDEX the index of the
+# CPU-only ones (a mirror); AEFRAME_INSTALL_DRY_RUN=1 prints the commands that change the machine
+# instead of running them. Every line it prints goes to stderr, so
 # that a command chained after it keeps stdout to itself.
 set -euo pipefail
 cd "$(dirname "$0")"
 exec 1>&2
 
 target="${1:-.}"
+cpu_index="${AEFRAME_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
 say() { echo "install.sh: $*"; }
 torch="${AEFRAME_TORCH:-$(command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)}"
 case "$torch" in
@@ -60,8 +62,13 @@ fi
 [ -x .venv/bin/pip ] || run python3 -m venv .venv
 case "$torch" in
     cpu) say "no NVIDIA GPU found: torch's CPU-only wheels (.venv about 0.8 GB; AEFRAME_TORCH=cuda for PyPI's, with CUDA, about 5.6 GB)"
-         run .venv/bin/pip install -q torch torchvision --index-url https://download.pytorch.org/whl/cpu \
-             || say "download.pytorch.org could not be reached or had no wheel: torch comes from PyPI, with its CUDA libraries (about 5.6 GB)" ;;
+         # Asked once first: where the host cannot be reached, pip would retry it ten times, warning each time.
+         if ! python3 -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1] + "/torch/", timeout=15)' "$cpu_index" 2>/dev/null; then
+             say "$cpu_index cannot be reached from here: torch comes from the package index pip uses (PyPI's has the CUDA libraries, about 5.6 GB)"
+         else
+             run .venv/bin/pip install -q torch torchvision --index-url "$cpu_index" \
+                 || say "the CPU-only wheels could not be installed: torch comes from the package index pip uses"
+         fi ;;
     cuda) say "torch from PyPI, with its CUDA libraries (.venv about 5.6 GB)" ;;
 esac
 run .venv/bin/pip install -q -e "$target"

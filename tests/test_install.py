@@ -4,12 +4,15 @@ sudo, with and without apt-get or an NVIDIA GPU. Each case runs the real script,
 that would change this machine are printed instead; CI runs it for real as root."""
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -60,8 +63,27 @@ def _tools(folder: Path, *fakes: str, user: bool = False) -> Path:
     return bin_dir
 
 
-def _install(folder: Path, *fakes: str, user: bool = False, torch: str | None = None) -> subprocess.CompletedProcess:
-    env = {"PATH": str(_tools(folder, *fakes, user=user)), "AEFRAME_INSTALL_DRY_RUN": "1", "HOME": str(folder)}
+# Where the CPU wheels' index is asked for: a port where nothing listens, unless a test serves one.
+NOWHERE = "http://127.0.0.1:9/whl/cpu"
+
+
+@pytest.fixture
+def cpu_index(tmp_path):
+    """A real HTTP server on this machine with a torch/ folder, standing where download.pytorch.org stands."""
+    root = tmp_path / "index"
+    (root / "whl" / "cpu" / "torch").mkdir(parents=True)
+    (root / "whl" / "cpu" / "torch" / "index.html").write_text("<html></html>")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/whl/cpu"
+    server.shutdown()
+
+
+def _install(folder: Path, *fakes: str, user: bool = False, torch: str | None = None,
+             index: str = NOWHERE) -> subprocess.CompletedProcess:
+    env = {"PATH": str(_tools(folder, *fakes, user=user)), "AEFRAME_INSTALL_DRY_RUN": "1", "HOME": str(folder),
+           "AEFRAME_TORCH_INDEX": index}
     if torch:
         env["AEFRAME_TORCH"] = torch
     command = [shutil.which("bash"), str(folder / "install.sh")]
@@ -112,18 +134,28 @@ def test_without_apt_get_it_says_what_it_skips(clone):
     assert "install.sh: no apt-get (not Debian or Ubuntu): skipping python3-venv and dataset-fashion-mnist" in done.stderr
 
 
-def test_without_an_nvidia_gpu_torch_comes_from_the_cpu_wheels_first(clone):
-    done = _install(clone, "apt-get", user=os.geteuid() != 0)
+def test_without_an_nvidia_gpu_torch_comes_from_the_cpu_wheels_first(clone, cpu_index):
+    done = _install(clone, "apt-get", user=os.geteuid() != 0, index=cpu_index)
     lines = [line for line in done.stderr.splitlines() if line.startswith("would run: .venv/bin/pip")]
-    assert lines == ["would run: .venv/bin/pip install -q torch torchvision --index-url https://download.pytorch.org/whl/cpu",
+    assert lines == [f"would run: .venv/bin/pip install -q torch torchvision --index-url {cpu_index}",
                      "would run: .venv/bin/pip install -q -e ."]
     assert "no NVIDIA GPU found: torch's CPU-only wheels" in done.stderr
 
 
-def test_with_an_nvidia_gpu_torch_comes_from_pypi_with_cuda(clone):
-    done = _install(clone, "apt-get", "nvidia-smi", user=os.geteuid() != 0)
+def test_where_the_cpu_wheels_cannot_be_reached_it_says_so_once_and_goes_on(clone):
+    # pip itself would retry the host ten times, with a warning each time.
+    done = _install(clone, "apt-get", user=os.geteuid() != 0)
+    assert done.returncode == 0, done.stderr
+    assert (f"install.sh: {NOWHERE} cannot be reached from here: torch comes from the package index pip uses"
+            in done.stderr)
+    lines = [line for line in done.stderr.splitlines() if line.startswith("would run: .venv/bin/pip")]
+    assert lines == ["would run: .venv/bin/pip install -q -e ."]
+
+
+def test_with_an_nvidia_gpu_torch_comes_from_pypi_with_cuda(clone, cpu_index):
+    done = _install(clone, "apt-get", "nvidia-smi", user=os.geteuid() != 0, index=cpu_index)
     assert "install.sh: torch from PyPI, with its CUDA libraries (.venv about 5.6 GB)" in done.stderr
-    assert "download.pytorch.org" not in done.stderr
+    assert cpu_index not in done.stderr
 
 
 def test_a_bad_torch_choice_is_refused_naming_the_variable(clone):
