@@ -32,27 +32,33 @@ if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; 
 fi
 
 # System packages: python3-venv (Debian and Ubuntu ship python3 without venv's pip) and Fashion-MNIST
-# (the study's offline dataset; without it aeframe downloads it on first use). apt-get needs root.
-# Installed one by one: a release without dataset-fashion-mnist must still get python3-venv.
-if ! command -v apt-get >/dev/null; then
-    say "no apt-get (not Debian or Ubuntu): skipping python3-venv and dataset-fashion-mnist; Python's venv module must be installed, and Fashion-MNIST is downloaded on first use"
+# (the study's offline dataset; without it aeframe downloads it on first use). Only those missing are
+# installed, one by one (a release without dataset-fashion-mnist must still get python3-venv); apt-get
+# needs root.
+missing=()
+python3 -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || missing+=(dataset-fashion-mnist)
+if [ ${#missing[@]} = 0 ]; then
+    :
+elif ! command -v apt-get >/dev/null; then
+    say "no apt-get (not Debian or Ubuntu): skipping ${missing[*]}; Python's venv module must be installed, and Fashion-MNIST is downloaded on first use"
 elif [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then
-    say "not root and no sudo: cannot install python3-venv and dataset-fashion-mnist; ask an administrator to run 'apt-get install python3-venv dataset-fashion-mnist'. Continuing: Fashion-MNIST will be downloaded on first use"
+    say "not root and no sudo: cannot install ${missing[*]}; ask an administrator to run 'apt-get install ${missing[*]}'. Continuing: Fashion-MNIST, if missing, is downloaded on first use"
 else
     as_root=()
     if [ "$(id -u)" != 0 ]; then
         as_root=(sudo)
-        say "running apt-get with sudo (it may ask for your password)"
+        say "running apt-get with sudo to install ${missing[*]} (it may ask for your password)"
     fi
     run "${as_root[@]}" apt-get update -qq >/dev/null || say "apt-get update failed; trying the package lists this machine has"
-    for package in python3-venv dataset-fashion-mnist; do
+    for package in "${missing[@]}"; do
         run "${as_root[@]}" apt-get install -y -qq "$package" >/dev/null || say "apt-get could not install $package; continuing"
     done
 fi
 
 # A .venv without pip is what `python3 -m venv` leaves where python3-venv is missing: made again below.
 if [ -z "${AEFRAME_INSTALL_DRY_RUN:-}" ] && [ ! -x .venv/bin/pip ] && ! python3 -c 'import ensurepip' 2>/dev/null; then
-    say "python3 cannot make a virtual environment: install python3-venv (sudo apt-get install python3-venv) and run this again"
+    say "python3 cannot make a virtual environment: install python3-venv (as root: apt-get install python3-venv) and run this again"
     exit 1
 fi
 
