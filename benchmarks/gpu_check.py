@@ -620,8 +620,8 @@ class Check:
         from aeframe.cells.record import DONE
 
         if find_spec("ray") is None:
-            raise CheckProblem("Ray is not installed here: pip install 'aeframe[ray]' (on the device machine, "
-                               "carry it: docs/speed.md, \"The GPU check\"), or --skip ray")
+            raise CheckProblem("Ray is not installed here: pip install -e '.[ray]' in aeframe's clone (on the project's "
+                               "device machine, carry it: benchmarks/DEVICE.md), or --skip ray")
         store = self.logs / "ray.sqlite"
         _remove_store(store)
         dataset = SMOKE_DATASET if self.smoke else RAY_DATASET

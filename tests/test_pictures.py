@@ -7,6 +7,7 @@ import shlex
 import sys
 from dataclasses import replace
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 import torch
@@ -146,6 +147,28 @@ def test_the_page_explains_its_signs_rows_and_links_in_one_line_each(tmp_path):
     away = leaderboard_page(records, [], tmp_path / "elsewhere" / "board.md", "aeframe report --docs board.md",
                             datetime(2026, 11, 29, tzinfo=timezone.utc))
     assert "the techniques: docs/techniques.md" in away.lower()
+
+
+def test_beside_the_docs_the_page_links_each_technique_to_its_section(tmp_path):
+    # The page linked the techniques page only; a reader wants the section of the row in front of them.
+    from aeframe.cells.record import TechniqueRef
+
+    (tmp_path / "protocol.md").write_text("# Protocol\n")
+    (tmp_path / "techniques.md").write_text('<a id="technique-baseline"></a>\n\n## Baseline\n')
+    base, mine = _record("Baseline", 0, 10), _record("Mine + Baseline", 0, 30)
+    base.config = replace(base.config, techniques=[TechniqueRef("baseline")])
+    mine.config = replace(mine.config, techniques=[TechniqueRef("mine"), TechniqueRef("baseline")])
+    text = leaderboard_page([base, mine], [], tmp_path / "board.md", "aeframe report --docs board.md",
+                            datetime(2026, 11, 29, tzinfo=timezone.utc))
+    assert "- The techniques: [Techniques](techniques.md) ([baseline](techniques.md#technique-baseline)); " in text
+    assert "[mine]" not in text  # a technique the page has no section for is not linked
+
+
+def test_the_techniques_page_has_a_section_for_each_built_in_technique(registry):
+    from aeframe.report.leaderboard import TECHNIQUE_ANCHOR
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "techniques.md").read_text()
+    assert [name for name in registry.techniques if TECHNIQUE_ANCHOR.format(name=name) not in page] == []
 
 
 def test_a_page_of_cells_from_two_commits_says_which_to_reproduce_from(tmp_path):

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 _NOT_RECORDED = "(not recorded: these cells were run through the Python API)"
 
 
+# The techniques page marks each technique's section with this anchor, which the page links.
+TECHNIQUE_ANCHOR_ID = "technique-{name}"
+TECHNIQUE_ANCHOR = '<a id="technique-{name}"></a>'
+
+
 def leaderboard_page(
     records: Sequence[CellRecord],
     metrics: Sequence[Metric],
@@ -35,20 +40,25 @@ def leaderboard_page(
     """The markdown of the page written at ``page``; ``report_command`` is the command that writes it."""
     # Beside the site's other pages (docs/), the page links them; elsewhere it names them.
     beside_docs = (page.parent / "protocol.md").is_file()
+    techniques_page = page.parent / "techniques.md"
+    documented = frozenset(re.findall(TECHNIQUE_ANCHOR.format(name="([a-z0-9-]+)"), techniques_page.read_text())
+                           if beside_docs and techniques_page.is_file() else ())
     return page_markdown(analyse(records, metrics, figures, link_base=page.parent), report_command, generated,
-                         beside_docs)
+                         beside_docs, documented)
 
 
-def page_markdown(report: Report, report_command: str, generated: datetime, beside_docs: bool = False) -> str:
+def page_markdown(report: Report, report_command: str, generated: datetime, beside_docs: bool = False,
+                  documented: frozenset[str] = frozenset()) -> str:
     """The page for an analysed report (its figures linked from the page's folder); ``beside_docs``: the
-    page sits beside the site's pages and links them."""
+    page sits beside the site's pages and links them; ``documented``: the techniques whose section on
+    the techniques page it links."""
     found = report.provenance
     parts = [
         "# Leaderboard",
         f"<!-- Written by `{report_command}`; edit the code or rerun it, not this file. -->",
         _intro(report, generated),
         "## How to read the tables",
-        _legend(report, beside_docs),
+        _legend(report, beside_docs, documented),
         "## How to reproduce",
         _reproduce(found, report_command),
         "## Provenance",
@@ -107,7 +117,14 @@ def _site_page(name: str, title: str, beside_docs: bool) -> str:
     return f"[{title}]({name})" if beside_docs else f"docs/{name}"
 
 
-def _legend(report: Report, beside_docs: bool) -> str:
+def _technique_links(report: Report, documented: frozenset[str]) -> str:
+    """A link to the section of each documented technique of the tables, in the order they first appear."""
+    names = dict.fromkeys(t.name for cell in report.cells for t in cell.config.techniques)
+    linked = [f"[{name}](techniques.md#{TECHNIQUE_ANCHOR_ID.format(name=name)})" for name in names if name in documented]
+    return f" ({', '.join(linked)})" if linked else ""
+
+
+def _legend(report: Report, beside_docs: bool, documented: frozenset[str]) -> str:
     """One line for each sign and row a reader meets in the tables below."""
     def page(name: str, title: str) -> str:
         return _site_page(name, title, beside_docs)
@@ -131,8 +148,9 @@ def _legend(report: Report, beside_docs: bool) -> str:
         "classifier's accuracy on them): what a perfect reconstruction would score; metrics without such a value "
         f"show {MISSING}.",
         f"- **{MISSING}**: no value (not measured, or not applicable).",
-        f"- The techniques: {page('techniques.md', 'Techniques')}; the metrics: {page('metrics.md', 'Metrics')}; "
-        f"the study's protocol and aeframe's deviations from it: {page('protocol.md', 'Protocol')}.",
+        f"- The techniques: {page('techniques.md', 'Techniques')}{_technique_links(report, documented)}; the "
+        f"metrics: {page('metrics.md', 'Metrics')}; the study's protocol and aeframe's deviations from it: "
+        f"{page('protocol.md', 'Protocol')}.",
     ]
     if any(cell.config.budget.epochs != 15 for cell in report.cells if cell.config.budget.epochs is not None) \
             or True in budgets:
