@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 _NOT_RECORDED = "(not recorded: these cells were run through the Python API)"
 
 
-# The techniques page marks each technique's section with this anchor, which the page links.
+# The techniques page marks each technique's section with an anchor of this id, which the page links.
 TECHNIQUE_ANCHOR_ID = "technique-{name}"
-TECHNIQUE_ANCHOR = '<a id="technique-{name}"></a>'
+TECHNIQUE_ANCHOR = f'<a id="{TECHNIQUE_ANCHOR_ID}"></a>'
 
 
 def leaderboard_page(
@@ -126,9 +126,6 @@ def _technique_links(report: Report, documented: frozenset[str]) -> str:
 
 def _legend(report: Report, beside_docs: bool, documented: frozenset[str]) -> str:
     """One line for each sign and row a reader meets in the tables below."""
-    def page(name: str, title: str) -> str:
-        return _site_page(name, title, beside_docs)
-
     budgets = {table.condition.budget.seconds is not None for d in report.datasets for table in d.tables}
     lines = [
         "- **x ± s**: the mean over the seeds and their standard deviation (the Seeds column counts them); "
@@ -148,9 +145,9 @@ def _legend(report: Report, beside_docs: bool, documented: frozenset[str]) -> st
         "classifier's accuracy on them): what a perfect reconstruction would score; metrics without such a value "
         f"show {MISSING}.",
         f"- **{MISSING}**: no value (not measured, or not applicable).",
-        f"- The techniques: {page('techniques.md', 'Techniques')}{_technique_links(report, documented)}; the "
-        f"metrics: {page('metrics.md', 'Metrics')}; the study's protocol and aeframe's deviations from it: "
-        f"{page('protocol.md', 'Protocol')}.",
+        f"- The techniques: {_site_page('techniques.md', 'Techniques', beside_docs)}"
+        f"{_technique_links(report, documented)}; the metrics: {_site_page('metrics.md', 'Metrics', beside_docs)}; "
+        f"the study's protocol and aeframe's deviations from it: {_site_page('protocol.md', 'Protocol', beside_docs)}.",
     ]
     if any(cell.config.budget.epochs != 15 for cell in report.cells if cell.config.budget.epochs is not None) \
             or True in budgets:

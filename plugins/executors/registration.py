@@ -5,6 +5,7 @@ Nothing heavy is imported here: ``aeframe list executors`` must not pay for torc
 from __future__ import annotations
 
 import importlib.util
+import re
 
 from aeframe import Executor, hookimpl
 from aeframe.executors import ExecutorSession, ExecutorSettings
@@ -31,7 +32,7 @@ def _ray_requirement() -> str:
         declared = requires("aeframe") or []
     except PackageNotFoundError:
         declared = []
-    return next((r.split(";")[0].strip() for r in declared if "extra == \"ray\"" in r), "ray")
+    return next((r.split(";")[0].strip() for r in declared if re.search(r"""extra\s*==\s*["']ray["']""", r)), "ray")
 
 
 class Ray(Executor):
