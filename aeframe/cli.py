@@ -18,7 +18,7 @@ import threading
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence, TypeVar
 
 import click
 
@@ -38,6 +38,7 @@ MAX_EPOCHS = 1_000_000
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_TERMINATED = 128 + signal.SIGTERM
 _ARGS = "aeframe.args"  # where the root context keeps the arguments it was given
+T = TypeVar("T")
 
 
 def _registry() -> Registry:
@@ -341,13 +342,14 @@ def list_techniques(as_json: bool) -> None:
     """Each technique: name, row title, what it provides or wraps, its parameters."""
     registry = _registry()
     rows = []
-    for name, tech in sorted(registry.techniques.items()):
+    for name, tech in _by_name(registry.techniques):
         rows.append({
             "name": name,
             "title": tech.title,
             "description": _description(tech),
-            "provides": [p for p in ("model", "loss", "schedule") if tech.provides(p)],
-            "wraps": [p for p in ("model", "loss", "schedule") if tech.wraps(p)],
+            "provides": [p for p in ("model", "loss", "schedule", "optimizer", "lr_curve") if tech.provides(p)],
+            "wraps": [p for p in ("model", "loss", "schedule", "optimizer") if tech.wraps(p)],
+            "acts_on": list(tech.events()),
             "base": tech.base,
             "plugin": registry.origin.get(("technique", name)),
             "params": [p.describe() for p in tech.accepted_params()],
@@ -368,7 +370,7 @@ def list_datasets(ctx: click.Context, as_json: bool, data_dir: Path | None) -> N
     registry = _registry()
     data_dir = _directories(ctx, data_dir, cache=False)
     rows = []
-    for name, plugin in sorted(registry.datasets.items()):
+    for name, plugin in _by_name(registry.datasets):
         choice = resolve_dataset(name, registry)
         why = availability(choice, data_dir)
         rows.append({
@@ -393,7 +395,7 @@ def list_executors(as_json: bool) -> None:
 
     registry = _registry()
     rows = []
-    for name, executor in sorted(registry.executors.items()):
+    for name, executor in _by_name(registry.executors):
         try:
             why = executor.missing()
         except Exception as exc:  # a third-party executor's bug must not hide the others
@@ -410,6 +412,14 @@ def list_executors(as_json: bool) -> None:
         state = "available" if row["available"] else f"not available here: {row['unavailable_reason']}"
         options = f"; options {', '.join(row['options'])}" if row["options"] else ""
         click.echo(f"    {state}{options}")
+
+
+def _by_name(table: dict[str, T]) -> list[tuple[str, T]]:
+    """Sorted by registered name, so that the qualified names of one that two distributions register
+    (``aeframe:denoising``, ``aeframe-denoising:denoising``) are listed together, where the name is, in
+    the order they were loaded (the built-in first)."""
+    loaded = {name: i for i, name in enumerate(table)}
+    return sorted(table.items(), key=lambda item: (item[0].rpartition(":")[2], loaded[item[0]]))
 
 
 def _description(obj: object) -> str:
@@ -432,6 +442,7 @@ def _listing(rows: Sequence[dict]) -> str:
         if row.get("provides") or row.get("wraps") or row.get("base"):
             parts = [f"provides {', '.join(row['provides'])}" if row["provides"] else "",
                      f"wraps {', '.join(row['wraps'])}" if row["wraps"] else "",
+                     f"acts on {', '.join(row['acts_on'])}" if row.get("acts_on") else "",
                      f"base {row['base']}" if row["base"] else ""]
             lines.append("    " + "; ".join(p for p in parts if p))
         for p in row["params"]:

@@ -57,6 +57,20 @@ def installed_plugin_env(tmp_path: Path, dist: str, module: str, source: str) ->
     return {"PYTHONPATH": str(site), "AEFRAME_DISABLE_PLUGIN_AUTOLOAD": ""}
 
 
+def registry_with(module: str, loads_cleanly: bool = True):
+    """The built-ins and the test module ``module`` (a plugin's hooks), found through an entry point of
+    that name, as an installed plugin is; with ``loads_cleanly``, no plugin may have failed."""
+    from importlib.metadata import EntryPoint, entry_points
+
+    from aeframe.registry.plugins import build_registry
+
+    plugin = EntryPoint(name=module, value=module, group="aeframe")
+    registry = build_registry([*entry_points(group="aeframe"), plugin], autoload=True)
+    if loads_cleanly:
+        assert not [p.error for p in registry.plugins if p.error]
+    return registry
+
+
 def installed_registry(tmp_path: Path, monkeypatch, dist: str, module: str, source: str):
     """For a fixture: the built-ins and ``source``, installed as pip would leave a plugin (see
     :func:`installed_plugin_env`) and found through its entry point in this process."""

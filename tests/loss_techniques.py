@@ -1,21 +1,9 @@
-"""Two third-party techniques that change the loss, to combine with the VAE example's models: one
-that replaces the reconstruction loss (L1) and one that wraps it (a scale). Like a plugin, it imports
-nothing but ``aeframe``; the tests register it through an entry point."""
+"""A third-party technique that wraps the reconstruction loss, to combine with the built-in VAE and
+VQ-VAE (the one that replaces it is the built-in ``l1-loss``). Like a plugin, it imports nothing but
+``aeframe``; the tests register it through an entry point."""
 from __future__ import annotations
 
-import torch.nn.functional as F
-
 from aeframe import Param, Technique, hookimpl
-
-
-class L1Loss(Technique):
-    """Replaces the reconstruction loss: so it provides it, and is refused beside another provider."""
-
-    name, title, base = "l1-loss", "L1 Loss", "baseline"
-    description = "mean absolute error as the reconstruction loss"
-
-    def build_loss(self, ctx):
-        return F.l1_loss
 
 
 class LossScale(Technique):
@@ -32,5 +20,4 @@ class LossScale(Technique):
 
 @hookimpl
 def register_techniques(register):
-    register(L1Loss())
     register(LossScale())

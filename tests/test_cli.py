@@ -101,8 +101,13 @@ def test_named_dataset_that_cannot_be_had_is_skipped_with_the_fix_and_exits_1(tm
 def test_list_techniques_and_datasets(tmp_path, cli):
     techniques = json.loads(cli("list", "techniques", "--json", cwd=tmp_path).stdout)
     assert [t["name"] for t in techniques] == [
-        "baseline", "feature-loss", "pixel-shuffle", "pretrained-resnet", "progressive-resizing", "resnet"
+        "baseline", "cosine", "denoising", "ema", "feature-loss", "grad-clip", "l1-loss", "masked", "pixel-shuffle",
+        "pretrained-resnet", "progressive-resizing", "resnet", "vae", "vq-vae"
     ]
+    acting = {t["name"]: (t["provides"], t["acts_on"]) for t in techniques if t["name"] in ("ema", "grad-clip", "cosine")}
+    assert acting == {
+        "cosine": (["lr_curve"], []), "grad-clip": ([], ["on_after_backward"]),
+        "ema": ([], ["on_train_start", "on_phase_start", "on_after_step", "on_epoch_end", "around_evaluation"])}
     sizes = next(p for t in techniques if t["name"] == "progressive-resizing" for p in t["params"])
     assert sizes["name"] == "sizes" and sizes["default"] == "16,32" and sizes["type"] == "ints"
     baseline = next(t for t in techniques if t["name"] == "baseline")

@@ -253,8 +253,8 @@ class MisspeltMetric(Metric):
     ("technique", Typo(), "technique 'typo' defines 'wrap_modle', which is not a part method; did you mean 'wrap_model'?"),
     ("technique", Misspelt(), "technique 'misspelt' defines 'descripton'; did you mean 'description'?; "
                               "technique 'misspelt' defines 'titel'; did you mean 'title'?"),
-    ("technique", Idle(), "technique 'idle' provides, wraps and declares nothing, so it would train its base "
-                          "'baseline' under another name"),
+    ("technique", Idle(), "technique 'idle' provides, wraps, declares and acts on nothing, so it would train its "
+                          "base 'baseline' under another name"),
     ("technique", LrParam(), "aeframe adds 'lr' itself to techniques that declare rates: rename the parameter"),
     ("technique", BadRates(), "learning_rates['run 2'] = -1.0; give a positive number"),
     ("dataset", NoTitleDataset(), "dataset 'untitled' defines 'tilte'; did you mean 'title'?"),

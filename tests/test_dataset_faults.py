@@ -9,14 +9,12 @@ import os
 import sqlite3
 import struct
 import tempfile
-from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from aeframe.registry.plugins import build_registry
-
+from conftest import registry_with
 from dataset_files import fake_mnist, write_mnist
 
 TINY = "shapes[train=256,test=64]"
@@ -25,8 +23,7 @@ TINY = "shapes[train=256,test=64]"
 @pytest.fixture(scope="module")
 def bad_registry():
     """The built-ins and tests/bad_datasets.py, found through an entry point as an installed plugin is."""
-    plugin = EntryPoint(name="bad_datasets", value="bad_datasets", group="aeframe")
-    return build_registry([*entry_points(group="aeframe"), plugin], autoload=True)
+    return registry_with("bad_datasets", loads_cleanly=False)
 
 
 def stored(store: Path) -> list[tuple]:

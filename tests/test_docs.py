@@ -135,13 +135,21 @@ def doc_registry(registry, doc_examples):
 
 def test_the_examples_register_what_the_docs_say(doc_examples):
     assert [(kind, obj.name) for kind, obj in doc_examples] == [
-        ("technique", "denoising"), ("dataset", "checkers"), ("metric", "relative-mse"), ("technique", "l1-loss"),
-        ("technique", "tiny-vae"), ("technique", "gentle")]
+        ("technique", "noisy-input"), ("dataset", "checkers"), ("metric", "relative-mse"),
+        ("technique", "smooth-l1-loss"), ("technique", "tiny-vae"), ("technique", "gentle"),
+        ("technique", "weight-average"), ("technique", "clip-gradients"), ("technique", "sgd-nesterov"),
+        ("technique", "flat-rate")]
+
+
+def test_no_example_registers_a_name_a_built_in_has(doc_examples, registry):
+    # A reader who copies one would find it ignored, the built-in keeping the name.
+    assert [obj.name for kind, obj in doc_examples if obj.name in registry.table(kind)] == []
 
 
 @pytest.mark.parametrize("kind, name", [
-    ("technique", "denoising[noise=0.3]"), ("technique", "l1-loss+pixel-shuffle"), ("technique", "tiny-vae"),
+    ("technique", "noisy-input[noise=0.3]"), ("technique", "smooth-l1-loss+pixel-shuffle"), ("technique", "tiny-vae"),
     ("technique", "gentle"), ("dataset", "checkers[train=64,test=16]"), ("metric", "relative-mse"),
+    ("technique", "weight-average+clip-gradients"), ("technique", "sgd-nesterov+flat-rate+progressive-resizing"),
 ])
 def test_every_example_keeps_its_contract(doc_registry, kind, name):
     from aeframe.testing import assert_valid_dataset, assert_valid_metric, assert_valid_technique
@@ -155,12 +163,20 @@ def test_the_composition_rules_the_examples_show(doc_registry):
     from aeframe.errors import CompositionError
     from aeframe.planning.plan import resolve_technique
 
-    assert resolve_technique("denoising[noise=0.3]+pixel-shuffle", doc_registry).label == (
-        "Denoising [noise=0.3] + Pixel Shuffle")
-    with pytest.raises(CompositionError, match="cannot combine l1-loss and feature-loss: both provide the loss"):
-        resolve_technique("l1-loss+feature-loss", doc_registry)
+    assert resolve_technique("noisy-input[noise=0.3]+pixel-shuffle", doc_registry).label == (
+        "Noisy Input [noise=0.3] + Pixel Shuffle")
+    with pytest.raises(CompositionError,
+                       match="cannot combine smooth-l1-loss and feature-loss: both provide the loss"):
+        resolve_technique("smooth-l1-loss+feature-loss", doc_registry)
     with pytest.raises(CompositionError, match="cannot combine gentle and progressive-resizing: both set"):
         resolve_technique("gentle+progressive-resizing", doc_registry)
+    # SGD's relative rates scale progressive resizing's own; the flat curve keeps its phases.
+    from techniques import context
+
+    resized = resolve_technique("progressive-resizing", doc_registry).build(context())
+    both = resolve_technique("sgd-nesterov+flat-rate+progressive-resizing", doc_registry).build(context())
+    assert [p.lrs() for p in both.schedule.phases] == [[10 * r for r in p.lrs()] for p in resized.schedule.phases]
+    assert both.schedule.lr_at(0.05, 1.0) == pytest.approx(0.5) and both.schedule.beta1_at is None
 
 
 def test_lr_find_says_whose_rule_chooses_the_rate():

@@ -1,12 +1,8 @@
-"""Models with loss terms of their own (``aeframe.ModelOutput``): the beta-VAE and the VQ-VAE of the
-example plugin package examples/vae/, trained through ``aeframe bench``, alone and with a loss that
-replaces or wraps the reconstruction loss (tests/loss_techniques.py)."""
+"""Models with loss terms of their own (``aeframe.ModelOutput``): the built-in VAE and VQ-VAE, trained
+through ``aeframe bench``, alone and with a loss that replaces (the built-in ``l1-loss``) or wraps
+(tests/loss_techniques.py) the reconstruction loss."""
 from __future__ import annotations
 
-import sys
-import tomllib
-from importlib.metadata import EntryPoint, entry_points
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,28 +11,17 @@ import torch.nn.functional as F
 from aeframe import ModelOutput
 from aeframe.errors import AeframeError
 from aeframe.contract.output import training_loss
-from aeframe.registry.plugins import build_registry
 from aeframe.store.sqlite_store import Store
 
-from conftest import TINY_SHAPES
+from conftest import TINY_SHAPES, registry_with
 
 TINY = "shapes[train=256,test=64]"
 
 
 @pytest.fixture(scope="module")
 def family():
-    """The built-ins, examples/vae and tests/loss_techniques.py, found through entry points as installed
-    plugins are (the example's own, as its pyproject.toml declares it)."""
-    example = Path(__file__).resolve().parents[1] / "examples" / "vae"
-    if str(example) not in sys.path:  # importable whether or not it is installed
-        sys.path.insert(0, str(example))
-    declared = tomllib.loads((example / "pyproject.toml").read_text())["project"]["entry-points"]["aeframe"]
-    plugins = [*(EntryPoint(name=name, value=value, group="aeframe") for name, value in declared.items()),
-               EntryPoint(name="loss_techniques", value="loss_techniques", group="aeframe")]
-    installed = [ep for ep in entry_points(group="aeframe") if ep.name not in declared]
-    registry = build_registry([*installed, *plugins], autoload=True)
-    assert not [p.error for p in registry.plugins if p.error]
-    return registry
+    """The built-ins and tests/loss_techniques.py, found through entry points as installed plugins are."""
+    return registry_with("loss_techniques")
 
 
 def _curves(store_path):
@@ -45,27 +30,27 @@ def _curves(store_path):
 
 
 def test_models_with_terms_train_through_bench_and_keep_their_terms_in_every_combination(cli, tmp_path, family):
-    result = cli("bench", "-t", "beta-vae", "-t", "beta-vae+l1-loss", "-t", "vq-vae+loss-scale[factor=3]",
-                 "-t", "beta-vae[beta=0]", "-d", TINY, "--epochs", "2", "--no-channels-last", "--store", "r.sqlite",
+    result = cli("bench", "-t", "vae", "-t", "vae+l1-loss", "-t", "vq-vae+loss-scale[factor=3]",
+                 "-t", "vae[beta=0]", "-d", TINY, "--epochs", "2", "--no-channels-last", "--store", "r.sqlite",
                  cwd=tmp_path, registry=family)
     assert result.returncode == 0, result.stderr
     cells = _curves(tmp_path / "r.sqlite")
     assert {label: status for label, (status, _, _) in cells.items()} == {
-        "Beta-VAE": "done", "Beta-VAE + L1 Loss": "done", "VQ-VAE + Loss Scale [factor=3.0]": "done",
-        "Beta-VAE [beta=0.0]": "done"}
+        "VAE": "done", "VAE + L1 Loss": "done", "VQ-VAE + Loss Scale [factor=3.0]": "done",
+        "VAE [beta=0.0]": "done"}
     for label, (_, curve, metrics) in cells.items():
         assert len(curve) == 2 and 0 < metrics["mse"] < 1
         for point in curve:
             # Every term is recorded, and the loss minimised is their sum.
             assert point["train_loss"] == pytest.approx(sum(point["terms"].values()), rel=1e-5)
-    vae = cells["Beta-VAE"][1][-1]["terms"]
+    vae = cells["VAE"][1][-1]["terms"]
     assert set(vae) == {"reconstruction", "kl"} and vae["kl"] > 0
     # A replaced reconstruction loss keeps the model's KL term.
-    assert set(cells["Beta-VAE + L1 Loss"][1][-1]["terms"]) == {"reconstruction", "kl"}
+    assert set(cells["VAE + L1 Loss"][1][-1]["terms"]) == {"reconstruction", "kl"}
     # A wrapped one too, and the VQ-VAE's two terms are both there.
     vq = cells["VQ-VAE + Loss Scale [factor=3.0]"][1][0]["terms"]
     assert set(vq) == {"reconstruction", "codebook", "commitment"} and vq["codebook"] > 0 < vq["commitment"]
-    assert cells["Beta-VAE [beta=0.0]"][1][-1]["terms"]["kl"] == 0
+    assert cells["VAE [beta=0.0]"][1][-1]["terms"]["kl"] == 0
 
 
 def test_the_wrapped_loss_sees_only_the_reconstruction_and_the_terms_are_added_once():
@@ -102,7 +87,7 @@ def test_a_model_returning_a_tuple_is_told_to_return_a_model_output():
         training_loss(F.mse_loss, (torch.zeros(1), torch.zeros(1)), torch.zeros(1))
 
 
-@pytest.mark.parametrize("technique", ["beta-vae", "vq-vae+l1-loss"])
+@pytest.mark.parametrize("technique", ["vae", "vq-vae+l1-loss"])
 def test_the_family_keeps_aeframes_technique_contract(family, technique):
     from aeframe.testing import assert_valid_technique
 
@@ -115,6 +100,6 @@ def test_a_cell_evaluates_the_reconstruction_only(family, workspace):
     from aeframe.cells.budget import Budget
     from techniques import train_cell
 
-    record = train_cell("beta-vae", family, workspace, dataset=TINY_SHAPES, budget=Budget(epochs=1))
+    record = train_cell("vae", family, workspace, dataset=TINY_SHAPES, budget=Budget(epochs=1))
     assert record.status == "done", record.error
     assert record.metrics["mse"] == pytest.approx(record.curve[-1]["test_mse"], rel=1e-6)

@@ -111,14 +111,18 @@ def test_invalid_registration_withdraws_everything_the_plugin_registered(tmp_pat
     assert "plugin 'bad' (aeframe-bad 0.1) is broken" in registry.warnings[0]
 
 
-def test_name_clash_keeps_the_builtin_and_reports_it(tmp_path, monkeypatch):
+def test_name_clash_keeps_both_under_their_distributions_names(tmp_path, monkeypatch):
+    # More in tests/test_name_clashes.py.
     install_fake(tmp_path, monkeypatch, "aeframe-impostor", "fake_impostor", CLASH, "impostor")
     registry = build_registry(autoload=True)
-    assert registry.techniques["baseline"].title == "Baseline"
-    assert registry.warnings == [
-        "plugin 'impostor' registers technique 'baseline', which plugin 'baseline' already registered; "
-        "'baseline''s is kept"
-    ]
+    assert "baseline" not in registry.techniques
+    assert registry.techniques["aeframe:baseline"].title == "Baseline"
+    assert registry.techniques["aeframe-impostor:baseline"].title == "Impostor"
+    assert registry.ambiguous == {("technique", "baseline"): ["aeframe:baseline", "aeframe-impostor:baseline"]}
+    # The built-ins that build on the Baseline still do, and it is still the reference.
+    assert registry.techniques["pixel-shuffle"].base == "aeframe:baseline"
+    assert registry.reference is registry.techniques["aeframe:baseline"]
+    assert registry.warnings == []
 
 
 def test_misspelled_hook_is_caught(tmp_path, monkeypatch):

@@ -236,6 +236,22 @@ def test_json_holds_the_numbers():
         ("Pixel Shuffle", "failed", "RuntimeError: boom")]
 
 
+def test_json_gives_each_cell_its_curve_with_every_key_as_stored():
+    point = {"epoch": 1, "step": 2, "phase": "run 2", "train_loss": 0.5, "terms": {"reconstruction": 0.5},
+             "test_mse": 0.25, "seconds": 1.0, "diagnostics": {"grad_norm": 3.0}, "added_later": ["kept"]}
+    diverged = {**point, "epoch": 2, "train_loss": float("nan"), "diagnostics": {"grad_norm": float("inf")}}
+    records = [replace(done(seed=1), curve=[point]), replace(done(seed=0), curve=[point, diverged]),
+               replace(not_done("failed", "RuntimeError: boom", label="Pixel Shuffle"), curve=[point])]
+    [dataset] = json.loads(render(records, METRICS, "json"))["datasets"]
+    [row] = dataset["tables"][0]["rows"]
+    assert [(cell["key"], cell["seed"]) for cell in row["cells"]] == list(zip(row["keys"], row["seeds"]))
+    by_seed = {cell["seed"]: cell["curve"] for cell in row["cells"]}
+    assert by_seed[1] == [point]
+    # JSON has no NaN or Infinity: null, as in the summaries.
+    assert by_seed[0][1] == {**point, "epoch": 2, "train_loss": None, "diagnostics": {"grad_norm": None}}
+    assert dataset["not_done"][0]["curve"] == [point]
+
+
 def test_csv_has_one_line_per_record():
     records = [done(mse=0.25), not_done("failed", "RuntimeError: boom\nmore", label="Pixel Shuffle")]
     rows = list(csv.reader(io.StringIO(render(records, METRICS, "csv"))))

@@ -84,7 +84,11 @@ class DatasetRef:
 
 @dataclass(frozen=True)
 class TechniqueRef:
-    """One technique of a cell's combination: its name, parameters (as text) and plugin version."""
+    """One technique of a cell's combination: its name, parameters (as text) and plugin version.
+
+    The name is the registry's: ``DIST:name`` for a name that plugins of two distributions register
+    (:mod:`aeframe.registry.plugins`), so that the cell is rebuilt with the same one.
+    """
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)

@@ -20,8 +20,10 @@ def register_techniques(register: Callable[..., None]) -> None:
 
     Args:
         register: Call ``register(technique)`` once per technique, where ``technique`` is an
-            instance of :class:`aeframe.Technique`. Its ``name`` is what users type after ``-t``; it must
-            be unique among all plugins (on a clash the built-in one is kept and the clash is reported).
+            instance of :class:`aeframe.Technique`. Its ``name`` is what users type after ``-t``. Where a
+            plugin of another distribution registers the same name, both are kept, each under its
+            qualified name ``DIST:name`` (``-t aeframe:denoising``, ``-t aeframe-denoising:denoising``),
+            and the bare name is refused as ambiguous.
 
     Returns:
         Nothing; the return value is ignored. Not ``firstresult``: every plugin is called.
@@ -34,7 +36,8 @@ def register_datasets(register: Callable[..., None]) -> None:
 
     Args:
         register: Call ``register(dataset)`` once per dataset, where ``dataset`` is an instance
-            of :class:`aeframe.DatasetPlugin`. Its ``name`` is what users type after ``-d``.
+            of :class:`aeframe.DatasetPlugin`. Its ``name`` is what users type after ``-d``; on a clash
+            with another distribution's, as for techniques.
 
     Returns:
         Nothing; the return value is ignored. Not ``firstresult``: every plugin is called.
@@ -48,6 +51,7 @@ def register_metrics(register: Callable[..., None]) -> None:
     Args:
         register: Call ``register(metric)`` once per metric, where ``metric`` is an instance of
             :class:`aeframe.Metric`. Its ``name`` keys the stored value; its ``title`` heads the column.
+            On a name clash the first registered (the built-in) is kept and the clash is reported.
             The instance is a prototype: each cell is evaluated with a deep copy of it.
 
     Returns:
@@ -61,7 +65,8 @@ def register_executors(register: Callable[..., None]) -> None:
 
     Args:
         register: Call ``register(executor)`` once per executor, where ``executor`` is an
-            instance of :class:`aeframe.Executor`. Its ``name`` is what users type after ``--executor``.
+            instance of :class:`aeframe.Executor`. Its ``name`` is what users type after ``--executor``;
+            on a clash with another distribution's, as for techniques.
 
     Returns:
         Nothing; the return value is ignored. Not ``firstresult``: every plugin is called.

@@ -15,6 +15,23 @@ if TYPE_CHECKING:
     from torch import nn
 
 ParamGroups = Callable[["nn.Module"], "list[list[nn.Parameter]]"]
+#: Builds an optimizer from torch parameter-group dicts (``[{"params": [...], "lr": rate}, ...]``).
+MakeOptimizer = Callable[[list[dict]], "torch.optim.Optimizer"]
+
+
+@dataclass(frozen=True)
+class LrCurve:
+    """The shape of the learning rate within a phase (a technique's ``build_lr_curve`` provides one).
+
+    lr_at:    (q, max_lr) -> the learning rate at the phase's progress ``q`` in [0, 1], for its peak
+              rate ``max_lr`` (each parameter group's peak in turn).
+    beta1_at: q -> Adam's beta1, or None to leave the optimizer's own.
+    name:     what the curve is, for the record ("cosine, 5% warm-up").
+    """
+
+    lr_at: Callable[[float, float], float]
+    beta1_at: Callable[[float], float] | None = None
+    name: str = ""
 
 
 @dataclass
@@ -55,15 +72,18 @@ class Schedule:
     """Everything about how a model is trained, apart from the model and the loss.
 
     phases:         the phases in order.
-    make_optimizer: builds the optimizer from torch parameter-group dicts (``{"params": [...]}``).
-    lr_at:          (q, max_lr) -> learning rate at phase progress q.
-    beta1_at:       q -> Adam's beta1 (the "momentum" of one-cycle), or None to leave it alone.
+    make_optimizer: builds the optimizer from torch parameter-group dicts (``{"params": [...]}``); a
+                    technique's ``build_optimizer`` replaces it, ``wrap_optimizer`` wraps it.
+    lr_at:          (q, max_lr) -> learning rate at phase progress q (a technique's ``build_lr_curve``
+                    replaces it and beta1_at together).
+    beta1_at:       q -> Adam's beta1 (the "momentum" of one-cycle), or None to leave it alone; set only
+                    in parameter groups that have ``betas`` (an SGD's are left alone).
     augment:        (batch in [0, 1], generator) -> augmented batch; input and target both get it.
     batch_size:     training batch size; the last partial batch of an epoch is dropped.
     """
 
     phases: list[Phase]
-    make_optimizer: Callable[[list[dict]], torch.optim.Optimizer]
+    make_optimizer: MakeOptimizer
     lr_at: Callable[[float, float], float]
     beta1_at: Callable[[float], float] | None = None
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None

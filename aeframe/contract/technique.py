@@ -1,15 +1,21 @@
 """The technique contract: what a technique plugin registers, and what its methods are told.
 
-A training cell has three parts. For each part a technique may **provide** it (build it from
-nothing) or **wrap** it (take what another technique provided and return a changed one):
+A training cell has three parts, and two more that the schedule has unless a technique provides
+them. For each part a technique may **provide** it (build it from nothing) or **wrap** it (take what
+another technique provided and return a changed one):
 
-=========  ===========================  ====================================
+=========  ===========================  ==========================================
 part       provide it with              wrap it with
-=========  ===========================  ====================================
+=========  ===========================  ==========================================
 model      ``build_model(ctx)``         ``wrap_model(model, ctx)``
 loss       ``build_loss(ctx)``          ``wrap_loss(loss, ctx)``
 schedule   ``build_schedule(ctx)``      ``wrap_schedule(schedule, ctx)``
-=========  ===========================  ====================================
+optimizer  ``build_optimizer(ctx)``     ``wrap_optimizer(make_optimizer, ctx)``
+lr curve   ``build_lr_curve(ctx)``      (provided only)
+=========  ===========================  ==========================================
+
+A technique may also act while the cell trains, at the events of :mod:`aeframe.contract.events`
+(after the backward pass, after the optimizer's step, at a phase's start and end, around evaluation).
 
 How the parts of several techniques combine (``-t a+b+c``) is :mod:`aeframe.planning.composition`'s job.
 """
@@ -22,19 +28,25 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
 
+from aeframe.contract.events import EVENT_METHODS
 from aeframe.contract.params import Param
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from aeframe.contract.schedule import Schedule
+    from aeframe.contract.events import TrainingState
+    from aeframe.contract.schedule import LrCurve, MakeOptimizer, Schedule
 
 #: A reconstruction loss: ``loss(output, target)`` -> a scalar tensor, both (N, C, H, W) in [0, 1].
 Loss = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 PARTS = ("model", "loss", "schedule")
-PART_METHODS = tuple(f"{verb}_{part}" for part in PARTS for verb in ("build", "wrap"))
+# Parts the schedule has (make_optimizer, lr_at and beta1_at) unless a technique provides them.
+OPTIMIZER, LR_CURVE = "optimizer", "lr_curve"
+PART_METHODS = (*(f"{verb}_{part}" for part in (*PARTS, OPTIMIZER) for verb in ("build", "wrap")), f"build_{LR_CURVE}")
+# learning_rates' key for every phase of whatever schedule the cell trains by.
+ALL_PHASES = "*"
 
 # The parameter the core adds to every technique that declares learning rates: the row's own rate.
 LR_PARAM = "lr"
@@ -167,6 +179,28 @@ class PeakRate:
         return [self.default, *self.datasets.values()]
 
 
+@dataclass(frozen=True)
+class RelativeRate:
+    """A peak learning rate declared relative to the one the phase would have without this technique
+    (the study's, or another technique's): ``factor`` times it. Factors from several techniques of a
+    combination multiply, so their order does not matter; an absolute rate (a number or a
+    :class:`PeakRate`) declared by another technique, or its ``lr=``, is what they multiply.
+
+    An optimizer that wants other rates than AdamW's declares one: SGD's "about ten times AdamW's"
+    is ``learning_rates = {"*": RelativeRate(10)}``, which keeps each phase's ratio to the others.
+    """
+
+    factor: float
+
+    def values(self) -> list[float]:
+        """The factor, for checking it as rates are checked.
+
+        Returns:
+            ``[factor]``.
+        """
+        return [self.factor]
+
+
 class Technique:
     """Base class for techniques. Set the attributes, then define any of the six part methods below.
 
@@ -179,11 +213,12 @@ class Technique:
                     that only wraps a part needs no base.
     reference:      True for the one technique the others are compared with in the report's paired
                     tests (the study's Baseline); only its cells alone and at default parameters count.
-    learning_rates: phase name -> the peak learning rate this technique trains that phase with, a
-                    number (or one per parameter group) or a :class:`PeakRate` that differs by dataset.
-                    It replaces the schedule's own rate for that phase, whichever technique provides
-                    the schedule. A technique that declares rates accepts the parameter ``lr`` too
-                    (``-t name[lr=3e-4]``): the rate for this row instead of the declared one.
+    learning_rates: phase name (or ``"*"`` for every phase) -> the peak learning rate this technique
+                    trains that phase with: a number (or one per parameter group), a :class:`PeakRate`
+                    that differs by dataset, or a :class:`RelativeRate` (a factor of the rate the phase
+                    would have otherwise). An absolute rate replaces the schedule's own for that phase,
+                    whichever technique provides the schedule. A technique that declares rates accepts
+                    the parameter ``lr`` too (``-t name[lr=3e-4]``): the rate for this row instead.
     cuda_graphs:    True when this technique's parts do the same tensor work at every training step:
                     no Python-side state that changes between steps (a step counter, a random choice
                     made in Python), no host synchronisation (``.item()``, printing a tensor), no
@@ -192,9 +227,13 @@ class Technique:
                     default): this technique's cells step eagerly unless ``--cuda-graphs`` is given,
                     and say why. A combination is captured only where every member says True.
 
-    Registration is strict: a method named ``build_*`` or ``wrap_*`` that is not one of the six part
-    methods, an attribute close to a contract name (``titel``), or a technique with a ``base`` that
-    provides, wraps and declares nothing is refused when the plugin loads, naming the plugin.
+    Event methods (``on_after_step`` and the others of :mod:`aeframe.contract.events`) act while the
+    cell trains. A technique that defines any gets a shallow copy of itself per cell (``copy.copy``):
+    attributes its event methods set (an average of the weights, a count) are that cell's own.
+
+    Registration is strict: a method named ``build_*``, ``wrap_*`` or ``on_*`` that is not one of the part
+    or event methods, an attribute close to a contract name (``titel``), or a technique that provides,
+    wraps, declares and acts on nothing is refused when the plugin loads, naming the plugin.
     """
 
     name: str = ""
@@ -203,7 +242,7 @@ class Technique:
     params: Sequence[Param] = ()
     base: str | None = None
     reference: bool = False
-    learning_rates: Mapping[str, float | tuple[float, ...] | PeakRate] = MappingProxyType({})
+    learning_rates: Mapping[str, float | tuple[float, ...] | PeakRate | RelativeRate] = MappingProxyType({})
     cuda_graphs: bool = False
 
     def check_params(self, params: dict[str, Any]) -> None:
@@ -332,11 +371,138 @@ class Technique:
         """
         raise NotImplementedError(f"technique {self.name!r} does not wrap the schedule")
 
+    def build_optimizer(self, ctx: CellContext) -> MakeOptimizer:
+        """Provide the optimizer, in place of the schedule's ``make_optimizer`` (AdamW in the study's).
+
+        Args:
+            ctx: What is known about the cell being built, with this technique's own parameters.
+
+        Returns:
+            A function of torch parameter-group dicts (``[{"params": [...], "lr": rate}, ...]``: one per group
+                of the phase, each with its peak rate) that returns a new ``torch.optim.Optimizer``. It is
+                called when each phase that wants a fresh optimizer begins. The schedule sets every group's
+                ``lr`` at each step; Adam's beta1 too where the optimizer has ``betas``, otherwise nothing
+                else. Declare the rates the optimizer wants in :attr:`learning_rates` (a
+                :class:`RelativeRate` for "ten times the study's").
+        """
+        raise NotImplementedError(f"technique {self.name!r} does not provide the optimizer")
+
+    def wrap_optimizer(self, make_optimizer: MakeOptimizer, ctx: CellContext) -> MakeOptimizer:
+        """Wrap the optimizer another technique (or the schedule) provides: return a function that calls
+        ``make_optimizer`` and changes, or wraps, what it returns.
+
+        Args:
+            make_optimizer: The function that builds the optimizer from parameter-group dicts.
+            ctx: What is known about the cell being built, with this technique's own parameters.
+
+        Returns:
+            A function of parameter-group dicts that returns a ``torch.optim.Optimizer``.
+        """
+        raise NotImplementedError(f"technique {self.name!r} does not wrap the optimizer")
+
+    def build_lr_curve(self, ctx: CellContext) -> LrCurve:
+        """Provide the shape of the learning-rate curve within each phase, in place of the schedule's own
+        (one-cycle in the study's), keeping the phases and their peak rates: so a cosine combines with
+        techniques that declare phases or rates.
+
+        Args:
+            ctx: What is known about the cell being built, with this technique's own parameters.
+
+        Returns:
+            An :class:`aeframe.LrCurve`: the rate at phase progress ``q`` for a peak rate, and beta1 at ``q``
+                (None: the optimizer's own beta1, unchanged).
+        """
+        raise NotImplementedError(f"technique {self.name!r} does not provide the learning-rate curve")
+
+    # Training events (aeframe.contract.events): each does nothing unless a technique defines it.
+
+    def on_train_start(self, state: TrainingState) -> None:
+        """Called once before the first training step (set up what the other events use).
+
+        Args:
+            state: The training in progress; ``state.optimizer`` is None (no phase has begun).
+        """
+
+    def on_phase_start(self, state: TrainingState) -> None:
+        """Called when a phase of the schedule begins, after its optimizer is made (or kept).
+
+        Args:
+            state: The training in progress, at the phase's first step.
+        """
+
+    def on_after_backward(self, state: TrainingState) -> None:
+        """Called in every training step after the backward pass, before the optimizer's step: gradients
+        are in each parameter's ``.grad``, unscaled under fp16 (clip them, add noise, measure them).
+
+        Args:
+            state: The training in progress; ``state.step`` steps were taken before this one.
+        """
+
+    def on_after_step(self, state: TrainingState) -> None:
+        """Called in every training step after the optimizer's step (update an average of the weights).
+
+        Args:
+            state: The training in progress; ``state.step`` counts this step.
+        """
+
+    def on_epoch_end(self, state: TrainingState) -> None:
+        """Called after each epoch's last step, before its evaluation (record a diagnostic once an epoch).
+
+        Args:
+            state: The training in progress; ``state.epoch`` counts this epoch.
+        """
+
+    def on_phase_end(self, state: TrainingState) -> None:
+        """Called when a phase ends: before the next one begins, or before training ends.
+
+        Args:
+            state: The training in progress, at the phase's last step.
+        """
+
+    def on_train_end(self, state: TrainingState) -> None:
+        """Called once after the last step (and its phase's end), before the final evaluation.
+
+        Args:
+            state: The training in progress, at its end.
+        """
+
+    def around_evaluation(self, state: TrainingState) -> Iterator[None]:
+        """A generator around every evaluation of the model (each epoch's test loss, the final metrics, the
+        pictures): what runs before its ``yield`` runs before the evaluation, what runs after it once the
+        evaluation is done. Evaluate with other weights (an average), then put the live ones back.
+
+        Args:
+            state: The training in progress.
+
+        Yields:
+            Once, while the evaluation runs.
+        """
+        yield
+
+    def acts_on(self, event: str) -> bool:
+        """Whether this technique defines the event method ``event`` (e.g. ``"on_after_step"``).
+
+        Args:
+            event: One of the event methods of :mod:`aeframe.contract.events`.
+
+        Returns:
+            True when this technique defines it itself, rather than leaving it as declared.
+        """
+        return self._defines(event)
+
+    def events(self) -> tuple[str, ...]:
+        """The event methods this technique defines.
+
+        Returns:
+            Their names, in the order they happen in a training run.
+        """
+        return tuple(e for e in EVENT_METHODS if self._defines(e))
+
     def provides(self, part: str) -> bool:
         """Whether this technique builds ``part`` ("model", "loss" or "schedule").
 
         Args:
-            part: The part: "model", "loss" or "schedule".
+            part: The part: "model", "loss", "schedule", "optimizer" or "lr_curve".
 
         Returns:
             True when this technique defines ``build_<part>`` itself, rather than leaving it as declared.
@@ -347,7 +513,7 @@ class Technique:
         """Whether this technique wraps ``part`` built by another.
 
         Args:
-            part: The part: "model", "loss" or "schedule".
+            part: The part: "model", "loss", "schedule" or "optimizer".
 
         Returns:
             True when this technique defines ``wrap_<part>`` itself, rather than leaving it as declared.

@@ -30,6 +30,7 @@ from aeframe.errors import SpecError, UsageProblem, first_line, is_environment_f
 from aeframe.execution.environment import device_info, source_revision, versions
 from aeframe.execution.groups import load_group
 from aeframe.execution.local import LocalWork
+from aeframe.planning.composition import Composition
 from aeframe.planning.plan import DatasetChoice, pairs_of, plan_cells, resolve_dataset, resolve_technique, stand_in_for
 from aeframe.planning.rebuild import runnable
 from aeframe.registry.plugins import Registry
@@ -200,6 +201,20 @@ def _executor(request: BenchRequest, registry: Registry) -> Executor:
     return executor
 
 
+def _distinct(compositions: list[Composition]) -> list[Composition]:
+    """The compositions with each one's notes said, and one of any two that train alike under one name
+    (``-t l1-loss -t baseline+l1-loss`` is one row)."""
+    seen, kept = set(), []
+    for composition in compositions:
+        for note in composition.notes:
+            say(f"note: {note}")
+        identity = (composition.label, composition.training())
+        if identity not in seen:
+            seen.add(identity)
+            kept.append(composition)
+    return kept
+
+
 def shard_of(cells: list[CellSpec], shard: tuple[int, int] | None) -> list[CellSpec]:
     """The ``K``-th of ``N`` slices of the planned cells (every N-th cell from the K-th): the same cells
     for the same command on every machine, and each slice a mix of techniques and datasets."""
@@ -218,7 +233,7 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     dataset_texts = request.datasets or sorted(registry.datasets)
     if not technique_texts:
         raise SpecError("no techniques are registered; `aeframe plugins` shows what failed to load")
-    compositions = [resolve_technique(text, registry, request.lr) for text in technique_texts]
+    compositions = _distinct([resolve_technique(text, registry, request.lr) for text in technique_texts])
     if request.combinations == 2:
         pairs, refused = pairs_of(technique_texts, registry, request.lr)
         say(f"--combinations 2: {len(pairs)} pair{'s' if len(pairs) != 1 else ''} of the {len(compositions)} techniques, "

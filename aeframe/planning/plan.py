@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 from aeframe.cells.budget import Budget
 from aeframe.cells.record import BudgetLimits, CellConfig, DatasetRef, DeviceRef, Provenance, TechniqueRef
 from aeframe.cells.settings import Speed
 from aeframe.cells.spec import CellSpec
-from aeframe.contract.dataset import DatasetPlugin
+from aeframe.contract.dataset import DatasetPlugin, DatasetUnavailable
 from aeframe.contract.params import formatted, non_default, resolve_params
 from aeframe.contract.resample import RESAMPLE_PARAM
-from aeframe.contract.technique import LR_PARAM
-from aeframe.errors import SpecError, UsageProblem
-from aeframe.planning.composition import Composition, Member, parse_rate
+from aeframe.contract.technique import LR_PARAM, CellContext
+from aeframe.errors import CompositionError, SpecError, UsageProblem
+from aeframe.planning.composition import Composition, Member, parse_rate, redundant_reference
 from aeframe.planning.syntax import parse_combination, parse_component
 from aeframe.registry.plugins import Registry
 
@@ -54,7 +55,8 @@ def resolve_technique(text: str, registry: Registry, lr: str = "study") -> Compo
         except ValueError as exc:
             raise SpecError(f"{owner}: {exc}") from None
         members.append(Member(technique, params))
-    return Composition(members, lookup=registry.techniques.get, lr=lr, reference=registry.reference)
+    members, notes = redundant_reference(members, registry.reference)
+    return Composition(members, lookup=registry.techniques.get, lr=lr, reference=registry.reference, notes=notes)
 
 
 def pairs_of(texts: Sequence[str], registry: Registry, lr: str = "study") -> tuple[list[Composition], list[tuple[str, str]]]:
@@ -136,6 +138,31 @@ def check_shapes(compositions: Sequence[Composition], datasets: Sequence[Dataset
                                     f"({'x'.join(map(str, shape))}): {exc}") from None
 
 
+def check_schedules(compositions: Sequence[Composition], datasets: Sequence[DatasetChoice]) -> None:
+    """Refuse, at planning, a combination whose schedule cannot be made for a dataset (a rate declared for
+    a phase the schedule does not have, a schedule wrapper that does not fit it): the schedule alone is
+    built, which needs no data, so that no cell fails for it after others have trained."""
+    for dataset in datasets:
+        context = CellContext(shape=tuple(dataset.plugin.shape(dataset.params)), dataset=dataset.plugin.name,
+                              num_classes=0, seed=0, device=_cpu(), data_dir=Path("."), cache_dir=Path("."),
+                              load_dataset=_no_data, dataset_spec=dataset.label)
+        for composition in compositions:
+            try:
+                composition.check_schedule(context)
+            except CompositionError as exc:
+                raise CompositionError(f"{exc} (found when planning; nothing was trained)") from None
+
+
+def _cpu() -> Any:
+    import torch
+
+    return torch.device("cpu")
+
+
+def _no_data(text: str) -> Any:
+    raise DatasetUnavailable(f"{text}: datasets are not loaded at planning")
+
+
 def plugin_origin(registry: Registry, kind: str, name: str) -> str:
     """Which plugin registered the ``kind`` (technique, dataset, metric) ``name``, as a failure message names it."""
     info = registry.plugin_of(kind, name)
@@ -178,6 +205,7 @@ def plan_cells(
     """
     speed = speed or Speed()
     check_shapes(compositions, datasets)
+    check_schedules(compositions, datasets)
     cells = []
     for dataset in datasets:
         for composition in compositions:

@@ -49,8 +49,12 @@ def node_name() -> str:
 
 
 def _why_missing(registry: Registry, kind: str, name: str, owner: str | None) -> str:
-    """Why ``registry`` lacks ``name``: the load error of the plugin that provided it where the cell was
-    planned, when it failed here, else that none provides it (and which plugins failed to load here)."""
+    """Why ``registry`` lacks ``name``: that several plugins register it here (so it is known only by their
+    qualified names), the load error of the plugin that provided it where the cell was planned, when it
+    failed here, else that none provides it (and which plugins failed to load here)."""
+    qualified = registry.ambiguous.get((kind, name))
+    if qualified:
+        return f"{len(qualified)} plugins register the {kind} {name!r} here ({', '.join(qualified)})"
     owner_name = owner.split("'")[1] if owner and owner.count("'") >= 2 else None
     ours = [w for w in registry.warnings if owner_name and w.startswith(f"plugin {owner_name!r}")]
     if ours:

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from aeframe.errors import SpecError
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# A registered name, or one qualified with the distribution that registers it (``aeframe:denoising``),
+# which a name two distributions register needs (aeframe.registry.plugins).
+_NAME = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]*:)?[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,8 @@ def parse_component(text: str) -> ComponentSpec:
         raise SpecError(f"malformed name {text!r}: expected name or name[key=value,...]")
     name, body = match.group(1).strip(), match.group(2)
     if not _NAME.match(name):
-        raise SpecError(f"malformed name {name!r} in {text!r}: use letters, digits, '-', '_' and '.'")
+        raise SpecError(f"malformed name {name!r} in {text!r}: use letters, digits, '-', '_' and '.', with at most "
+                        "one ':' after the name of the distribution that registers it (aeframe:baseline)")
     return ComponentSpec(name, _parse_params(body, text) if body else ())
 
 

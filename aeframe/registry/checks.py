@@ -10,7 +10,8 @@ import difflib
 import math
 from typing import Any, Mapping, Sequence
 
-from aeframe.contract.technique import LR_PARAM, PART_METHODS, PARTS, PeakRate, Technique
+from aeframe.contract.events import EVENT_METHODS
+from aeframe.contract.technique import LR_CURVE, LR_PARAM, OPTIMIZER, PART_METHODS, PARTS, PeakRate, RelativeRate, Technique
 
 
 def technique_problems(technique: Technique) -> list[str]:
@@ -21,11 +22,15 @@ def technique_problems(technique: Technique) -> list[str]:
                  f"{_suggest(member, PART_METHODS, 'one of ' + ', '.join(PART_METHODS))}"
                  for member in _own_members(technique) if member.startswith(("build_", "wrap_", "replace_"))
                  and member not in PART_METHODS]
-    contributes = any(technique.provides(p) or technique.wraps(p) for p in PARTS) or technique.learning_rates
+    problems += [f"technique {name!r} defines {member!r}, which is not an event method; "
+                 f"{_suggest(member, EVENT_METHODS, 'one of ' + ', '.join(EVENT_METHODS))}"
+                 for member in _own_members(technique) if member.startswith("on_") and member not in EVENT_METHODS]
+    contributes = (any(technique.provides(p) or technique.wraps(p) for p in (*PARTS, OPTIMIZER))
+                   or technique.provides(LR_CURVE) or technique.learning_rates or technique.events())
     if not contributes:
         base = repr(technique.base) if technique.base else "(the reference technique)"
-        problems.append(f"technique {name!r} provides, wraps and declares nothing, so it would train its base "
-                        f"{base} under another name; define build_*/wrap_* methods")
+        problems.append(f"technique {name!r} provides, wraps, declares and acts on nothing, so it would train its "
+                        f"base {base} under another name; define build_*/wrap_*/on_* methods")
     problems += _rate_problems(technique)
     names = [p.name for p in technique.params]
     if technique.learning_rates and LR_PARAM in names:
@@ -41,10 +46,11 @@ def _rate_problems(technique: Technique) -> list[str]:
                 f"not be a {type(rates).__name__}"]
     problems = []
     for phase, rate in rates.items():
-        values = rate.values() if isinstance(rate, PeakRate) else [rate]
+        values = rate.values() if isinstance(rate, (PeakRate, RelativeRate)) else [rate]
         if not isinstance(phase, str) or not all(_valid_rate(v) for v in values):
             problems.append(f"technique {technique.name!r}: learning_rates[{phase!r}] = {rate!r}; give a positive "
-                            "number, a tuple of them (one per parameter group) or an aeframe.PeakRate")
+                            "number, a tuple of them (one per parameter group), an aeframe.PeakRate or an "
+                            "aeframe.RelativeRate")
     return problems
 
 

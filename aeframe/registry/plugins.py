@@ -4,11 +4,22 @@ Every plugin, built-in or third-party, is an entry point in the ``aeframe`` grou
 loaded and called on its own: a plugin that fails to import, fails pluggy's signature checks,
 raises in a hook or registers something invalid is recorded with its error, reported in one line
 and skipped, and whatever it had registered is withdrawn. Built-ins (entry points of the ``aeframe``
-distribution itself) load first, so on a name clash the built-in wins; the clash is reported.
+distribution itself) load first, then third parties in name order.
+
+A technique, dataset or executor name that plugins of two distributions register is kept for both,
+each under its qualified name ``DIST:name`` (DIST: the distribution's name as its metadata spells it,
+or the entry point's name where there is none): ``aeframe:denoising`` and
+``aeframe-denoising:denoising``. The bare name is then refused as ambiguous, naming both; the qualified
+name is what the registry, the stored cell and the report use, and two such objects with the same title
+get the distribution after it, so that their rows differ. A technique whose ``base`` is such a name
+builds on its own distribution's, else on the first registered (the built-in). Names nobody else
+registers do not change. Metrics keep the first registered (the built-in) and report the clash: a
+metric's name keys its stored values and its column in every store, and nobody types it to choose it.
 ``AEFRAME_DISABLE_PLUGIN_AUTOLOAD=1`` loads the built-ins only.
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import re
@@ -30,7 +41,9 @@ from aeframe.registry.checks import misspelt_members, technique_problems
 GROUP = "aeframe"
 BUILTIN_DIST = "aeframe"
 DISABLE_ENV = "AEFRAME_DISABLE_PLUGIN_AUTOLOAD"
+# No ':' in a registered name: it separates the distribution in a qualified name (``aeframe:baseline``).
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+QUALIFIER = ":"
 
 # kind -> (hook name, required base class)
 KINDS: dict[str, tuple[str, type]] = {
@@ -39,6 +52,8 @@ KINDS: dict[str, tuple[str, type]] = {
     "metric": ("register_metrics", Metric),
     "executor": ("register_executors", Executor),
 }
+# The kinds whose clashing names are qualified (see the module's docstring); how users name each kind.
+QUALIFIED_KINDS: dict[str, str] = {"technique": "-t", "dataset": "-d", "executor": "--executor"}
 
 
 class InvalidPlugin(Exception):
@@ -82,16 +97,27 @@ class Registry:
     plugins: list[PluginInfo] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     origin: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> plugin name
+    owners: dict[tuple[str, str], PluginInfo] = field(default_factory=dict)  # (kind, name) -> its plugin
+    # (kind, bare name) -> the qualified names it stands for, in load order, for a name two distributions register.
+    ambiguous: dict[tuple[str, str], list[str]] = field(default_factory=dict)
 
     def table(self, kind: str) -> dict[str, Any]:
         return {"technique": self.techniques, "dataset": self.datasets, "metric": self.metrics,
                 "executor": self.executors}[kind]
 
     def get(self, kind: str, name: str) -> Any:
-        """The registered object, or a SpecError listing the close matches."""
+        """The registered object, or a SpecError listing the close matches (or, for a bare name that two
+        distributions register, their qualified names)."""
         table = self.table(kind)
         if name in table:
             return table[name]
+        qualified = self.ambiguous.get((kind, name))
+        if qualified:
+            count = {2: "two", 3: "three"}.get(len(qualified), str(len(qualified)))
+            option = QUALIFIED_KINDS.get(kind, "")
+            choices = [f"{option} {q}".strip() for q in qualified]
+            raise SpecError(f"{kind} {name!r} is registered by {count} plugins; say which: "
+                            f"{', '.join(choices[:-1])} or {choices[-1]}")
         close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise SpecError(f"unknown {kind} {name!r}; {hint}`aeframe list {kind}s` shows them all")
@@ -110,8 +136,11 @@ class Registry:
         return next((t for t in self.techniques.values() if t.reference), None)
 
     def plugin_of(self, kind: str, name: str) -> PluginInfo | None:
-        owner = self.origin.get((kind, name))
-        return next((p for p in self.plugins if p.name == owner), None)
+        owner = self.owners.get((kind, name))
+        if owner is None:
+            return None
+        # ``plugins`` is what a registry reports: one rebuilt with other entries (another version) is believed.
+        return next((p for p in self.plugins if (p.name, p.dist) == (owner.name, owner.dist)), owner)
 
 
 def _validate(kind: str, obj: Any) -> None:
@@ -166,6 +195,7 @@ def build_registry(eps: Iterable[EntryPoint] | None = None, *, autoload: bool | 
     registry = Registry()
     pm = pluggy.PluginManager(GROUP)
     pm.add_hookspecs(hookspecs)
+    clashes: Clashes = {}
     for ep in _ordered(eps):
         dist, version = _dist(ep)
         info = PluginInfo(name=ep.name, dist=dist, version=version, builtin=dist == BUILTIN_DIST)
@@ -180,7 +210,8 @@ def build_registry(eps: Iterable[EntryPoint] | None = None, *, autoload: bool | 
         except Exception as exc:  # a plugin's import or signature error must not stop the others
             _fail(registry, pm, info, exc, stage="failed to load")
             continue
-        _register_from(registry, pm, info, f"{dist}:{ep.name}")
+        _register_from(registry, pm, info, f"{dist}:{ep.name}", clashes)
+    _qualify(registry, clashes)
     return registry
 
 
@@ -193,7 +224,16 @@ def _fail(registry: Registry, pm: pluggy.PluginManager, info: PluginInfo, exc: B
     registry.warnings.append(f"plugin {info.name!r}{origin} {stage}: {info.error}; skipped")
 
 
-def _register_from(registry: Registry, pm: pluggy.PluginManager, info: PluginInfo, plugin_id: str) -> None:
+# (kind, name) -> every plugin that registers it and what it registered, in load order.
+Clashes = dict[tuple[str, str], list[tuple[PluginInfo, Any]]]
+
+
+def _qualifier(info: PluginInfo) -> str:
+    return info.dist or info.name
+
+
+def _register_from(registry: Registry, pm: pluggy.PluginManager, info: PluginInfo, plugin_id: str,
+                   clashes: Clashes) -> None:
     plugin = pm.get_plugin(plugin_id)
     staged: dict[str, list[Any]] = {kind: [] for kind in KINDS}
     try:
@@ -215,16 +255,75 @@ def _register_from(registry: Registry, pm: pluggy.PluginManager, info: PluginInf
     for kind, objs in staged.items():
         table = registry.table(kind)
         for obj in objs:
-            if obj.name in table:
+            claims = clashes.setdefault((kind, obj.name), [])
+            # Within one distribution there is no name to tell them apart: its first stays, as for metrics.
+            if claims and (kind not in QUALIFIED_KINDS or _qualifier(info) in {_qualifier(i) for i, _ in claims}):
                 holder = registry.origin[(kind, obj.name)]
                 registry.warnings.append(
                     f"plugin {info.name!r} registers {kind} {obj.name!r}, which plugin {holder!r} already "
                     f"registered; {holder!r}'s is kept"
                 )
                 continue
+            claims.append((info, obj))
+            info.registered.setdefault(kind, []).append(obj.name)
+            if len(claims) > 1:
+                continue  # qualified with the first once every plugin is loaded
             table[obj.name] = obj
             registry.origin[(kind, obj.name)] = info.name
-            info.registered.setdefault(kind, []).append(obj.name)
+            registry.owners[(kind, obj.name)] = info
+
+
+def _qualify(registry: Registry, clashes: Clashes) -> None:
+    """Put each name that several distributions register under their qualified names, in the place the
+    first had (the order of ``registry.reference`` and of listings stays), then point each technique
+    whose ``base`` is such a name at one of them (see the module's docstring)."""
+    for (kind, name), claims in clashes.items():
+        if len(claims) < 2:
+            continue
+        titles = [str(obj.title) for _, obj in claims]
+        renamed: dict[str, tuple[PluginInfo, Any]] = {}
+        try:
+            for info, obj in claims:
+                qualified = f"{_qualifier(info)}{QUALIFIER}{name}"
+                # Rows and tables show titles: two alike get their distribution, so that they stay apart.
+                title = f"{obj.title} ({_qualifier(info)})" if titles.count(str(obj.title)) > 1 else obj.title
+                renamed[qualified] = (info, _renamed(obj, name=qualified, title=title))
+        except (AttributeError, TypeError) as exc:  # a name or title that cannot be set: the first stays
+            for info, _ in claims[1:]:
+                info.registered[kind].remove(name)
+            first = registry.origin[(kind, name)]
+            registry.warnings.append(f"{kind} {name!r} is registered by several plugins and cannot be renamed "
+                                     f"({describe(exc)}); plugin {first!r}'s is kept")
+            continue
+        table = registry.table(kind)
+        entries = list(table.items())
+        table.clear()
+        for key, obj in entries:
+            if key != name:
+                table[key] = obj
+                continue
+            for qualified, (info, copied) in renamed.items():
+                table[qualified] = copied
+                registry.origin[(kind, qualified)] = info.name
+                registry.owners[(kind, qualified)] = info
+                names = info.registered[kind]
+                names[names.index(name)] = qualified
+        del registry.origin[(kind, name)], registry.owners[(kind, name)]
+        registry.ambiguous[(kind, name)] = list(renamed)
+    for key, technique in list(registry.techniques.items()):
+        choices = registry.ambiguous.get(("technique", technique.base or ""))
+        if choices:
+            own = f"{_qualifier(registry.owners[('technique', key)])}{QUALIFIER}{technique.base}"
+            registry.techniques[key] = _renamed(technique, base=own if own in choices else choices[0])
+
+
+def _renamed(obj: Any, **attributes: Any) -> Any:
+    """A shallow copy of a registered object with other attributes: the plugin's own object stays as it
+    made it (the same module may be loaded into other registries)."""
+    copied = copy.copy(obj)
+    for attribute, value in attributes.items():
+        setattr(copied, attribute, value)
+    return copied
 
 
 def _upgrade_hint(exc: BaseException) -> str:

@@ -106,7 +106,7 @@ def _dataset(section: Section, columns: list[Column], titles: dict[str, str], li
             for table in tables
         ],
         not_done=[NotDone(m.record.key, label_of(m.record), m.record.config.seed, m.record.status, m.record.error,
-                          condition_of(m.record), m.after_done)
+                          condition_of(m.record), m.after_done, m.record.curve)
                   for m in section.not_done],
     )
 
@@ -213,6 +213,7 @@ def _row(label: str, records: list[CellRecord], columns: list[Column]) -> Row:
               for r in records if r.stats.busy and not r.stats.packed],  # packed: busy by design, times left out
         not_scored=not_scored,
         stand_in=next((note for r in records if isinstance(note := r.stats.stand_in, str)), None),
+        curves=[r.curve for r in records],
     )
 
 

@@ -67,6 +67,8 @@ class Row:
     not_scored: dict[str, str] = field(default_factory=dict)
     # What the row stands in for, offline (bench --stand-ins: Technique.stand_in's sentence); None: itself.
     stand_in: str | None = None
+    # Each seed's per-epoch curve as stored (CellRecord.curve), in the order of ``seeds``.
+    curves: list[list[dict[str, Any]]] = field(default_factory=list)
 
     def summary(self, column: Column) -> Summary | None:
         return (self.metrics if column.is_metric else self.stats).get(column.name)
@@ -172,6 +174,7 @@ class NotDone:
     error: str | None
     condition: Condition
     after_done: bool = False  # an attempt that did not get done after the one the table shows
+    curve: list[dict[str, Any]] = field(default_factory=list)  # as stored: the epochs it got through
 
 
 @dataclass

@@ -16,7 +16,9 @@ CONTENTION_COLUMNS = ("cpu_share", "gpu_other_processes")
 
 def as_csv(report: Report) -> str:
     """Every attempt as stored (oldest first, seeds not folded), numbers at full precision, missing ones empty;
-    ``in_table`` says which attempt of each cell the tables use."""
+    ``in_table`` says which attempt of each cell the tables use. Last, one column ``diagnostic_NAME`` per
+    diagnostic any cell's technique recorded: its value in the cell's last epoch (the JSON has every epoch's)."""
+    diagnostics = sorted({name for r in report.cells for name in _last_diagnostics(r.curve)})
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
@@ -25,6 +27,7 @@ def as_csv(report: Report) -> str:
         + list(STAT_COLUMNS)
         + ["budget_epochs", "budget_seconds", "device", "precision", "error", "in_table"]
         + list(CONTENTION_COLUMNS) + ["busy"]
+        + [f"diagnostic_{name}" for name in diagnostics]
     )
     for r, shown in zip(report.cells, report.in_table):
         config = r.config
@@ -36,5 +39,10 @@ def as_csv(report: Report) -> str:
                first_line(r.error), "true" if shown else "false"]
             + [r.stats.get(name) for name in CONTENTION_COLUMNS]
             + ["true" if r.stats.busy else "false"]
+            + [_last_diagnostics(r.curve).get(name) for name in diagnostics]
         )
     return out.getvalue()
+
+
+def _last_diagnostics(curve: list[dict] | None) -> dict[str, float]:
+    return (curve[-1].get("diagnostics") or {}) if curve else {}

@@ -23,6 +23,16 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def _plain(value: Any) -> Any:
+    """A stored curve point (or anything in it) with its non-finite numbers as null; every key kept, so
+    that what a later aeframe adds to a point (``diagnostics``) comes through as stored."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return _finite(value) if isinstance(value, float) else value
+
+
 def _summary(summary: Summary | None) -> dict[str, Any] | None:
     if summary is None:
         return None
@@ -73,6 +83,9 @@ def _row(row: Row) -> dict[str, Any]:
         found["stand_in"] = row.stand_in
     if row.not_scored:
         found["not_scored"] = row.not_scored
+    # Each seed's cell with its per-epoch curve, in the order of seeds and keys.
+    found["cells"] = [{"key": key, "seed": seed, "curve": _plain(curve)}
+                      for key, seed, curve in zip(row.keys, row.seeds, row.curves)]
     return found
 
 
@@ -103,7 +116,7 @@ def _table(table: ComparisonTable) -> dict[str, Any]:
 
 def _not_done(entry: NotDone) -> dict[str, Any]:
     return {"key": entry.key, "label": entry.label, "seed": entry.seed, "status": entry.status, "error": entry.error,
-            "condition": entry.condition.to_json(), "after_done": entry.after_done}
+            "condition": entry.condition.to_json(), "after_done": entry.after_done, "curve": _plain(entry.curve)}
 
 
 def _dataset(dataset: DatasetReport) -> dict[str, Any]:

@@ -25,6 +25,7 @@ tolerance.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
@@ -128,21 +129,37 @@ class _Snapshot:
                     value.zero_()
 
 
+@dataclass(frozen=True)
+class StepEvents:
+    """What runs inside a training step besides the forward, backward and optimizer's step: the training
+    events of the techniques that act in steps, and how to put their state back after a capture's warm-up.
+
+    after_backward, after_step: called at those points of every step (captured with it in a graph).
+    kept: keeps the events' state and returns what puts it back.
+    """
+
+    after_backward: Callable[[], None] | None = None
+    after_step: Callable[[], None] | None = None
+    kept: Callable[[], Callable[[], None]] = lambda: (lambda: None)
+
+
 class GraphedStep:
     """One training step of ``model`` with ``optimizer`` captured for batches shaped like ``example``.
 
     :meth:`step` copies a batch into the graph's input and replays it; it returns the loss and its
     named parts as the graph's output tensors (overwritten by the next step: read or add them first).
+    The step's events are captured with it: their tensor work replays at every step.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable, optimizer: torch.optim.Optimizer, stepper: Stepper,
-                 example: torch.Tensor, pool: Any = None) -> None:
+                 example: torch.Tensor, pool: Any = None, events: StepEvents = StepEvents()) -> None:
         from aeframe.contract.output import training_loss
 
         device = example.device
         self.optimizer = optimizer
         self.input = example.detach().clone()
         snapshot = _Snapshot(model, optimizer)
+        restore_events = events.kept()
         # Autocast's weight cache would hold casts made during the capture: it must be off inside a graph.
         cast = torch.autocast(device.type, dtype=stepper_dtype(stepper), enabled=stepper.precision != "fp32",
                               cache_enabled=False)
@@ -154,7 +171,11 @@ class GraphedStep:
         def one_step() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
             loss, parts = compute()
             loss.backward()
+            if events.after_backward is not None:
+                events.after_backward()
             optimizer.step()
+            if events.after_step is not None:
+                events.after_step()
             return loss, parts
 
         undo = None
@@ -174,12 +195,14 @@ class GraphedStep:
                     self.loss, self.parts = one_step()
         except Exception as exc:
             snapshot.restore()
+            restore_events()
             if undo is not None:
                 undo()
             if isinstance(exc, GraphUnavailable):
                 raise
             raise GraphUnavailable(f"capturing the step failed ({type(exc).__name__}: {first_line(exc)})") from exc
         snapshot.restore()
+        restore_events()
         self.pool = self.graph.pool()
 
     def step(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -210,8 +233,8 @@ class TrainingSteps:
     optimizer. A capture that fails makes the rest of the cell eager, with the reason kept."""
 
     def __init__(self, model: nn.Module, loss_fn: Callable, stepper: Stepper, graphed: bool,
-                 reason: str | None = None) -> None:
-        self.model, self.loss_fn, self.stepper = model, loss_fn, stepper
+                 reason: str | None = None, events: StepEvents = StepEvents()) -> None:
+        self.model, self.loss_fn, self.stepper, self.events = model, loss_fn, stepper, events
         self.graphed = graphed
         self.reason = reason  # why the steps are eager, where graphs were wanted or measured against
         self._graphs: dict[tuple, GraphedStep] = {}
@@ -234,7 +257,7 @@ class TrainingSteps:
     def capture(self, optimizer: torch.optim.Optimizer, images: torch.Tensor) -> None:
         """Capture the step for ``optimizer`` and batches like ``images``; on failure, go eager with the reason."""
         try:
-            graph = GraphedStep(self.model, self.loss_fn, optimizer, self.stepper, images, self._pool)
+            graph = GraphedStep(self.model, self.loss_fn, optimizer, self.stepper, images, self._pool, self.events)
         except GraphUnavailable as exc:
             self.graphed, self.reason = False, str(exc)
             return
@@ -249,7 +272,8 @@ class TrainingSteps:
             return graph.step(images)
         from aeframe.contract.output import training_loss
 
-        return self.stepper.step(optimizer, lambda: training_loss(self.loss_fn, self.model(images), images))
+        return self.stepper.step(optimizer, lambda: training_loss(self.loss_fn, self.model(images), images),
+                                 self.events.after_backward, self.events.after_step)
 
     @staticmethod
     def _key(optimizer: torch.optim.Optimizer | None, images: torch.Tensor) -> tuple:

@@ -76,7 +76,8 @@ class Stepper:
         """
         return autocast(self.precision, self.device_type)
 
-    def step(self, optimizer: torch.optim.Optimizer | None, compute: Callable[[], T]) -> T:
+    def step(self, optimizer: torch.optim.Optimizer | None, compute: Callable[[], T],
+             after_backward: Callable[[], None] | None = None, after_step: Callable[[], None] | None = None) -> T:
         """``compute()`` under autocast, then one optimizer step on the loss it returns; its result.
 
         ``compute`` returns the loss, or a tuple whose first item is the loss (the other items are
@@ -87,6 +88,9 @@ class Stepper:
             optimizer: The optimizer to zero and step; None for the backward pass alone.
             compute: Takes no argument and returns the loss (a scalar tensor), or a tuple whose first item
                 is the loss.
+            after_backward: Called after the backward pass, before the step, with the gradients unscaled
+                (fp16's scaler unscales them first); a training event.
+            after_step: Called after the optimizer's step; a training event.
 
         Returns:
             What ``compute()`` returned, unchanged.
@@ -98,11 +102,19 @@ class Stepper:
             optimizer.zero_grad(set_to_none=True)
         if self.scaler is None:
             loss.backward()
+            if after_backward is not None:
+                after_backward()
             if optimizer is not None:
                 optimizer.step()
         else:
             self.scaler.scale(loss).backward()
+            if after_backward is not None and optimizer is not None:
+                self.scaler.unscale_(optimizer)  # a hook that clips or measures sees the true gradients
+            if after_backward is not None:
+                after_backward()
             if optimizer is not None:  # the scaler updates from the steps it checked: none without one
                 self.scaler.step(optimizer)
                 self.scaler.update()
+        if after_step is not None:
+            after_step()
         return found

@@ -45,6 +45,7 @@ from aeframe.speed.numerics import compiled, prepare_device, speed_model
 from aeframe.speed.preparation import CellPreparation, prepare_cell
 from aeframe.speed.step_mode import step_key
 from aeframe.training.evaluate import capture_samples, timed_evaluate
+from aeframe.training.events import CellEvents
 from aeframe.training.metric_set import MetricSet
 from aeframe.training.train import ProgressSink, TrainResult, train
 
@@ -113,15 +114,19 @@ def run_cell(
         if prepared.speed.compile:
             model = compiled(model)
         generator = torch.Generator(device=device).manual_seed(cell.seed)
+        # The techniques acting at events see the model they built (compiling wraps the same parameters).
+        events = CellEvents(built.actors, built.model, device)
         result = train(model, built.loss, built.schedule, data.train, data.test, cell.budget, context, generator,
-                       progress, find_lr=spec.config.lr == "find", speed=prepared.speed, step=prepared.step)
+                       progress, find_lr=spec.config.lr == "find", speed=prepared.speed, step=prepared.step,
+                       events=events)
         stats, curve = _stats(spec, built, model, result, prepared, context), result.curve
         if result.diverged:
             return _record(spec, started, DIVERGED, protocol, error=result.diverged, stats=stats, curve=curve)
-        values, _, seconds = timed_evaluate(model, data.test, cell_metrics, context, result.final_size)
+        with events.evaluating():
+            values, _, seconds = timed_evaluate(model, data.test, cell_metrics, context, result.final_size)
+            samples = capture_samples(model, data.test, result.final_size)
         details = {m.name: found for m in cell_metrics if (found := m.details())}
         stats = _stats(spec, built, model, result, prepared, context, seconds, details)
-        samples = capture_samples(model, data.test, result.final_size)
         return _record(spec, started, DONE, protocol, metrics=values, stats=stats, curve=result.curve, samples=samples)
     except KeyboardInterrupt:
         raise

@@ -25,11 +25,12 @@ from aeframe.data.splits import EVAL_BATCH, DeviceSplit, epoch_order, to_unit
 from aeframe.errors import AeframeError
 from aeframe.speed.contention import other_gpu_processes
 from aeframe.speed.numerics import warm_up
-from aeframe.speed.graphs import TrainingSteps, set_beta1, set_rate
+from aeframe.speed.graphs import StepEvents, TrainingSteps, set_beta1, set_rate
 from aeframe.speed.step import Stepper, synchronize
 from aeframe.speed.step_mode import StepChoice
 from aeframe.training.clock import BudgetTracker, Clock
 from aeframe.training.evaluate import timed_evaluate
+from aeframe.training.events import CellEvents
 from aeframe.training.lr_find import range_test
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -75,6 +76,7 @@ def train(
     find_lr: bool = False,
     speed: Speed = Speed(),
     step: StepChoice = StepChoice(),
+    events: CellEvents | None = None,
 ) -> TrainResult:
     """Train ``model`` in place under ``budget`` and return what happened, epoch by epoch.
 
@@ -87,6 +89,10 @@ def train(
     With ``step`` graphed, each phase's step is captured in a CUDA graph when the phase begins, with the
     clock stopped (``capture_seconds``), and replayed; a capture that fails makes the rest eager, the
     reason kept (``step_reason``).
+
+    ``events`` are the techniques that act at training events: called at each (see
+    :mod:`aeframe.contract.events`), their diagnostics averaged into each epoch's point of the curve.
+    Each epoch's evaluation runs inside their ``around_evaluation``; the caller wraps the final one.
     """
     # The data: one permutation per epoch, cut to whole batches.
     device = context.device
@@ -96,7 +102,10 @@ def train(
                            f"{schedule.batch_size}")
     # The schedule, the step, the clock.
     phases = _Phases(schedule, model)
-    steps = TrainingSteps(model, loss_fn, Stepper.of(speed, device), step.graphed, step.reason)
+    events = events if events is not None else CellEvents((), model, device)
+    in_steps = events.acting_in_steps()
+    steps = TrainingSteps(model, loss_fn, Stepper.of(speed, device), step.graphed, step.reason,
+                          StepEvents(events.after_backward, events.after_step, events.kept) if in_steps else StepEvents())
     clock = Clock(device)
     tracker = BudgetTracker(budget, steps_per_epoch, clock, every_step=device.type != "cuda")
     result = TrainResult()
@@ -106,16 +115,22 @@ def train(
     step = epoch = 0
     model.train()
     clock.start()
+    events.fire("on_train_start")
     while True:
         losses, stop = _EpochLosses(device), False
         for indices in epoch_order(len(train_split), schedule.batch_size, generator, device):
             index, q = schedule.locate(tracker.progress(step))
             if index != phases.index:
+                if phases.index >= 0:
+                    events.fire("on_phase_end")
                 tune = _range_tester(model, loss_fn, schedule, schedule.phases[index], train_split, context, clock,
                                      result) if find_lr and schedule.phases[index].find_lr else None
                 phases.enter(index, tune)
                 if tune is not None:
                     tracker.pause(step)
+                events.update(optimizer=phases.optimizer, phase=schedule.phases[index].name, phase_index=index,
+                              step=step, progress=tracker.progress(step))
+                events.fire("on_phase_start")
             phases.set_rates(q)
             images = to_unit(train_split.view(phases.size)[indices])
             if schedule.augment is not None:
@@ -128,6 +143,8 @@ def train(
                 result.capture_seconds = (result.capture_seconds or 0.0) + _capture_off_the_clock(
                     steps, phases.optimizer, images, clock)
                 tracker.pause(step)
+            if in_steps:
+                events.update(step=step, progress=tracker.progress(step))
             loss, parts = steps.step(phases.optimizer, images)
             losses.add(loss, parts)
             step += 1
@@ -142,15 +159,26 @@ def train(
                 break
         # The curve: each epoch's mean loss and its terms, and the test MSE, off the clock.
         epoch += 1
+        last = stop or tracker.exhausted(step)
+        # On the clock: what a technique does at the end of an epoch or of training is part of its training.
+        events.update(step=step, epoch=epoch, progress=tracker.progress(step))
+        events.fire("on_epoch_end")
+        if last:
+            events.fire("on_phase_end")
+            events.fire("on_train_end")
         clock.stop()
-        _, test_mse, seconds = timed_evaluate(model, test_split, (), context, phases.size)
+        with events.evaluating():
+            _, test_mse, seconds = timed_evaluate(model, test_split, (), context, phases.size)
         result.eval_seconds += seconds
         point = losses.point(epoch, step, schedule.phases[phases.index].name, test_mse, clock.read())
+        diagnostics = events.diagnostics.take()
+        if diagnostics:
+            point["diagnostics"] = diagnostics
         result.curve.append(point)
         if not math.isfinite(point["train_loss"]):
             result.diverged = f"training loss became {point['train_loss']} by step {step} (epoch {epoch})"
             break
-        if stop or tracker.exhausted(step):
+        if last:
             break
         clock.start()
         tracker.pause(step)

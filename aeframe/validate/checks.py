@@ -49,12 +49,14 @@ def _kinds_of(text: str, setting: Setting) -> list[str]:
     """The kinds ``text`` names; its parameters are checked here, so that a typo stops the run at once."""
     registry = setting.registry
     kinds = []
-    if parse_combination(text)[0].name in registry.techniques:
+    # A name two distributions register is resolved too: the resolver refuses it, naming the qualified names.
+    head = parse_combination(text)[0].name
+    if head in registry.techniques or ("technique", head) in registry.ambiguous:
         resolve_technique(text, registry)
         kinds.append("technique")
     if "+" not in text:
         name = parse_component(text).name
-        if name in registry.datasets:
+        if name in registry.datasets or ("dataset", name) in registry.ambiguous:
             resolve_dataset(text, registry)
             kinds.append("dataset")
         if name in registry.metrics and "[" not in text:

@@ -11,7 +11,8 @@ from aeframe.contract.dataset import ImageData
 from aeframe.contract.technique import CellContext
 from aeframe.data.loading import make_workspace
 from aeframe.planning.plan import resolve_dataset
-from aeframe.registry.plugins import Registry
+from aeframe.planning.syntax import parse_component
+from aeframe.registry.plugins import BUILTIN_DIST, QUALIFIER, Registry
 
 # Generated in well under a second, no files: every check that needs real images uses it.
 TINY = "shapes[train=256,test=64]"
@@ -36,6 +37,16 @@ class Setting:
 
     def __post_init__(self) -> None:
         self.workspace = make_workspace(self.registry, self.data_dir, self.cache_dir, self.say)
+        self.tiny, self.metric_data = self._builtin(self.tiny), self._builtin(self.metric_data)
+
+    def _builtin(self, text: str) -> str:
+        """``text`` naming the built-in dataset where a plugin registers another of its name: the checks
+        are meant to run on aeframe's, and the bare name would be refused as ambiguous."""
+        name = parse_component(text).name
+        qualified = f"{BUILTIN_DIST}{QUALIFIER}{name}"
+        if qualified in self.registry.ambiguous.get(("dataset", name), ()):
+            return qualified + text.strip()[len(name):]
+        return text
 
     def load(self, text: str) -> ImageData:
         """A registered dataset from its ``-d`` text, loaded once."""

@@ -17,7 +17,7 @@ from torch import nn
 from aeframe.contract.output import reconstruction, training_loss
 from aeframe.contract.technique import TechniqueUnavailable
 from aeframe.data.splits import to_unit
-from aeframe.errors import describe
+from aeframe.errors import CompositionError, describe
 from aeframe.planning.composition import BuiltCell, Composition
 from aeframe.planning.plan import resolve_technique
 from aeframe.training.cell import seed_everything
@@ -40,6 +40,12 @@ MIN_DROP = 0.01
 def technique_checks(text: str, setting: Setting) -> Iterator[Check]:
     composition = resolve_technique(text, setting.registry)
     yield _params_check(text, composition)
+    try:
+        composition.check_schedule(setting.tiny_context())
+    except CompositionError as exc:
+        # One finding, not the same one again under every check that builds the cell.
+        yield Check("technique", text, "its techniques combine", FAIL, str(exc))
+        return
     shapes = dataset_shapes(setting)
     built: dict[str, BuiltCell] = {}
     failures = []

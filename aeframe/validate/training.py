@@ -14,6 +14,7 @@ from aeframe.contract.output import training_loss
 from aeframe.data.splits import on_device, to_unit
 from aeframe.planning.composition import Composition
 from aeframe.training.cell import seed_everything
+from aeframe.training.events import CellEvents
 from aeframe.training.train import train
 from aeframe.validate.setting import Setting
 
@@ -69,7 +70,9 @@ def short_run(composition: Composition, setting: Setting, seed: int = 0) -> Shor
     fixed = to_unit(data.test.images[:MEASURE])
     before = _loss_on(built.model, built.loss, fixed)
     generator = torch.Generator().manual_seed(seed)
-    result = train(built.model, built.loss, schedule, data.train, data.test, Budget(epochs=1), context, generator)
+    events = CellEvents(built.actors, built.model, context.device)
+    result = train(built.model, built.loss, schedule, data.train, data.test, Budget(epochs=1), context, generator,
+                   events=events)
     if result.diverged:
         raise FloatingPointError(result.diverged)
     after = _loss_on(built.model, built.loss, fixed)

@@ -1,1 +1,1 @@
-"""aeframe-denoising: a denoising autoencoder technique and a generated ``stripes`` dataset."""
+"""aeframe-denoising: a salt-and-pepper denoising technique and a generated ``stripes`` dataset."""

@@ -2,12 +2,12 @@
 from aeframe import hookimpl
 
 from aeframe_denoising.stripes import Stripes
-from aeframe_denoising.technique import Denoising
+from aeframe_denoising.technique import SaltAndPepperDenoising
 
 
 @hookimpl
 def register_techniques(register):
-    register(Denoising())
+    register(SaltAndPepperDenoising())
 
 
 @hookimpl

@@ -1,11 +1,11 @@
-"""A denoising autoencoder: the base technique's model, fed noisy images while it trains.
+"""Salt-and-pepper denoising: the base technique's model, fed images with pixels set to black or white
+while it trains.
 
 The loss still compares the output with the clean image, so the model learns to remove the noise.
-Evaluation runs in eval mode, where nothing is added: every metric sees clean inputs.
+Evaluation runs in eval mode, where nothing is changed: every metric sees clean inputs. (aeframe's
+built-in ``denoising`` does the same with Gaussian noise.)
 """
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
@@ -13,36 +13,38 @@ from torch import nn
 from aeframe import CellContext, Param, Technique
 
 
-class NoisyInput(nn.Module):
-    """Adds Gaussian noise of standard deviation ``noise`` to the input in training mode only."""
+class SaltAndPepper(nn.Module):
+    """Sets a share ``amount`` of the input's pixels, half to 0 and half to 1, in training mode only."""
 
-    def __init__(self, model: nn.Module, noise: float):
+    def __init__(self, model: nn.Module, amount: float):
         super().__init__()
-        self.model, self.noise = model, noise
+        self.model, self.amount = model, amount
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and self.noise > 0:
+        if self.training and self.amount > 0:
+            # One draw per pixel, shared by its channels, so that a pixel turns black or white whole.
             # torch's global generator: aeframe seeds it per cell, so runs repeat exactly.
-            x = (x + self.noise * torch.randn_like(x)).clamp(0, 1)
+            draw = torch.rand_like(x[:, :1])
+            x = torch.where(draw < self.amount / 2, 0.0, torch.where(draw < self.amount, 1.0, x))
         return self.model(x)
 
 
-class Denoising(Technique):
-    name = "denoising"
+class SaltAndPepperDenoising(Technique):
+    name = "salt-and-pepper"
     # Its step is the same tensor work every time (the noise is drawn on the device, no Python state):
     # on a GPU aeframe may capture it in a CUDA graph (aeframe 0.3).
     cuda_graphs = True
-    title = "Denoising"
-    description = "trains on inputs with Gaussian noise added; the target and the evaluation stay clean"
-    params = (Param("noise", float, 0.1, "standard deviation of the noise added to training inputs, in [0, 1] "
-                    "pixel units (0 turns it off)"),)
-    base = "baseline"  # the model, loss and schedule come from the Baseline unless combined (-t denoising+resnet)
+    title = "Salt-and-Pepper Denoising"
+    description = ("trains on inputs with a share of pixels set to black or white; the target and the evaluation "
+                   "stay clean")
+    params = (Param("amount", float, 0.05, "share of the training inputs' pixels set to 0 or 1, in [0, 1) "
+                    "(0 turns it off)"),)
+    base = "baseline"  # the model, loss and schedule come from the Baseline unless combined (-t salt-and-pepper+resnet)
 
     def check_params(self, params: dict) -> None:
-        if not math.isfinite(params["noise"]):
-            raise ValueError(f"noise={params['noise']:g} is not a number; give a standard deviation of 0 or more")
-        if params["noise"] < 0:
-            raise ValueError(f"noise={params['noise']:g} is negative; give a standard deviation of 0 or more")
+        amount = params["amount"]
+        if not 0 <= amount < 1:  # nan fails it too
+            raise ValueError(f"amount={amount:g} is outside [0, 1); give the share of pixels to set to 0 or 1")
 
     def wrap_model(self, model: nn.Module, ctx: CellContext) -> nn.Module:
-        return NoisyInput(model, ctx.params["noise"])
+        return SaltAndPepper(model, ctx.params["amount"])

@@ -1,5 +1,10 @@
-"""The two models. Each returns ``aeframe.ModelOutput``: the reconstruction, and while training the loss
-terms of its own that aeframe adds to the reconstruction loss and records one by one."""
+"""The VAE's and the VQ-VAE's models. Each returns ``aeframe.ModelOutput``: the reconstruction, and in
+training mode the loss terms of its own that aeframe adds to the reconstruction loss and records one by one.
+
+Both share one convolutional encoder and decoder: two stride-2 (transposed) convolutions each, so the
+latent is a grid a quarter of the image's side, and the sides must be multiples of 4
+(:func:`aeframe_builtins.techniques.vae.check_quarter_grid`, at planning).
+"""
 from __future__ import annotations
 
 import torch
@@ -10,7 +15,7 @@ from aeframe import ModelOutput
 
 
 def _encoder(channels: int, width: int, out: int) -> nn.Sequential:
-    """Two stride-2 convolutions: (C, H, W) -> (out, H/4, W/4)."""
+    """(C, H, W) -> (out, H/4, W/4)."""
     return nn.Sequential(
         nn.Conv2d(channels, width, 4, stride=2, padding=1), nn.ReLU(),
         nn.Conv2d(width, out, 4, stride=2, padding=1),
@@ -18,7 +23,7 @@ def _encoder(channels: int, width: int, out: int) -> nn.Sequential:
 
 
 def _decoder(channels: int, width: int, latent: int) -> nn.Sequential:
-    """Two stride-2 transposed convolutions back to (C, H, W), squashed into [0, 1] like the images."""
+    """(latent, H/4, W/4) -> (C, H, W), squashed into [0, 1] like the images."""
     return nn.Sequential(
         nn.ConvTranspose2d(latent, width, 4, stride=2, padding=1), nn.ReLU(),
         nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1), nn.Sigmoid(),
@@ -26,10 +31,10 @@ def _decoder(channels: int, width: int, latent: int) -> nn.Sequential:
 
 
 class BetaVAE(nn.Module):
-    """A convolutional VAE with a spatial Gaussian latent (Higgins et al., 2017).
+    """A convolutional VAE with a spatial Gaussian latent (Kingma and Welling, 2014; beta: Higgins et al., 2017).
 
     Args:
-        channels: The images' channels (1 for Fashion-MNIST, 3 for CIFAR-10).
+        channels: The images' channels (1 for Fashion-MNIST's native view, 3 for CIFAR-10).
         latent: Latent channels per position of the H/4 x W/4 latent grid.
         width: Channels of the hidden convolutions.
         beta: Weight of the KL term; 1 is the plain VAE, 0 leaves an autoencoder with a noisy latent.
