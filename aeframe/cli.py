@@ -166,9 +166,12 @@ class _Aeframe(click.Group):
 
 def _emit(text: str, output: str | None) -> None:
     if output:
+        from aeframe.data.directories import write_atomically
+
+        text = text if text.endswith("\n") else text + "\n"
         try:
             Path(output).parent.mkdir(parents=True, exist_ok=True)
-            Path(output).write_text(text if text.endswith("\n") else text + "\n")
+            write_atomically(Path(output), lambda partial: partial.write_text(text))
         except OSError as exc:
             raise click.ClickException(f"cannot write {output} ({exc.strerror or exc}); pass --output with a "
                                        "writable path") from None

@@ -156,8 +156,8 @@ def cli(monkeypatch):
 # and the run does not end with one worker alone on a long file (the order of the tests in a file is kept).
 LONGEST_FILES = ("test_gpu_check.py", "test_ray_faults.py", "test_ray_executor.py", "test_validate.py",
                  "test_speed_choice.py", "test_feature_loss.py", "test_builtin_combinations.py", "test_resnet.py",
-                 "test_speed.py", "test_cli_errors.py", "test_executors.py", "test_lr_find.py", "test_data_identity.py",
-                 "test_cli.py", "test_store_safety.py", "test_training.py", "test_pool.py")
+                 "test_speed.py", "test_misbehaving_plugins.py", "test_cli_errors.py", "test_executors.py", "test_lr_find.py",
+                 "test_data_identity.py", "test_cli.py", "test_store_safety.py", "test_training.py", "test_pool.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -82,6 +82,28 @@ def test_a_loaded_empty_test_split_fails_its_cells_instead_of_scoring_perfect(tm
     assert "| Baseline" not in result.stdout  # no row in any table: nothing was scored
 
 
+# --- Round 2, fault 11: a training split smaller than one batch, known only once loaded --------------
+
+
+def test_a_loaded_split_smaller_than_a_batch_fails_its_cells_naming_the_dataset_before_the_metrics_prepare(
+        tmp_path, cli, bad_registry):
+    # A cache of its own: a reference classifier trained for the dataset would be seen training.
+    result = cli("bench", "-t", "baseline", "-d", "small", "--seeds", "2", "--epochs", "1", "--precision", "fp32",
+                 "--no-channels-last", "--store", "r.sqlite", cwd=tmp_path, env={"AEFRAME_CACHE": str(tmp_path / "cache")},
+                 registry=bad_registry)
+    assert result.returncode == 1
+    one_line_errors(result.stderr)
+    reason = ("dataset small (plugin 'bad_datasets' (no distribution)) has 10 training images, fewer than one batch "
+              "of 128 (the batch Baseline trains with), so its cells could not train a step; give it 128 or more "
+              "training images")
+    assert result.stderr.count(f"cannot run small: {reason}\n") == 1
+    assert "reference classifier" not in result.stderr
+    # Not blamed on the technique's plugin: the dataset is named, and nothing else.
+    assert f"failed: Baseline on small (seed 0): {reason}\n" in result.stderr
+    rows = stored(tmp_path / "r.sqlite")
+    assert [(label, status, error) for _, label, status, error in rows] == [("Baseline", "failed", reason)] * 2
+
+
 # --- Fault 9: limits, memory, damaged headers, unreadable data directories --------------------------
 
 

@@ -266,3 +266,45 @@ def test_an_output_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path, 
         assert result.returncode == 1, args
         assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
         assert "Traceback" not in result.stderr
+
+
+def _interrupted(exc: BaseException, what: str):
+    """A stand-in for matplotlib's ``savefig`` (``what`` "pictures") or ``Path.write_text`` (the page, the
+    output) that gets a few bytes into the file it was handed, then is stopped by ``exc``."""
+
+    def savefig(figure, path, *args, **kwargs):
+        Path(path).write_bytes(b"\x89PNG\r\n\x1a\n")
+        raise exc
+
+    def write_text(path, text, *args, **kwargs):
+        path.write_bytes(text[:10].encode())
+        raise exc
+
+    return savefig if what == "pictures" else write_text
+
+
+@pytest.mark.parametrize("stop, code", [(KeyboardInterrupt(), 130), (OSError(28, "No space left on device"), 1)])
+@pytest.mark.parametrize("what", ["pictures", "page", "output"])
+def test_a_report_stopped_while_writing_leaves_the_earlier_files_whole_and_no_partial_file(
+        tmp_path, cli, monkeypatch, what, stop, code):
+    # A Ctrl-C at the first write left a truncated PNG where a valid one had been.
+    from matplotlib.figure import Figure
+
+    from aeframe.store.sqlite_store import Store
+
+    with Store(tmp_path / "r.sqlite") as store:
+        for record in (_record("Baseline", 0, 10), _record("Pixel Shuffle", 0, 30)):
+            store.save(record)
+    args = ("report", "--store", "r.sqlite", *(("--output", "site/r.md", "--images", "site/board") if what == "output"
+                                               else ("--docs", "site/board.md")))
+    assert cli(*args, cwd=tmp_path).returncode == 0
+    before = {p: p.read_bytes() for p in (tmp_path / "site").rglob("*") if p.is_file()}
+    assert len(before) == 3
+
+    owner, name = (Figure, "savefig") if what == "pictures" else (Path, "write_text")
+    monkeypatch.setattr(owner, name, _interrupted(stop, what))
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    assert {p: p.read_bytes() for p in (tmp_path / "site").rglob("*") if p.is_file()} == before
+    Image.open(tmp_path / "site" / "board" / "shapes-reconstructions.png").verify()

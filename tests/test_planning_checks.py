@@ -38,6 +38,19 @@ def test_sizes_that_fit_one_dataset_but_not_another_are_refused_for_that_one(tmp
             "the images' side, 28") in result.stderr
 
 
+
+def test_a_training_split_smaller_than_one_batch_is_refused_at_planning(tmp_path, cli):
+    # A cache of its own: a reference classifier trained for the dataset would be seen training.
+    result = cli("bench", "-t", "baseline", "-d", "shapes[train=100,test=20]", "--epochs", "1", "--precision", "fp32",
+                 "--no-channels-last", "--store", "r.sqlite", cwd=tmp_path, env={"AEFRAME_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "Error: dataset shapes[train=100,test=20] has 100 training images, fewer than one batch of 128 (the batch "
+        "Baseline trains with), so its cells could not train a step; give train=128 or more (found when planning; "
+        "nothing was trained)")
+    assert "reference classifier" not in result.stderr
+    assert not (tmp_path / "r.sqlite").exists()
+
 OLD_PLUGIN = '''
 from aeframe import Technique, hookimpl
 

@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from conftest import TINY_SHAPES, installed_plugin_env
+from conftest import TINY_SHAPES, installed_plugin_env, run_cli
 
 FAULTS = '''
 import os
@@ -62,10 +62,19 @@ class Prepares(MeanMetric):
         return (recon - target).square()
 
 
+class Dies(Technique):
+    name, title, base = "dies", "Dies", "baseline"
+    description = "ends its worker process while it builds"
+
+    def wrap_model(self, model, ctx):
+        os._exit(9)
+
+
 @hookimpl
 def register_techniques(register):
     register(Sleepy())
     register(Explodes())
+    register(Dies())
 
 
 @hookimpl
@@ -130,6 +139,19 @@ def test_a_killed_worker_is_retried_and_a_raising_technique_fails_once(tmp_path)
     # The metrics were prepared once for the dataset, by one task, not by each cell's worker (nor again
     # for the retried cell).
     assert (witness / "prepared").read_text() == f"{TINY_SHAPES}\n"
+
+
+def test_a_worker_that_ends_its_process_is_reported_as_dead_naming_the_technique_not_as_memory(tmp_path):
+    env = {**installed_plugin_env(tmp_path, "aeframe-faults", "fault_techniques", FAULTS),
+           "AEFRAME_TEST_WITNESS": str(tmp_path)}
+    result = run_cli("bench", "-t", "dies", *ARGS, "--retries", "0", "--store", "r.sqlite", cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stderr
+    [(label, status, error)] = _statuses(tmp_path / "r.sqlite")
+    assert (label, status) == ("Dies", "failed")
+    assert error.startswith("its worker process died 1 time (--retries 0) in the cell of technique 'dies' from plugin "
+                            "'faults' (aeframe-faults 0.1): WorkerCrashedError: The worker died unexpectedly")
+    assert "os._exit in a plugin" in error and "memory" not in error
+    assert f"failed: Dies on shapes (seed 0): {error}" in result.stderr
 
 
 def test_an_interrupted_driver_keeps_the_finished_cells_and_a_rerun_resumes(tmp_path):

@@ -197,6 +197,28 @@ def test_a_reader_cannot_save(tmp_path):
         reader.save(make_record())
 
 
+def test_non_finite_numbers_are_stored_as_null_so_every_json_column_is_valid_json(tmp_path):
+    # Python's json wrote NaN and Infinity, which SQLite's json_valid refuses and json_extract fails on.
+    nan, inf = float("nan"), float("inf")
+    record = make_record(status="diverged", error="evaluation gave non-finite mse: nan",
+                         metrics={"mse": nan, "psnr": inf, "mae": 0.5},
+                         stats={"train_seconds": 1.5, "images_per_second": inf, "cpu_share": nan},
+                         curve=[{"epoch": 1, "train_loss": 0.02, "test_mse": nan, "terms": {"kl": -inf}}])
+    path = tmp_path / "results.sqlite"
+    with Store(path) as store:
+        store.save(record)
+    with sqlite3.connect(path) as db:
+        for table in ("cells", "attempts"):
+            assert db.execute(f"SELECT count(*) FROM {table} WHERE json_valid(config) = 0 OR json_valid(metrics) = 0 "
+                              "OR json_valid(stats) = 0 OR json_valid(curve) = 0").fetchone() == (0,), table
+        assert db.execute("SELECT json_type(metrics, '$.mse'), json_extract(metrics, '$.mae'), "
+                          "json_extract(curve, '$[0].terms.kl') FROM cells").fetchone() == ("null", 0.5, None)
+    with Store(path, write=False) as reader:
+        [back] = reader.records()
+    assert back.status == "diverged" and back.metrics == {"mse": None, "psnr": None, "mae": 0.5}
+    assert back.curve[0]["test_mse"] is None and back.stats.train_seconds == 1.5
+
+
 CHILD = textwrap.dedent(
     """
     import sys, time

@@ -157,6 +157,21 @@ class DatasetPlugin(ABC):
             The images' channels, height and width in pixels, as a tuple.
         """
 
+    def split_sizes(self, params: dict[str, Any]) -> tuple[int, int] | None:
+        """How many images each split will hold with these parameters, without loading; optional.
+
+        Planning uses it to refuse, before anything trains, a training split smaller than one batch;
+        where it is unknown, that is found once the dataset is loaded (its cells then fail, naming it).
+
+        Args:
+            params: The dataset's typed parameter values by name, defaults filled in.
+
+        Returns:
+            The numbers of training and test images; None (the default) when they are known only once
+                the dataset is loaded.
+        """
+        return None
+
     @abstractmethod
     def missing(self, data_dir: Path, params: dict[str, Any]) -> str | None:
         """``None`` if the files are at hand; else why not, naming the exact files, directory and fix.

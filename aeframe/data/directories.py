@@ -6,10 +6,12 @@ elsewhere, so every message names that variable or option and the path.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import secrets
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from aeframe.data.loading import CACHE_ENV, DATA_ENV
 from aeframe.errors import ENVIRONMENT, EnvironmentProblem
@@ -88,6 +90,29 @@ def _under(path: Path, root: Path) -> bool:
         return path.resolve().is_relative_to(root.resolve())
     except (OSError, RuntimeError, ValueError):
         return False
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Make ``path`` by calling ``write`` on a temporary file beside it, then renaming that over ``path``.
+
+    A write stopped halfway (Ctrl-C, a full disk, a crash) leaves ``path`` as it was, never cut short;
+    the temporary file is removed when ``write`` fails. It keeps ``path``'s suffix, since writers such
+    as matplotlib choose the format from it, and is created by ``write`` so that it gets the usual
+    permissions, not a private temporary file's.
+    """
+    path = Path(os.path.realpath(path))  # through a symbolic link, as a plain write goes: the link stays
+    if path.exists() and not path.is_file():  # /dev/stdout, a pipe: nothing to keep whole, nowhere to rename to
+        write(path)
+        return
+    # The stem cut short: a name near the file system's limit must not fail only for its temporary twin.
+    partial = path.with_name(f".{path.stem[:100]}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):  # the write's own error is the one to report
+            partial.unlink(missing_ok=True)
+        raise
 
 
 def environment_failure(exc: BaseException, roots: dict[str, Path]) -> str | None:

@@ -109,8 +109,10 @@ def _whose(record: CellRecord) -> str:
     """
     if is_environment_failure(record.error):
         return ""
-    plugins = record.config.plugins
-    return "; " + ", ".join(f"technique {t!r} from {p}" for t, p in plugins.items()) if plugins else ""
+    named = [f"technique {t!r} from {p}" for t, p in record.config.plugins.items()]
+    if any(name in first_line(record.error) for name in named):  # the error says whose code it was already
+        return ""
+    return "; " + ", ".join(named) if named else ""
 
 
 def _take_stock(cells: list[CellSpec], workspace: Workspace, registry: Registry, store: Store,
@@ -126,11 +128,11 @@ def _take_stock(cells: list[CellSpec], workspace: Workspace, registry: Registry,
     earlier: list[CellRecord] = []
     for label, planned in groupby(cells, key=lambda spec: spec.dataset):
         records = by_dataset.setdefault(label, [])
-        loaded = load_group(list(planned), workspace, registry, say)
-        if not isinstance(loaded, DatasetGroup):
-            for record in loaded:
-                store.save(record)
-            records += loaded
+        refused, loaded = load_group(list(planned), workspace, registry, say)
+        for record in refused:
+            store.save(record)
+        records += refused
+        if loaded is None:
             continue
         pending = []
         for spec in loaded.cells:
@@ -152,7 +154,7 @@ def _summarise_diverged_and_busy(records: list[CellRecord], store_path: Path) ->
     """The end-of-run lines for cells whose numbers cannot be taken at face value."""
     diverged = [r for r in records if r.status == DIVERGED]
     if diverged:
-        say(f"{len(diverged)} of {len(records)} cells diverged (their loss became NaN or infinite; "
+        say(f"{len(diverged)} of {len(records)} cells diverged (their loss or their evaluation became NaN or infinite; "
             f"they are stored in {store_path} and listed under the tables):")
     for r in diverged:
         say(f"diverged: {r.config.label} on {r.config.dataset.name} (seed {r.config.seed}): "

@@ -19,7 +19,8 @@ from aeframe.contract.dataset import DatasetUnavailable, ImageData
 from aeframe.contract.executor import DatasetGroup
 from aeframe.data.loading import Workspace
 from aeframe.errors import describe
-from aeframe.planning.plan import plugin_origin
+from aeframe.planning.plan import batch_problem, plugin_origin
+from aeframe.planning.rebuild import runnable
 from aeframe.registry.plugins import Registry
 
 
@@ -46,13 +47,14 @@ def _empty_split(data: ImageData) -> str | None:
 
 
 def load_group(cells: list[CellSpec], workspace: Workspace, registry: Registry,
-               say: Callable[[str], None]) -> DatasetGroup | list[CellRecord]:
+               say: Callable[[str], None]) -> tuple[list[CellRecord], DatasetGroup | None]:
     """The dataset of ``cells`` (all of one ``-d`` text) loaded once, through the workspace, with the cells
-    keyed by the data's fingerprint; or the records that stand for them when the data cannot be used.
+    keyed by the data's fingerprint; and the records that stand for the cells that cannot use it.
 
     A dataset that cannot be had here (files missing, unreadable) gives one skipped record; a
     dataset plugin that raises, or hands back a split without images, gives a failed record per
-    cell, naming the plugin.
+    cell, naming the plugin; so does a training split smaller than a cell's batch, for that cell.
+    The group is None when no cell is left to train.
     """
     label = cells[0].dataset
     whose = f"dataset {label} ({plugin_origin(registry, 'dataset', cells[0].config.dataset.name)})"
@@ -62,16 +64,34 @@ def load_group(cells: list[CellSpec], workspace: Workspace, registry: Registry,
         fingerprint = None if empty else data.fingerprint()
     except DatasetUnavailable as exc:
         say(f"skipping {label}: {exc}")
-        return [skipped_record(cells[0], str(exc))]
+        return [skipped_record(cells[0], str(exc))], None
     except Exception as exc:  # a dataset plugin's bug must not take the other datasets down
         reason = f"{whose} failed to load: {describe(exc)}"
         say(f"cannot run {label}: {reason}")
-        return failed_records(cells, f"{reason}\n{traceback.format_exc()}")
+        return failed_records(cells, f"{reason}\n{traceback.format_exc()}"), None
     if empty is not None:
         # Scored on no test images, every metric would read as perfect (an MSE of 0); trained on none,
         # a model would be scored untrained.
         reason = (f"{whose} loaded an empty {empty} split (0 images), so its cells would "
                   f"{'score nothing' if empty == 'test' else 'train on nothing'}; give the dataset images in both splits")
         say(f"cannot run {label}: {reason}")
-        return failed_records(cells, reason)
-    return DatasetGroup(label, data, [spec.keyed(fingerprint) for spec in cells])
+        return failed_records(cells, reason), None
+    keyed = [spec.keyed(fingerprint) for spec in cells]
+    # Known only now for a dataset that cannot tell its size at planning; found before the metrics are
+    # prepared for it (a reference classifier trained), which no cell could use.
+    small = {spec.key: reason for spec in keyed if (reason := _smaller_than_a_batch(spec, len(data.train), whose, registry))}
+    for reason in dict.fromkeys(small.values()):
+        say(f"cannot run {label}: {reason}")
+    runs = [spec for spec in keyed if spec.key not in small]
+    return [spec.failed(small[spec.key]) for spec in keyed if spec.key in small], \
+        DatasetGroup(label, data, runs) if runs else None
+
+
+def _smaller_than_a_batch(spec: CellSpec, train_images: int, whose: str, registry: Registry) -> str | None:
+    """Why ``spec`` could not train a step on a training split of ``train_images`` images (see
+    :func:`aeframe.planning.plan.batch_problem`); None when it can or its schedule cannot be built here."""
+    try:
+        cell = runnable(spec, registry)
+        return batch_problem(cell.composition, cell.dataset, train_images, whose)
+    except Exception:  # the cell reports what keeps its parts from being built when it runs
+        return None

@@ -300,19 +300,19 @@ class Composition:
         actors = [Actor(m.technique.name, copy.copy(m.technique), m.params) for m in self._actors()]
         return BuiltCell(model, loss, schedule, watched, actors)
 
-    def check_schedule(self, ctx: CellContext) -> None:
+    def check_schedule(self, ctx: CellContext) -> Schedule | None:
         """Build the schedule alone, at planning, to find what only it can tell: a rate declared for a
-        phase it does not have, a wrapper that does not fit it. Raises :class:`CompositionError` (a
-        ``ValueError`` of a technique's becomes one, naming the technique); any other error is left for
-        the cell to report when it is built."""
+        phase it does not have, a wrapper that does not fit it, its batch size. Raises
+        :class:`CompositionError` (a ``ValueError`` of a technique's becomes one, naming the technique);
+        any other error is left for the cell to report when it is built, and gives None."""
         try:
-            self._build_schedule(ctx)
+            return self._build_schedule(ctx)
         except CompositionError:
             raise
         except ValueError as exc:
             raise CompositionError(f"{self._spelled()} on {ctx.dataset_spec or ctx.dataset}: {exc}") from None
         except Exception:  # not knowable here (a plugin that needs what only a cell has): the cell says it
-            return
+            return None
 
     def _context(self, member: Member, ctx: CellContext) -> CellContext:
         return replace(ctx, params=member.params)

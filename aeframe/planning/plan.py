@@ -140,17 +140,38 @@ def check_shapes(compositions: Sequence[Composition], datasets: Sequence[Dataset
 
 def check_schedules(compositions: Sequence[Composition], datasets: Sequence[DatasetChoice]) -> None:
     """Refuse, at planning, a combination whose schedule cannot be made for a dataset (a rate declared for
-    a phase the schedule does not have, a schedule wrapper that does not fit it): the schedule alone is
-    built, which needs no data, so that no cell fails for it after others have trained."""
+    a phase the schedule does not have, a schedule wrapper that does not fit it), or whose batch is larger
+    than the dataset's training split where the dataset tells its size (``DatasetPlugin.split_sizes``):
+    the schedule alone is built, which needs no data, so that no cell fails for it after others have
+    trained."""
     for dataset in datasets:
-        context = CellContext(shape=tuple(dataset.plugin.shape(dataset.params)), dataset=dataset.plugin.name,
-                              num_classes=0, seed=0, device=_cpu(), data_dir=Path("."), cache_dir=Path("."),
-                              load_dataset=_no_data, dataset_spec=dataset.label)
+        sizes = dataset.plugin.split_sizes(dataset.params)
         for composition in compositions:
             try:
-                composition.check_schedule(context)
+                problem = batch_problem(composition, dataset, sizes[0] if sizes else None, f"dataset {dataset.label}")
             except CompositionError as exc:
                 raise CompositionError(f"{exc} (found when planning; nothing was trained)") from None
+            if problem:
+                raise SpecError(f"{problem} (found when planning; nothing was trained)")
+
+
+def batch_problem(composition: Composition, dataset: DatasetChoice, train_images: int | None, who: str) -> str | None:
+    """Why ``composition``'s cells on ``dataset`` could not train a single step, in a line that names the
+    dataset as ``who`` does ("dataset mnist"): a training split of ``train_images`` images, fewer than one
+    batch of its schedule; None when they can, or when the size (None) or the batch is not known here.
+    Raises :class:`CompositionError` as :meth:`Composition.check_schedule` does."""
+    context = CellContext(shape=tuple(dataset.plugin.shape(dataset.params)), dataset=dataset.plugin.name,
+                          num_classes=0, seed=0, device=_cpu(), data_dir=Path("."), cache_dir=Path("."),
+                          load_dataset=_no_data, dataset_spec=dataset.label)
+    schedule = composition.check_schedule(context)
+    if schedule is None or train_images is None or train_images >= schedule.batch_size:
+        return None
+    batch = schedule.batch_size
+    # The parameter that sets the split's size, where the dataset has one by the usual name.
+    fix = (f"train={batch} or more" if any(p.name == "train" for p in dataset.plugin.params)
+           else f"it {batch} or more training images")
+    return (f"{who} has {train_images} training image{'s' if train_images != 1 else ''}, fewer than one "
+            f"batch of {batch} (the batch {composition.label} trains with), so its cells could not train a step; give {fix}")
 
 
 def _cpu() -> Any:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from aeframe.cells.record import CellRecord, full_size_points
 from aeframe.cells.samples import Samples
+from aeframe.data.directories import write_atomically
 from aeframe.report.grouping import Section, Table
 
 if TYPE_CHECKING:
@@ -140,8 +141,7 @@ def _draw_grid(rows: list[tuple[str, torch.Tensor]], title: str, path: Path) -> 
     figure.set_size_inches(width, 0.35 + cell * len(rows))
     figure.subplots_adjust(left=left / width, right=1 - 0.05 / width, top=1 - 0.35 / (0.35 + cell * len(rows)),
                            bottom=0.01, wspace=0.05, hspace=0.05)
-    figure.savefig(path, dpi=100, metadata=_PNG_METADATA)
-    plt.close(figure)
+    _save(plt, figure, path)
 
 
 # -- MSE against time ------------------------------------------------------------------------
@@ -176,8 +176,15 @@ def _draw_curves(curves: list[tuple[str, list[list[tuple[float, float]]]]], titl
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=100, metadata=_PNG_METADATA)
-    plt.close(figure)
+    _save(plt, figure, path)
+
+
+def _save(plt, figure, path: Path) -> None:
+    # Through a temporary file: a report stopped mid-write must not leave a cut-short PNG over a good one.
+    try:
+        write_atomically(path, lambda partial: figure.savefig(partial, dpi=100, metadata=_PNG_METADATA))
+    finally:
+        plt.close(figure)
 
 
 def _pyplot():

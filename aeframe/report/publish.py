@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Callable
 
 from aeframe.cells.record import CellRecord
 from aeframe.cells.samples import Samples
+from aeframe.data.directories import write_atomically
 from aeframe.errors import AeframeError
 from aeframe.report.grouping import group
 from aeframe.report.leaderboard import leaderboard_page
@@ -37,7 +38,7 @@ def write_page(records: Sequence[CellRecord], metrics: Sequence[Metric], page: P
     text = leaderboard_page(records, metrics, page, command, datetime.now(timezone.utc), figures)
     try:
         page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(text)
+        write_atomically(page, lambda partial: partial.write_text(text))
     except OSError as exc:
         raise AeframeError(f"cannot write {page} ({exc.strerror or exc}); pass --docs with a writable path") from None
     say(f"wrote {page}")

@@ -9,10 +9,10 @@ runs sharing a cache lose at most one another's newest entry, never the file.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from aeframe.data.directories import write_atomically
 
 FILE_NAME = "speed-choices.json"
 FORMAT = 1
@@ -53,10 +53,8 @@ class SpeedCache:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle, partial = tempfile.mkstemp(dir=self.path.parent, prefix=".speed-choices-")
-            with os.fdopen(handle, "w") as out:
-                json.dump({"format": FORMAT, "entries": entries}, out, indent=1, sort_keys=True)
-            os.replace(partial, self.path)
+            text = json.dumps({"format": FORMAT, "entries": entries}, indent=1, sort_keys=True)
+            write_atomically(self.path, lambda partial: partial.write_text(text))
         except OSError:
             self._memory = entries
             self.path = None

@@ -31,14 +31,30 @@ def attempt_row(record: CellRecord) -> tuple:
         config.label,
         config.dataset.name,
         config.seed,
-        json.dumps(config.to_json(), sort_keys=True),
+        json_text(config.to_json(), sort_keys=True),
         record.error,
-        json.dumps(record.metrics),
-        json.dumps(record.stats.to_json()),
-        json.dumps(record.curve),
+        json_text(record.metrics),
+        json_text(record.stats.to_json()),
+        json_text(record.curve),
         record.started_at,
         record.finished_at,
     )
+
+
+def json_text(value: Any, sort_keys: bool = False) -> str:
+    """``value`` as JSON that SQLite's JSON functions accept: NaN and the infinities, which Python's json
+    would write as the non-JSON ``NaN`` / ``Infinity``, become null (read back as None)."""
+    return json.dumps(_finite(value), sort_keys=sort_keys, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def record_of(row: tuple) -> CellRecord:
@@ -77,7 +93,7 @@ def _json(text: Any, column: str, kind: type, described: str) -> Any:
 
 
 def _number(value: Any) -> bool:
-    # NaN and infinities count: a diverged cell's metrics may hold them.
+    # None (null: how a non-finite number is written) counts, and so do NaN and the infinities older stores hold.
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 

@@ -6,6 +6,7 @@ budget, evaluate, and make the record.
 """
 from __future__ import annotations
 
+import math
 import random
 import traceback
 from dataclasses import replace
@@ -46,6 +47,8 @@ from aeframe.speed.preparation import CellPreparation, prepare_cell
 from aeframe.speed.step_mode import step_key
 from aeframe.training.evaluate import capture_samples, timed_evaluate
 from aeframe.training.events import CellEvents
+from aeframe.training.exits import exit_reason
+from aeframe.training.isolation import isolated
 from aeframe.training.metric_set import MetricSet
 from aeframe.training.train import ProgressSink, TrainResult, train
 
@@ -69,6 +72,7 @@ def data_context(spec: CellSpec, data: CellData, device: torch.device, workspace
     return cell_context(spec, tuple(data.train.images.shape[1:]), data.num_classes, device, workspace)
 
 
+@isolated()  # whatever a plugin sets process-wide (threads, RNGs, torch's switches) ends with its cell
 def run_cell(
     spec: CellSpec,
     data: CellData,
@@ -123,10 +127,13 @@ def run_cell(
         if result.diverged:
             return _record(spec, started, DIVERGED, protocol, error=result.diverged, stats=stats, curve=curve)
         with events.evaluating():
-            values, _, seconds = timed_evaluate(model, data.test, cell_metrics, context, result.final_size)
-            samples = capture_samples(model, data.test, result.final_size)
+            values, mse, seconds = timed_evaluate(model, data.test, cell_metrics, context, result.final_size)
+            samples = capture_samples(model, data.test, result.final_size) if math.isfinite(mse) else None
         details = {m.name: found for m in cell_metrics if (found := m.details())}
         stats = _stats(spec, built, model, result, prepared, context, seconds, details)
+        if not math.isfinite(mse):  # a finite loss, yet NaN in eval mode (statistics that blew up): no result
+            error = f"evaluation gave non-finite mse: {mse}, though the training loss was finite"
+            return _record(spec, started, DIVERGED, protocol, error=error, metrics=values, stats=stats, curve=curve)
         return _record(spec, started, DONE, protocol, metrics=values, stats=stats, curve=result.curve, samples=samples)
     except KeyboardInterrupt:
         raise
@@ -137,6 +144,10 @@ def run_cell(
         roots = {CACHE_ENV: workspace.cache_dir, f"--data-dir or {DATA_ENV}": workspace.data_dir}
         line = environment_failure(exc, roots) or describe(exc)
         return _record(spec, started, FAILED, protocol, error=f"{line}\n{traceback.format_exc()}", stats=stats,
+                       curve=curve)
+    except BaseException as exc:  # sys.exit() in a plugin must fail its cell, not end the run (Ctrl-C is raised above)
+        reason = exit_reason(exc, cell.composition, spec.config.plugins, trained=stats is not None)
+        return _record(spec, started, FAILED, protocol, error=f"{reason}\n{traceback.format_exc()}", stats=stats,
                        curve=curve)
 
 
@@ -196,32 +207,54 @@ def _stats(spec: CellSpec, built: BuiltCell, model: nn.Module, result: TrainResu
 
 
 def _check_parts(built: BuiltCell, data: CellData, label: str) -> None:
-    """Catch plugin bugs before training, naming the technique: a model whose output does not match its
-    input, and a loss wrapper that drops the loss it wraps. Random streams are left as they were."""
-    model = built.model
+    """Catch plugin bugs before training, naming the technique: a model whose output, in eval or in training
+    mode, does not match its input or is not finite, and a loss wrapper that drops the loss it wraps."""
     sample = to_unit(data.test.view(None)[:2])
-    was_training = model.training
-    model.eval()
-    devices = [sample.device] if sample.device.type == "cuda" else []
-    try:
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
-            out = model(sample)
-            image = reconstruction(out)
-            if image.shape == sample.shape:
-                training_loss(built.loss, out, sample)
-    finally:
-        model.train(was_training)
-    if image.shape != sample.shape:
-        raise AeframeError(
-            f"technique {label!r} built a model whose output has shape {tuple(image.shape)[1:]} "
-            f"for input {tuple(sample.shape)[1:]}; an autoencoder must return its input's shape"
-        )
+    # Both modes: a shape wrong in training mode alone (B, C, 1, 1) trains through the loss's broadcasting.
+    for training in (False, True):
+        image = _output_in_mode(built, sample, training)
+        mode = " in training mode" if training else ""
+        if image.shape != sample.shape:
+            raise AeframeError(
+                f"technique {label!r} built a model whose output has shape {tuple(image.shape)[1:]}{mode} "
+                f"for input {tuple(sample.shape)[1:]}; an autoencoder must return its input's shape"
+            )
+        finite = torch.isfinite(image)
+        if not bool(finite.all()):
+            raise AeframeError(
+                f"technique {label!r} built a model whose output {mode.strip() or 'in eval mode'} is not finite "
+                f"({float(image[~finite][0])}) before any training; check its forward"
+            )
     dropping = built.unused_losses()
     if dropping:
         raise CompositionError(
             f"technique {dropping[0]}'s wrap_loss returned a loss that never calls the loss it wraps, so that loss "
             "would be dropped; a technique that replaces the loss provides it (build_loss) instead"
         )
+
+
+def _output_in_mode(built: BuiltCell, sample: torch.Tensor, training: bool) -> torch.Tensor:
+    """The model's reconstruction of ``sample`` in training or eval mode, the loss called on it where the shapes
+    agree. The cell's numbers must not move: random streams, buffers (batch-norm statistics) and the mode are
+    left as they were."""
+    model = built.model
+    was_training = model.training
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    devices = [sample.device] if sample.device.type == "cuda" else []
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            model.train(training)
+            out = model(sample)
+            image = reconstruction(out)
+            if image.shape == sample.shape:
+                training_loss(built.loss, out, sample)
+    finally:
+        model.train(was_training)
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                if name in buffers:
+                    b.copy_(buffers[name])
+    return image
 
 
 def _layout_key(spec: CellSpec, shape: tuple[int, ...], schedule: Schedule) -> str:

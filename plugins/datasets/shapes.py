@@ -35,6 +35,9 @@ class Shapes(DatasetPlugin):
     def shape(self, params: dict[str, Any]) -> tuple[int, int, int]:
         return (3, SIZE, SIZE)
 
+    def split_sizes(self, params: dict[str, Any]) -> tuple[int, int] | None:
+        return params["train"], params["test"]
+
     def missing(self, data_dir: Path, params: dict[str, Any]) -> str | None:
         return None
 

@@ -198,9 +198,17 @@ class RaySession(ExecutorSession):
             return spec.failed(f"the Ray task failed: {_first_line(exc.cause or exc)}\n{exc}")
         except ray.exceptions.RayError as exc:  # the worker process or its node died, every time it was tried
             tries = self.settings.retries + 1
-            return spec.failed(f"its worker process died {tries} time{'s' if tries > 1 else ''} "
-                                       f"(--retries {self.settings.retries}): {_first_line(exc)}; "
-                                       "a worker killed for memory needs a larger node or a smaller cell")
+            times = f"{tries} time{'s' if tries > 1 else ''} (--retries {self.settings.retries})"
+            if isinstance(exc, ray.exceptions.OutOfMemoryError):  # Ray's memory monitor killed it, and says so
+                return spec.failed(f"Ray killed its worker process for memory {times}: {_first_line(exc)}; "
+                                   "give the cell a node with more memory, or make it smaller")
+            if isinstance(exc, ray.exceptions.WorkerCrashedError):  # Ray tells neither the exit code nor the signal
+                techniques = ", ".join(f"technique {t!r} from {p}" for t, p in spec.config.plugins.items())
+                return spec.failed(f"its worker process died {times} in the cell of {techniques}: {_first_line(exc)}; "
+                                   "the process ended without an exception (os._exit in a plugin, a crash in native "
+                                   "code, or a kill from outside); a plugin must raise an exception instead")
+            return spec.failed(f"its worker process died {times}: {_first_line(exc)}; "
+                               "a worker killed for memory needs a larger node or a smaller cell")
 
     def close(self) -> None:
         if self.started and ray.is_initialized():
