@@ -96,7 +96,7 @@ def _install(folder: Path, *fakes: str, user: bool = False, torch: str | None = 
 
 def test_the_readmes_two_commands_are_install_sh_then_aeframe():
     commands = re.findall(r"```bash\n(.*?)\n```", README, re.S)[:2]
-    assert commands == ["bash install.sh && .venv/bin/aeframe bench --all --time-budget 1m",
+    assert commands == ["bash install.sh && .venv/bin/aeframe bench --all --time-budget 30s",
                         "bash install.sh '.[dev,ray,docs]' && .venv/bin/pytest -n auto"]
 
 
