@@ -343,6 +343,8 @@ def list_() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Output JSON.")
 def list_techniques(as_json: bool) -> None:
     """Each technique: name, row title, what it provides or wraps, its parameters."""
+    from aeframe.contract.technique import LR_CURVE, OPTIMIZER, PARTS
+
     registry = _registry()
     rows = []
     for name, tech in _by_name(registry.techniques):
@@ -350,14 +352,19 @@ def list_techniques(as_json: bool) -> None:
             "name": name,
             "title": tech.title,
             "description": _description(tech),
-            "provides": [p for p in ("model", "loss", "schedule", "optimizer", "lr_curve") if tech.provides(p)],
-            "wraps": [p for p in ("model", "loss", "schedule", "optimizer") if tech.wraps(p)],
+            "provides": [p for p in (*PARTS, OPTIMIZER, LR_CURVE) if tech.provides(p)],
+            "wraps": [p for p in (*PARTS, OPTIMIZER) if tech.wraps(p)],
             "acts_on": list(tech.events()),
             "base": tech.base,
-            "plugin": registry.origin.get(("technique", name)),
+            "plugin": _plugin_name(registry, "technique", name),
             "params": [p.describe() for p in tech.accepted_params()],
         })
     click.echo(json.dumps(rows, indent=2) if as_json else _listing(rows))
+
+
+def _plugin_name(registry: Registry, kind: str, name: str) -> str | None:
+    info = registry.plugin_of(kind, name)
+    return info.name if info else None
 
 
 @list_.command("datasets")
@@ -384,7 +391,7 @@ def list_datasets(ctx: click.Context, as_json: bool, data_dir: Path | None) -> N
             "available": why is None,
             "unavailable_reason": why,
             "downloadable": plugin.can_download(),
-            "plugin": registry.origin.get(("dataset", name)),
+            "plugin": _plugin_name(registry, "dataset", name),
             "params": [p.describe() for p in plugin.params],
         })
     click.echo(json.dumps(rows, indent=2) if as_json else _listing(rows))
@@ -406,7 +413,7 @@ def list_executors(as_json: bool) -> None:
         rows.append({"name": name, "title": executor.title, "description": _description(executor),
                      "available": why is None, "unavailable_reason": why,
                      "options": [PLACEMENT_OPTIONS[o] for o in executor.accepts if o in PLACEMENT_OPTIONS],
-                     "plugin": registry.origin.get(("executor", name)), "params": []})
+                     "plugin": _plugin_name(registry, "executor", name), "params": []})
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -153,7 +153,7 @@ def test_a_reference_classifier_at_chance_is_reported_instead_of_scoring_reconst
     monkeypatch.setattr(reference_classifier, "training_steps", lambda images: (64, 20))
     noisy = Registry(executors=registry.executors,
                      techniques=registry.techniques, datasets={**registry.datasets, "noise-labels": NoiseLabels()},
-                     metrics=registry.metrics, plugins=registry.plugins, origin=registry.origin)
+                     metrics=registry.metrics, plugins=registry.plugins, owners=registry.owners)
     table, stderr = _bench_json(cli, tmp_path, "noise-labels[train=256,test=400]", noisy)
     reference = table["reference"]["classifier_accuracy"]
     assert reference["at_chance"] is True and reference["reference"] < 0.2

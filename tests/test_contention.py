@@ -24,7 +24,7 @@ def _without_classifier(registry) -> Registry:
     # Its reference classifier would train under the busy processes too, for minutes.
     return Registry(executors=registry.executors, techniques=registry.techniques, datasets=registry.datasets,
                     metrics={k: m for k, m in registry.metrics.items() if k != "classifier_accuracy"},
-                    plugins=registry.plugins, origin=registry.origin)
+                    plugins=registry.plugins, owners=registry.owners)
 
 
 def _bench(cli, tmp_path: Path, registry, store: str):

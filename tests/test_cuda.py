@@ -95,7 +95,7 @@ def _with(registry, probe: Probe, classifier: bool = False) -> Registry:
     metrics = registry.metrics if classifier else {k: m for k, m in registry.metrics.items() if k != "classifier_accuracy"}
     return Registry(executors=registry.executors,
                     techniques={**registry.techniques, probe.name: probe}, datasets=registry.datasets, metrics=metrics,
-                    plugins=registry.plugins, origin=registry.origin)
+                    plugins=registry.plugins, owners=registry.owners)
 
 
 def _records(path) -> list:

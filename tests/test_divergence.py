@@ -42,7 +42,7 @@ def _registry(registry) -> Registry:
     return Registry(executors=registry.executors,
                     techniques={**registry.techniques, NanAtStep4.name: NanAtStep4()}, datasets=registry.datasets,
                     metrics={k: m for k, m in registry.metrics.items() if k != "classifier_accuracy"},
-                    plugins=registry.plugins, origin=registry.origin)
+                    plugins=registry.plugins, owners=registry.owners)
 
 
 def test_nan_mid_epoch_stops_the_cell_within_a_few_steps_and_the_run_exits_1_with_a_summary(tmp_path, cli, registry):

@@ -17,7 +17,7 @@ ONE_EPOCH = ("--epochs", "1", "--precision", "fp32", "--no-channels-last", "--de
 
 def test_hook_register_executors(registry):
     assert set(registry.executors) == {"local", "ray"}
-    assert registry.origin[("executor", "ray")] == registry.origin[("executor", "local")] == "executors"
+    assert registry.plugin_of("executor", "ray").name == registry.plugin_of("executor", "local").name == "executors"
     assert registry.executors["ray"].accepts == ("address", "gpus_per_cell", "cpus_per_cell", "retries")
 
 

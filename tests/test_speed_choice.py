@@ -115,7 +115,7 @@ def _registry(registry, *techniques: Technique) -> Registry:
     return Registry(executors=registry.executors,
                     techniques={**registry.techniques, **{t.name: t for t in techniques}}, datasets=registry.datasets,
                     metrics={k: m for k, m in registry.metrics.items() if k != "classifier_accuracy"},
-                    plugins=registry.plugins, origin=registry.origin)
+                    plugins=registry.plugins, owners=registry.owners)
 
 
 def _rows(store) -> list[tuple[dict, dict]]:

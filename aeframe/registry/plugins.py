@@ -96,7 +96,6 @@ class Registry:
     executors: dict[str, Executor] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    origin: dict[tuple[str, str], str] = field(default_factory=dict)  # (kind, name) -> plugin name
     owners: dict[tuple[str, str], PluginInfo] = field(default_factory=dict)  # (kind, name) -> its plugin
     # (kind, bare name) -> the qualified names it stands for, in load order, for a name two distributions register.
     ambiguous: dict[tuple[str, str], list[str]] = field(default_factory=dict)
@@ -258,7 +257,7 @@ def _register_from(registry: Registry, pm: pluggy.PluginManager, info: PluginInf
             claims = clashes.setdefault((kind, obj.name), [])
             # Within one distribution there is no name to tell them apart: its first stays, as for metrics.
             if claims and (kind not in QUALIFIED_KINDS or _qualifier(info) in {_qualifier(i) for i, _ in claims}):
-                holder = registry.origin[(kind, obj.name)]
+                holder = registry.owners[(kind, obj.name)].name
                 registry.warnings.append(
                     f"plugin {info.name!r} registers {kind} {obj.name!r}, which plugin {holder!r} already "
                     f"registered; {holder!r}'s is kept"
@@ -269,7 +268,6 @@ def _register_from(registry: Registry, pm: pluggy.PluginManager, info: PluginInf
             if len(claims) > 1:
                 continue  # qualified with the first once every plugin is loaded
             table[obj.name] = obj
-            registry.origin[(kind, obj.name)] = info.name
             registry.owners[(kind, obj.name)] = info
 
 
@@ -291,7 +289,7 @@ def _qualify(registry: Registry, clashes: Clashes) -> None:
         except (AttributeError, TypeError) as exc:  # a name or title that cannot be set: the first stays
             for info, _ in claims[1:]:
                 info.registered[kind].remove(name)
-            first = registry.origin[(kind, name)]
+            first = registry.owners[(kind, name)].name
             registry.warnings.append(f"{kind} {name!r} is registered by several plugins and cannot be renamed "
                                      f"({describe(exc)}); plugin {first!r}'s is kept")
             continue
@@ -304,11 +302,10 @@ def _qualify(registry: Registry, clashes: Clashes) -> None:
                 continue
             for qualified, (info, copied) in renamed.items():
                 table[qualified] = copied
-                registry.origin[(kind, qualified)] = info.name
                 registry.owners[(kind, qualified)] = info
                 names = info.registered[kind]
                 names[names.index(name)] = qualified
-        del registry.origin[(kind, name)], registry.owners[(kind, name)]
+        del registry.owners[(kind, name)]
         registry.ambiguous[(kind, name)] = list(renamed)
     for key, technique in list(registry.techniques.items()):
         choices = registry.ambiguous.get(("technique", technique.base or ""))

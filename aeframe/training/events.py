@@ -8,13 +8,12 @@ the device, never read in a step, and averaged per epoch when the curve's point 
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from aeframe.contract.events import AROUND_EVALUATION, TrainingState
+from aeframe.contract.events import AROUND_EVALUATION, STEP_EVENTS, TrainingState
 from aeframe.errors import AeframeError
 from aeframe.planning.composition import Actor
 
@@ -55,23 +54,21 @@ class Diagnostics:
             self.counts[name].zero_()
         return means
 
-    def keep(self) -> _Kept:
-        """What :meth:`_Kept.restore` puts back: the sums as they are now, and nothing for names recorded later."""
-        return _Kept({name: (t.clone(), self.counts[name].clone()) for name, t in self.sums.items()}, self)
+    def kept(self) -> Callable[[], None]:
+        """Keep the sums as they are now, and return what puts them back (names recorded later: zero)."""
+        before = {name: (t.clone(), self.counts[name].clone()) for name, t in self.sums.items()}
 
+        @torch.no_grad()
+        def restore() -> None:
+            for name, total in self.sums.items():
+                if name in before:
+                    total.copy_(before[name][0])
+                    self.counts[name].copy_(before[name][1])
+                else:
+                    total.zero_()
+                    self.counts[name].zero_()
 
-@dataclass
-class _Kept:
-    values: dict[str, tuple[torch.Tensor, torch.Tensor]]
-    diagnostics: Diagnostics
-
-    @torch.no_grad()
-    def restore(self) -> None:
-        for name, total in self.diagnostics.sums.items():
-            before = self.values.get(name)
-            total.copy_(before[0]) if before else total.zero_()
-            count = self.diagnostics.counts[name]
-            count.copy_(before[1]) if before else count.zero_()
+        return restore
 
 
 class CellEvents:
@@ -88,7 +85,7 @@ class CellEvents:
 
     def acting_in_steps(self) -> bool:
         """Whether any technique acts inside a training step (after the backward pass or the step)."""
-        return any(a.technique.acts_on(e) for a in self.actors for e in ("on_after_backward", "on_after_step"))
+        return any(a.technique.acts_on(e) for a in self.actors for e in STEP_EVENTS)
 
     def update(self, **fields: Any) -> None:
         """Bring every state up to date (``step=``, ``progress=``, ``optimizer=``, ``phase=``...)."""
@@ -124,12 +121,12 @@ class CellEvents:
         return what puts them back: a CUDA graph's warm-up steps run the step events, and must leave no
         trace. Tensors are found among each technique's attributes, alone or in a list, tuple or dict;
         one made during the warm-up is left as it is (make state in ``on_train_start``)."""
-        diagnostics = self.diagnostics.keep()
+        restore_diagnostics = self.diagnostics.kept()
         held = [(t, t.detach().clone()) for a in self.actors for t in _held_tensors(a.technique)]
 
         @torch.no_grad()
         def restore() -> None:
-            diagnostics.restore()
+            restore_diagnostics()
             for tensor, before in held:
                 tensor.copy_(before)
 
