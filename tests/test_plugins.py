@@ -154,7 +154,7 @@ def test_hook_register_techniques(registry):
     from aeframe import Technique
 
     assert all(isinstance(t, Technique) for t in registry.techniques.values())
-    assert registry.plugin_of("technique", "baseline").name == "baseline"
+    assert registry.plugin_of("technique", "baseline").name == "baseline" == registry.origin[("technique", "baseline")]
 
 
 def test_hook_register_datasets(registry):

@@ -134,6 +134,12 @@ class Registry:
         wins, and built-ins are registered first."""
         return next((t for t in self.techniques.values() if t.reference), None)
 
+    @property
+    def origin(self) -> dict[tuple[str, str], str]:
+        """(kind, name) -> the name of the plugin that registered it: ``owners`` by name, as plugins' own
+        tests read it (``registry.origin[("technique", "x")]``)."""
+        return {key: info.name for key, info in self.owners.items()}
+
     def plugin_of(self, kind: str, name: str) -> PluginInfo | None:
         owner = self.owners.get((kind, name))
         if owner is None:
