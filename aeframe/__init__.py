@@ -62,6 +62,8 @@ _EXPORTS = {
     "dataset_view": "aeframe.contract.resample",
     "RESAMPLE_PARAM": "aeframe.contract.resample",
     "Stepper": "aeframe.speed.step",
+    # Files a plugin keeps in the cache: whole or not at all, a full disk named.
+    "write_atomically": "aeframe.data.directories",
 }
 
 # Names plugins imported from here before 0.2: still importable (with a DeprecationWarning), not listed.

@@ -3,28 +3,28 @@
 Only this module prints to stdout, and only results: tables, listings, JSON. Everything else
 (progress, warnings, skips) goes to stderr. Exit codes: 0 when every cell is done or skipped,
 1 when a cell failed (or an explicitly requested dataset could not be had), 2 for usage errors
-(and directories that cannot be used), 130 when interrupted (Ctrl-C), 143 when terminated (SIGTERM).
+(and directories that cannot be used), 128 + the signal's number when a signal stopped it: 130 for Ctrl-C,
+143 for SIGTERM, 129 for SIGHUP, 131 for SIGQUIT (aeframe.execution.stopping).
 Any other error that escapes a command is one ``Error:`` line with exit 1; ``--debug`` (or
 ``AEFRAME_DEBUG=1``) shows its traceback instead.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
-import signal
 import sys
-import threading
 import traceback
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 
 import click
 
 from aeframe.cells.durations import parse_duration
 from aeframe.console import say
 from aeframe.errors import AeframeError, EnvironmentProblem, UsageProblem, describe
+from aeframe.execution.stopping import exit_code, import_torch, say_once, stop_like_ctrl_c, stopped_by
 
 if TYPE_CHECKING:
     from aeframe.registry.plugins import Registry
@@ -34,9 +34,6 @@ DEBUG_ENV = "AEFRAME_DEBUG"
 # Far more than any study runs, small enough that planning them (cells x seeds) stays instant.
 MAX_SEEDS = 1000
 MAX_EPOCHS = 1_000_000
-# Shell conventions: 128 + the signal's number.
-EXIT_INTERRUPTED = 128 + signal.SIGINT
-EXIT_TERMINATED = 128 + signal.SIGTERM
 _ARGS = "aeframe.args"  # where the root context keeps the arguments it was given
 T = TypeVar("T")
 
@@ -98,24 +95,19 @@ class _Path(click.Path):
         return super().convert(value, param, ctx)
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is so that it stops the way Ctrl-C does: finished cells saved, locks freed."""
-
-
-@contextmanager
-def _terminate_like_ctrl_c() -> Iterator[None]:
-    def terminated(signum, frame):
-        raise _Terminated()
-
-    # Signal handlers belong to the main thread; elsewhere (e.g. a test runner's thread) keep the default.
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _says_what_is_saved(command: Callable[..., T]) -> Callable[..., T]:
+    """A stop before the cells train (importing torch, loading plugins, planning, loading data) still ends
+    ``aeframe bench`` with a line about its store; once they train, bench itself says how many are saved."""
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            store = kwargs["store_path"]
+            say_once(exc, f"{stopped_by(exc)} before any cell trained, so nothing new is saved in {store}; "
+                          "run the same command again to start")
+            raise
+    return run
 
 
 class _Unusable(click.ClickException):
@@ -146,14 +138,15 @@ class _Aeframe(click.Group):
         return ctx
 
     def invoke(self, ctx: click.Context):
-        with _terminate_like_ctrl_c():
+        with stop_like_ctrl_c():
             try:
                 return super().invoke(ctx)
             except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
                 raise
             except KeyboardInterrupt as exc:
                 # bench has said which cells are saved; the code tells scripts it was stopped, not that it failed.
-                ctx.exit(EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED)
+                say_once(exc, stopped_by(exc))
+                ctx.exit(exit_code(exc))
             except Exception as exc:
                 if ctx.params.get("debug"):
                     raise
@@ -239,7 +232,8 @@ def _directories(ctx: click.Context, data_dir: Path | None, cache: bool = True) 
 @click.option("--executor", default="local", show_default=True, callback=_not_blank,
               help="What trains the cells: local (this process) or ray (a Ray cluster); `aeframe list executors`.")
 @click.option("--ray-address", "address", callback=_not_blank, metavar="HOST:PORT",
-              help="The Ray cluster to use [env RAY_ADDRESS; default: start a local one]. --executor ray only.")
+              help="The Ray cluster to use [env RAY_ADDRESS; default: start a local one, even where `ray start` runs "
+                   "one here]. --executor ray only.")
 @click.option("--gpus-per-cell", type=click.FloatRange(min=0, max=1), metavar="G",
               help="GPUs Ray reserves per cell: 1, or a fraction to share a GPU (tables then say so) "
                    "[default: 1 when the cluster has GPUs, else 0]. --executor ray only.")
@@ -267,6 +261,7 @@ def _directories(ctx: click.Context, data_dir: Path | None, cache: bool = True) 
               help="Run only the K-th of N deterministic slices of the planned cells (e.g. SLURM array jobs; "
                    "combine their stores with aeframe merge).")
 @click.pass_context
+@_says_what_is_saved
 def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, device, precision, channels_last, compile_,
           graphs, data_dir, store_path, output, fmt, rerun, executor, address, gpus_per_cell, cpus_per_cell, retries,
           cells_per_device, combinations, stand_ins, shard) -> None:
@@ -276,6 +271,7 @@ def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, devic
     command resumes it. Stdout carries only the tables: `aeframe bench --all > results.md` works.
     With --executor ray the cells train side by side on a Ray cluster (docs/distributed.md).
     """
+    import_torch()  # first: it takes a second, and a signal must not land inside it
     from aeframe.cells.budget import Budget
     from aeframe.contract.executor import PLACEMENT_OPTIONS, ExecutorSettings
     from aeframe.execution.bench import BenchRequest, run_bench
@@ -312,7 +308,12 @@ def bench(ctx, all_, techniques, datasets, seeds, epochs, time_budget, lr, devic
     outcome = _guard(lambda: run_bench(request, _registry()))
     from aeframe.report.render import render
 
-    _emit(render(outcome.shown, outcome.metrics, fmt), output)
+    try:
+        _emit(render(outcome.shown, outcome.metrics, fmt), output)
+    except KeyboardInterrupt as exc:
+        say_once(exc, f"{stopped_by(exc)} after training: every cell of the run is saved in {store_path}; "
+                      f"`aeframe report --store {store_path}` shows the tables")
+        raise
     sys.exit(outcome.exit_code)
 
 

@@ -73,16 +73,18 @@ def _done(store: Path) -> int:
         return 0
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_an_interrupted_bench_exits_128_plus_the_signal_with_its_finished_cells_saved(tmp_path, sig, code):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129),
+                                       (signal.SIGQUIT, 131)])
+def test_a_stopped_bench_exits_128_plus_the_signal_says_what_is_saved_and_empties_its_lock(tmp_path, sig, code):
     exe = Path(sys.executable).with_name("aeframe")
     store = tmp_path / "r.sqlite"
     # Six 2-second cells: the signal lands mid-run even when a loaded machine delays this test's polling.
     args = [str(exe), "bench", "-t", "baseline", "-d", "shapes[train=256,test=64]", "--seeds", "6",
-            "--epochs", "1000", "--time-budget", "2s", "--store", str(store)]
+            "--epochs", "1000", "--time-budget", "2s", "--precision", "fp32", "--no-channels-last",
+            "--store", str(store)]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=_ctrl_c_as_at_a_terminal)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while _done(store) < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.5)  # into the second cell's training
@@ -91,8 +93,12 @@ def test_an_interrupted_bench_exits_128_plus_the_signal_with_its_finished_cells_
     assert proc.returncode == code, stderr
     finished = _done(store)
     assert 1 <= finished < 6
-    assert f"interrupted: the {finished} finished cells are saved in {store}" in stderr
+    # SIGHUP (a closed terminal) and SIGQUIT used to end the run on the spot, silently.
+    assert stderr.splitlines()[-1].startswith(f"aeframe: stopped by {signal.Signals(sig).name}")
+    assert stderr.splitlines()[-1].endswith(f": {finished} of 6 cells done and saved in {store}; run the same "
+                                            f"command again to train the other {6 - finished}")
     assert "Traceback" not in stderr and "Aborted" not in stderr
+    assert (tmp_path / "r.sqlite.lock").read_text() == ""  # no line naming a holder that is gone
 
 
 def test_a_cache_directory_under_a_file_stops_the_run_before_any_cell(tmp_path, cli):
@@ -121,21 +127,26 @@ def test_a_data_directory_under_a_file_is_named_by_how_it_was_set(tmp_path, cli,
     assert not (tmp_path / "r.sqlite").exists()
 
 
-def test_a_cell_failing_on_the_cache_is_an_environment_error_not_the_plugins(tmp_path, cli):
+def test_a_cache_the_classifier_cannot_be_kept_in_is_a_warning_not_a_failed_cell(tmp_path, cli, monkeypatch):
+    # A full disk, or a file in the way, failed every cell (and trained the classifier again for each); a cell
+    # that meets a full disk itself is the environment's failure (tests/test_caches.py).
+    import aeframe_builtins.metrics.reference_classifier as rc
+
+    # How well the classifier scores is not the point: a few steps.
+    monkeypatch.setattr(rc, "training_steps", lambda images: (min(256, images), 3))
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "classifier").write_text("in the way of the reference classifier's cache")
     # A fixed precision and layout: this cache is new, and what auto would measure is not the point.
     result = cli("bench", "-t", "baseline", "-d", TINY_SHAPES, "--epochs", "1", "--precision", "fp32",
                  "--no-channels-last", "--store", "r.sqlite", cwd=tmp_path, env={"AEFRAME_CACHE": str(cache)})
-    assert result.returncode == 1
-    summary = next(line for line in result.stderr.splitlines() if line.startswith("aeframe: failed: "))
-    assert summary.startswith(f"aeframe: failed: Baseline on shapes (seed 0): environment: cannot use {cache / 'classifier'}")
-    assert summary.endswith(f"check AEFRAME_CACHE ({cache})")
-    assert "from plugin" not in summary
+    assert result.returncode == 0, result.stderr
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("warning: cannot keep")]
+    assert warning.startswith(f"warning: cannot keep the reference classifier in the cache: {cache / 'classifier'}: ")
+    assert warning.endswith("this run uses it from memory and the next trains it again; free space there or point "
+                            "AEFRAME_CACHE at another directory")
     with sqlite3.connect(tmp_path / "r.sqlite") as db:
-        status, error = db.execute("select status, error from cells").fetchone()
-    assert status == "failed" and error.startswith("environment: cannot use")
+        assert db.execute("select status from cells").fetchall() == [("done",)]
 
 
 @pytest.mark.parametrize("command", [

@@ -56,3 +56,4 @@ def test_a_technique_that_exits_fails_its_cell_naming_it_and_the_run_goes_on(whe
         error = db.execute("SELECT error FROM cells WHERE status = 'failed'").fetchone()[0]
     assert rows == {f"Exits [when={when}]": "failed", "Baseline": "done"}  # the cell after it trained
     assert error.startswith(f"{reason}\nTraceback")
+    assert (tmp_path / "r.sqlite.lock").read_text() == ""  # released, naming no holder

@@ -1,5 +1,6 @@
 """Faults under the ray executor, through the real ``aeframe`` command, each run starting its own local Ray
-cluster: a worker process killed mid-cell, a technique that raises, the driver interrupted, Ray missing."""
+cluster: a worker process killed mid-cell, a technique that raises, the driver interrupted, Ray missing, a
+cluster that `ray start` runs on the machine already."""
 from __future__ import annotations
 
 import os
@@ -169,7 +170,8 @@ def test_an_interrupted_driver_keeps_the_finished_cells_and_a_rerun_resumes(tmp_
     assert run.returncode == 130, stderr
     saved = len(_statuses(tmp_path / "r.sqlite"))
     assert 1 <= saved < 4
-    assert f"interrupted: the {saved} finished cells are saved in r.sqlite" in stderr
+    assert f"stopped by SIGINT (Ctrl-C): {saved} of 4 cells done and saved in r.sqlite; run the same command again " \
+           f"to train the other {4 - saved}" in stderr
     assert "Traceback" not in stderr
 
     # Ray's own folder for this run (a short path: Ray's socket paths must fit 107 characters), to find
@@ -191,14 +193,31 @@ def test_an_interrupted_driver_keeps_the_finished_cells_and_a_rerun_resumes(tmp_
 
 def _processes_mentioning(text: str) -> list[str]:
     """The command lines of running processes that contain ``text``."""
-    found = []
+    return list(_mentioning(text).values())
+
+
+def _mentioning(text: str) -> dict[int, str]:
+    """Pid -> command line of the running processes whose command line contains ``text``."""
+    found = {}
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:  # it ended while we looked
             continue
         if text in line:
-            found.append(line)
+            found[int(cmdline.parent.name)] = line
+    return found
+
+
+def _outside_group(text: str, group: int) -> list[str]:
+    """The command lines of the processes mentioning ``text`` that are not in process group ``group``."""
+    found = []
+    for pid, line in _mentioning(text).items():
+        try:
+            if os.getpgid(pid) != group:
+                found.append(line)
+        except ProcessLookupError:
+            continue
     return found
 
 
@@ -212,3 +231,34 @@ def test_asking_for_ray_without_it_installed_says_how_to_install_it(tmp_path, cl
     assert result.stderr.splitlines()[-1] == f"Error: --executor ray: {wanted}"
     listed = cli("list", "executors", cwd=tmp_path)
     assert f"not available here: {wanted}" in listed.stdout
+
+
+def test_without_an_address_a_cluster_started_with_ray_start_is_left_alone_and_named(tmp_path):
+    # Ray's folder for this test (short: Ray's socket paths must fit 107 characters): `ray start` leaves its
+    # address there, where a plain ray.init() looks, and its processes are found by it.
+    ray_dir = Path(tempfile.mkdtemp(prefix="aeframe-ray-"))
+    env = {"RAY_TMPDIR": str(ray_dir)}
+    # --block keeps the cluster's processes in this one's process group, to be ended together, and no others:
+    # `ray stop` would end every Ray cluster on the machine, other tests' too.
+    head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
+                             "--port", "0", "--num-cpus", "1", "--num-gpus", "0", "--include-dashboard=false",
+                             "--disable-usage-stats"],
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        address_file = ray_dir / "ray" / "ray_current_cluster"
+        _wait_for(lambda: address_file.exists() and address_file.read_text().strip(), 120, "`ray start`", head)
+        address = address_file.read_text().strip()
+        result = run_cli("bench", "-t", "baseline", *ARGS, "--store", "r.sqlite", cwd=tmp_path, env=env)
+        # It used to join that cluster with settings only a new one takes, and stop: "cannot connect ... at None".
+        assert result.returncode == 0, result.stderr
+        assert (f"aeframe: starting a local Ray cluster on this machine, separate from the one `ray start` runs here at "
+                f"{address} (give --ray-address {address} to use that one instead)") in result.stderr.splitlines()
+        assert [status for _, status, _ in _statuses(tmp_path / "r.sqlite")] == ["done"]
+        # The cluster it started is stopped with it; the one `ray start` runs is left running.
+        assert head.poll() is None
+        assert _outside_group(str(ray_dir), head.pid) == []
+    finally:
+        os.killpg(head.pid, signal.SIGKILL)
+        head.wait()
+        shutil.rmtree(ray_dir, ignore_errors=True)

@@ -8,6 +8,7 @@ and written back unchanged. No torch here: the report reads records without it.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
@@ -120,24 +121,47 @@ class BudgetLimits:
         return cls(data.get("epochs"), data.get("seconds"), _unknown(data, cls))
 
 
+# torch's defaults of the switches in DeviceRef.numerics (aeframe.execution.environment.numerics_state).
+NUMERICS_DEFAULTS: dict[str, Any] = {"deterministic": False, "float32_matmul": "highest", "matmul_tf32": False,
+                                     "cudnn_tf32": True, "cudnn_deterministic": False}
+
+
 @dataclass(frozen=True)
 class DeviceRef:
-    """Where a cell ran: the device kind (``cpu``, ``cuda``, ``mps``) and its model name."""
+    """Where a cell ran: the device kind (``cpu``, ``cuda``, ``mps``), its model name, and the process's
+    switches that change its numbers (``numerics``: see
+    :func:`aeframe.execution.environment.numerics_state`; empty in records stored before aeframe 0.4)."""
 
     type: str | None = None
     name: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    numerics: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
         """``"NVIDIA H200 (cuda)"``; whichever part is known."""
         return " ".join(filter(None, [self.name, f"({self.type})" if self.type else None]))
 
+    def distinctive_numerics(self) -> dict[str, Any]:
+        """The thread count and the switches set otherwise than torch's defaults: what tells this device's
+        tables apart. In records from before ``numerics``, the thread count the CPU's name gives."""
+        found = {k: v for k, v in self.numerics.items() if k != "threads" and NUMERICS_DEFAULTS.get(k) != v}
+        threads = self.numerics.get("threads")
+        if threads is None and self.type == "cpu":
+            named = re.search(r"\((\d+) threads\)$", self.name or "")
+            threads = int(named.group(1)) if named else None
+        if threads is not None:
+            found["threads"] = threads
+        return found
+
     def to_json(self) -> dict[str, Any]:
-        return {"type": self.type, "name": self.name, **self.extra}
+        found = {"type": self.type, "name": self.name, **self.extra}
+        if self.numerics:  # absent rather than empty: older records read the same
+            found["numerics"] = dict(self.numerics)
+        return found
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> DeviceRef:
-        return cls(data.get("type"), data.get("name"), _unknown(data, cls))
+        return cls(data.get("type"), data.get("name"), _unknown(data, cls), dict(_mapping(data.get("numerics"))))
 
 
 @dataclass(frozen=True)
@@ -202,8 +226,8 @@ class Protocol:
 _PARTS: dict[str, Any] = {"dataset": DatasetRef, "budget": BudgetLimits, "device": DeviceRef,
                           "provenance": Provenance, "protocol": Protocol}
 # The keys a CellConfig writes itself; every other key of a stored config is kept in ``extra``.
-_WRITTEN = ("kind", "label", "reference", "techniques", "dataset", "seed", "budget", "lr", "precision",
-            "channels_last", "compile", "device", "versions", "provenance", "plugins", "protocol")
+_WRITTEN = ("kind", "label", "reference", "in_study", "techniques", "dataset", "seed", "budget", "lr",
+            "precision", "channels_last", "compile", "device", "versions", "provenance", "plugins", "protocol")
 
 
 @dataclass(frozen=True)
@@ -213,9 +237,12 @@ class CellConfig:
     ``kind`` says what the record stands for (:data:`CELL`, :data:`SKIPPED_TECHNIQUE`,
     :data:`SKIPPED_DATASET`). A skipped dataset has no techniques and no seed. ``reference`` is
     True for the reference technique (the study's Baseline) trained alone at its default
-    parameters: the report compares the other rows with it. ``plugins`` names, per technique, the
-    plugin that registered it, and ``protocol`` is filled in once the technique's schedule is
-    built. ``extra`` holds what a newer aeframe stored and this one does not know.
+    parameters: the report compares the other rows with it. ``in_study`` is True when every technique
+    of the combination is one of the study's (:attr:`aeframe.Technique.in_study`), False when any is
+    not, and None in records stored before aeframe recorded it (the report keeps those with the
+    study's rows). ``plugins`` names, per technique, the plugin that registered it, and ``protocol``
+    is filled in once the technique's schedule is built. ``extra`` holds what a newer aeframe stored
+    and this one does not know.
     """
 
     kind: str = CELL
@@ -232,11 +259,14 @@ class CellConfig:
     provenance: Provenance | None = None
     plugins: dict[str, str] = field(default_factory=dict)
     protocol: Protocol | None = None
+    in_study: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data: the keys aeframe 0.1.0 wrote, where it looks for them, plus ``kind``."""
         data: dict[str, Any] = {"kind": self.kind, "label": self.label, "reference": self.reference}
+        if self.in_study is not None:  # absent rather than null: older records read the same
+            data["in_study"] = self.in_study
         # Older aeframes tell a skipped dataset by its missing techniques.
         if self.kind != SKIPPED_DATASET:
             data["techniques"] = [t.to_json() for t in self.techniques]
@@ -280,6 +310,7 @@ class CellConfig:
             kind=kind,
             label=str(data.get("label") or ""),
             reference=bool(data.get("reference", False)),
+            in_study=in_study if isinstance(in_study := data.get("in_study"), bool) else None,
             techniques=[TechniqueRef.from_json(t) for t in techniques if isinstance(t, Mapping)]
             if isinstance(techniques, list) else [],
             seed=data.get("seed"),

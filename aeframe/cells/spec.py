@@ -20,6 +20,10 @@ from aeframe.cells.settings import Speed
 def cell_key(config: CellConfig) -> str:
     """A hash of everything that decides a cell's numbers (not the device's name or the label).
 
+    The device's numerics are part of it (torch's threads on a CPU, the deterministic-algorithm and
+    float32-matmul switches: :func:`aeframe.execution.environment.numerics_state`): a CPU cell on one
+    thread sums in another order than on two, and under a time budget trains fewer steps.
+
     The data's fingerprint is part of it: a cell trained on other data (another ``--data-dir``,
     changed files, another version of a generator) is another cell. Cells stored before
     fingerprints existed (aeframe 0.1.0) were hashed without it, so no key matches them any more:
@@ -35,6 +39,8 @@ def cell_key(config: CellConfig) -> str:
         "device": config.device.type,
         "versions": {k: config.versions[k] for k in ("aeframe", "torch")},
     }
+    if config.device.numerics:  # records stored before aeframe 0.4 have none, and keep their keys
+        decisive["numerics"] = config.device.numerics
     # Precision changes the rounding of every step; channels_last and compile change the order of
     # float sums (so the last bits), and under a time budget how many steps fit: all three decide
     # the numbers. Only values other than plain eager fp32 are hashed, so that cells stored before

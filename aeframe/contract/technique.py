@@ -117,7 +117,7 @@ class CellContext:
         self.preparations.append(Preparation(what, None if seconds is None else float(seconds), reused))
 
     @contextmanager
-    def deriving(self, path: Path) -> Iterator[None]:
+    def deriving(self, path: Path, unwritable: Callable[[OSError], None] | None = None) -> Iterator[bool]:
         """Hold the cache's lock for the file ``path`` while deriving it (training weights to keep there).
 
         Processes sharing the cache (runs side by side, an executor's workers) then derive it one at a
@@ -128,14 +128,26 @@ class CellContext:
         Args:
             path: The file in the cache being derived. The lock is the file ``<name>.lock`` beside it, and
                 the folder that holds both is made if missing.
+            unwritable: Called with the error where the cache cannot hold the lock file (a full disk, a
+                read-only folder); the block then runs without the lock, to derive the file for this run
+                only. None (the default): that error is raised.
 
         Yields:
-            None, once the lock is held; the lock is released when the ``with`` block ends.
+            True once the lock is held; False when it could not be taken and ``unwritable`` was told. The
+                lock is released when the ``with`` block ends.
         """
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_name(f"{path.name}.lock"), "a") as lock:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(path.with_name(f"{path.name}.lock"), "a")
+        except OSError as exc:
+            if unwritable is None:
+                raise
+            unwritable(exc)
+            yield False
+            return
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
+            yield True
 
 
 class TechniqueUnavailable(Exception):
@@ -213,6 +225,11 @@ class Technique:
                     that only wraps a part needs no base.
     reference:      True for the one technique the others are compared with in the report's paired
                     tests (the study's Baseline); only its cells alone and at default parameters count.
+    in_study:       True for a technique of the study aeframe reproduces ("Applying Modern Best
+                    Practices to Autoencoders", 2020). Each cell records whether every technique of its
+                    combination says so, and the report gives the rows that train any technique without
+                    it a table of their own, "Beyond the study", beside the reference row. False (the
+                    default) for every other technique: a plugin's is beyond the study.
     learning_rates: phase name (or ``"*"`` for every phase) -> the peak learning rate this technique
                     trains that phase with: a number (or one per parameter group), a :class:`PeakRate`
                     that differs by dataset, or a :class:`RelativeRate` (a factor of the rate the phase
@@ -242,6 +259,7 @@ class Technique:
     params: Sequence[Param] = ()
     base: str | None = None
     reference: bool = False
+    in_study: bool = False
     learning_rates: Mapping[str, float | tuple[float, ...] | PeakRate | RelativeRate] = MappingProxyType({})
     cuda_graphs: bool = False
 

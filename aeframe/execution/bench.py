@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from aeframe.cells.budget import Budget
 from aeframe.cells.record import (
@@ -20,22 +20,23 @@ from aeframe.cells.record import (
     CellRecord,
     Provenance,
 )
-from aeframe.cells.settings import Speed
+from aeframe.cells.settings import MEASURED, Speed
 from aeframe.cells.spec import CellSpec
 from aeframe.console import say
 from aeframe.contract.executor import PLACEMENT_OPTIONS, DatasetGroup, Executor, ExecutorSession, ExecutorSettings
 from aeframe.contract.metric import Metric
 from aeframe.data.loading import Workspace, default_cache_dir, default_data_dir, make_workspace
-from aeframe.errors import SpecError, UsageProblem, first_line, is_environment_failure
+from aeframe.errors import SpecError, StoreError, UsageProblem, first_line, is_environment_failure
 from aeframe.execution.environment import device_info, source_revision, versions
 from aeframe.execution.groups import load_group
 from aeframe.execution.local import LocalWork
+from aeframe.execution.stopping import held, say_once, stop_if_signalled, stopped_by
 from aeframe.planning.composition import Composition
 from aeframe.planning.plan import DatasetChoice, pairs_of, plan_cells, resolve_dataset, resolve_technique, stand_in_for
 from aeframe.planning.rebuild import runnable
 from aeframe.registry.plugins import Registry
 from aeframe.speed.cache import SpeedCache
-from aeframe.speed.precision_probe import choose_precision
+from aeframe.speed.precision_probe import choose_precision, precision_key
 from aeframe.speed.resolve import resolve_speed
 from aeframe.store.sqlite_store import Store
 
@@ -168,9 +169,10 @@ def _summarise_diverged_and_busy(records: list[CellRecord], store_path: Path) ->
 
 
 def _speed_here(precision: str, channels_last: bool | None, compile: bool, graphs: bool | None, cache_dir: Path,
-                device: torch.device) -> tuple[Speed, dict[str, str], str | None]:
+                kept: dict[str, str], device: torch.device) -> tuple[Speed, dict[str, Any], str | None]:
     """The run's speed settings, checked and (``--precision auto``) measured on ``device``, where the
-    cells train; that device's description; and the line that says what auto chose.
+    cells train; that device's description; and the line that says what auto chose. ``kept``: the
+    precisions auto chose for the store's earlier cells (:func:`_kept_precisions`).
 
     Runs where a cell would (``ExecutorSession.on_cell_device``): the driver may have no GPU.
     """
@@ -178,11 +180,32 @@ def _speed_here(precision: str, channels_last: bool | None, compile: bool, graph
 
     def measure(device: torch.device) -> str:
         # Measured once per device and torch version, then read from the cache.
-        chosen.append(choose_precision(device, device_info(device)["name"], SpeedCache(cache_dir), say))
+        chosen.append(choose_precision(device, device_info(device)["name"], SpeedCache(cache_dir), say, kept))
         return chosen[0].precision
 
     speed = resolve_speed(precision, channels_last, compile, device, measure, graphs)
     return speed, device_info(device), f"--precision auto: {chosen[0].describe()}" if chosen else None
+
+
+def _kept_precisions(store_path: Path, precision: str) -> dict[str, str]:
+    """For ``--precision auto``: the precision auto chose for the store's latest cells, by machine state
+    (:func:`aeframe.speed.precision_probe.precision_key`). Empty when there is no store yet; a store
+    that cannot be read is left for the run to report."""
+    if precision != "auto":
+        return {}
+    try:
+        if not store_path.is_file():
+            return {}
+        with Store(store_path, write=False, warn=lambda _: None) as store:
+            records = store.records()
+    except (StoreError, OSError):  # e.g. a name too long: opening the store for the run says so
+        return {}
+    kept = {}
+    for record in records:  # oldest first: the latest choice wins
+        config = record.config
+        if config.speed.precision_from == MEASURED and config.device.name and config.versions.get("torch"):
+            kept[precision_key(config.device.name, config.versions["torch"])] = config.speed.precision
+    return kept
 
 
 def _executor(request: BenchRequest, registry: Registry) -> Executor:
@@ -229,6 +252,17 @@ def shard_of(cells: list[CellSpec], shard: tuple[int, int] | None) -> list[CellS
 Plan = Callable[[list, list], "list[CellSpec]"]
 
 
+def _stopped_line(exc: KeyboardInterrupt, records: list[CellRecord], planned: int, request: BenchRequest) -> str:
+    """How many of the ``planned`` cells a stopped run leaves done in the store, and how to train the rest."""
+    done = len({r.key for r in records if r.status == DONE})
+    line = f"{stopped_by(exc)}: {done} of {planned} cells done and saved in {request.store_path}"
+    if done >= planned:
+        return line
+    # --rerun would train the saved cells again: the rest is what a run without it trains.
+    again = "run the same command again without --rerun" if request.rerun else "run the same command again"
+    return f"{line}; {again} to train the other {planned - done}"
+
+
 def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     """Run (or take from the store) every requested cell; each cell is saved as soon as it ends."""
     technique_texts = request.techniques or sorted(registry.techniques)
@@ -252,7 +286,7 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     with executor.open(settings) as session:
         speed, device, chose = session.on_cell_device(partial(
             _speed_here, request.precision, request.channels_last, request.compile, request.graphs,
-            workspace.cache_dir))
+            workspace.cache_dir, _kept_precisions(request.store_path, request.precision)))
         if chose:
             say(chose)
         metrics = list(registry.metrics.values())
@@ -323,12 +357,15 @@ def _execute(request: BenchRequest, session: ExecutorSession, work: LocalWork, c
                 f"budget {request.budget.describe()} per cell, {speed.describe()}")
         dataset_of = {spec.key: group.dataset for group in groups for spec in group.cells}
         try:
+            stop_if_signalled()
             for record in session.run(groups, work):
-                store.save(record)
-                by_dataset[dataset_of[record.key]].append(record)
-        except KeyboardInterrupt:
-            saved = sum(len(rs) for rs in by_dataset.values())
-            say(f"interrupted: the {saved} finished cells are saved in {request.store_path}")
+                with held():  # a cell whose done line was shown is saved, whatever signal comes meanwhile
+                    store.save(record)
+                    by_dataset[dataset_of[record.key]].append(record)
+                stop_if_signalled()
+        except KeyboardInterrupt as exc:
+            records = [r for rs in by_dataset.values() for r in rs]
+            say_once(exc, _stopped_line(exc, records + earlier, len(cells), request))
             raise
     lost = store.replaced is not None
     records = [r for rs in by_dataset.values() for r in rs]

@@ -7,6 +7,7 @@ import subprocess
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -55,10 +56,33 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def device_info(device: torch.device) -> dict[str, str]:
+def device_info(device: torch.device) -> dict[str, Any]:
+    """``{"type", "name", "numerics"}`` of ``device`` in this process, as a cell's config keeps them."""
     if device.type == "cuda":
-        return {"type": "cuda", "name": torch.cuda.get_device_name(device)}
-    return {"type": "cpu", "name": f"{_cpu_name()} ({torch.get_num_threads()} threads)"}
+        return {"type": "cuda", "name": torch.cuda.get_device_name(device), "numerics": numerics_state(device)}
+    return {"type": "cpu", "name": f"{_cpu_name()} ({torch.get_num_threads()} threads)",
+            "numerics": numerics_state(device)}
+
+
+def numerics_state(device: torch.device) -> dict[str, Any]:
+    """The process's switches that change a cell's numbers on ``device``, as part of its key.
+
+    On a CPU, torch's thread count: it splits every reduction differently (so the last bits), and
+    under a time budget it decides how many steps fit. Everywhere, whether torch must use
+    deterministic algorithms and the float32 matmul precision; on CUDA, whether cuBLAS and cuDNN may
+    compute float32 in TF32 and whether cuDNN must be deterministic. cuDNN's benchmark mode is not
+    here: aeframe turns it on for every CUDA cell.
+    """
+    found: dict[str, Any] = {
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "float32_matmul": torch.get_float32_matmul_precision(),
+    }
+    if device.type == "cuda":
+        found.update(matmul_tf32=torch.backends.cuda.matmul.allow_tf32, cudnn_tf32=torch.backends.cudnn.allow_tf32,
+                     cudnn_deterministic=torch.backends.cudnn.deterministic)
+    else:
+        found["threads"] = torch.get_num_threads()
+    return found
 
 
 def versions() -> dict[str, str]:

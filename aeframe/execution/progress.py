@@ -42,6 +42,14 @@ class CellProgress:
             self.stream.write(line + "\n")
         self.stream.flush()
 
+    def note(self, message: str) -> None:
+        """A line about the cell outside its bar (its preparation's progress), after the cell's title."""
+        if self._drawn:
+            self.stream.write("\r\033[K")
+            self._drawn = False
+        self.stream.write(f"{self.title}: {message}\n")
+        self.stream.flush()
+
     def finish(self, record: CellRecord) -> None:
         if self._drawn:
             self.stream.write("\r\033[K")

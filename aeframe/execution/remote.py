@@ -119,7 +119,7 @@ def train_cell(spec: CellSpec, data: ImageData, device: torch.device, data_dir: 
     if mismatch:
         return spec.failed(mismatch, started)
     here = device_info(device)
-    spec = _on(spec, DeviceRef(here["type"], here["name"]))
+    spec = _on(spec, DeviceRef.from_json(here))
     workspace = _workspace(spec, data, data_dir, cache_dir, registry)
     metrics = _metrics(spec, registry)
     on_this = on_device(data, device)

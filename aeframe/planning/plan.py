@@ -203,7 +203,7 @@ def plan_cells(
     datasets: Sequence[DatasetChoice],
     seeds: int,
     budget: Budget,
-    device: dict[str, str],
+    device: dict[str, Any],
     versions: dict[str, str],
     registry: Registry,
     lr: str = "study",
@@ -214,7 +214,7 @@ def plan_cells(
 ) -> list[CellSpec]:
     """Every combination x dataset x seed, datasets outermost so each is loaded once.
 
-    ``device`` is ``{"type", "name"}`` (see :func:`aeframe.execution.environment.device_info`). ``lr``
+    ``device`` is ``{"type", "name", "numerics"}`` (see :func:`aeframe.execution.environment.device_info`). ``lr``
     is "study" (each technique's own rates) or "find" (a range test sets the rates of the phases that
     ask for it). ``provenance`` (the command and the source commit) is kept in each cell's config for
     the leaderboard, but is not part of the key: it does not change the numbers. ``speed`` (precision,
@@ -240,8 +240,9 @@ def plan_cells(
                 config = CellConfig(
                     label=composition.label, reference=composition.is_reference, techniques=list(techniques),
                     dataset=dataset.describe(), seed=seed, budget=BudgetLimits(budget.epochs, budget.seconds), lr=lr,
-                    speed=speed, device=DeviceRef(device.get("type"), device.get("name")), versions=dict(versions),
+                    speed=speed, device=DeviceRef.from_json(device), versions=dict(versions),
                     provenance=provenance, plugins=dict(plugins),
+                    in_study=all(m.technique.in_study for m in composition.members),
                 )
                 cells.append(CellSpec(config, dataset.label, tuple(metrics), stand_in=stand_in))
     return cells

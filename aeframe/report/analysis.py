@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aeframe.cells.record import CellRecord, Protocol, full_size_points, label_of
-from aeframe.contract.technique import LR_PARAM
 from aeframe.report.columns import METRICS, PACKED_UNCOMPARABLE, STATS, SUMMARISED_STATS, Column, table_columns
 from aeframe.report.conditions import conditions_line, difference
-from aeframe.report.grouping import Section, Table, condition_of, group
+from aeframe.report.grouping import PART_TITLES, Section, Table, condition_of, group, technique_identity
 from aeframe.report.provenance import distinct, protocols, provenance
 from aeframe.report.stats import confidence_interval, holm, mean_std, paired_t_test
 from aeframe.report.structure import (
@@ -42,7 +41,7 @@ if TYPE_CHECKING:
     from aeframe.contract.metric import Metric
     from aeframe.report.pictures import Figure
 
-# (dataset name, condition key) -> the pictures drawn for that table (see aeframe.report.pictures).
+# (dataset name, table key) -> the pictures drawn for that table (see aeframe.report.pictures).
 Figures = Mapping[tuple[str, str], Sequence["Figure"]]
 
 # Shares of the reference time (the shortest row's training time) at which rows are compared.
@@ -90,25 +89,28 @@ class _Links:
 
     def of(self, section: Section, table: Table) -> list[FigureLink]:
         """The table's figures with their paths as the output's reader should follow them."""
-        found = self.figures.get((section.name, table.condition.key), ())
+        found = self.figures.get((section.name, table.key), ())
         return [FigureLink(f.kind, Path(os.path.relpath(f.path, self.base)).as_posix(), f.caption) for f in found]
 
 
 def _dataset(section: Section, columns: list[Column], titles: dict[str, str], links: _Links) -> DatasetReport:
     tables = list(section.tables.values())
-    conditions = [t.condition for t in tables]
     return DatasetReport(
         name=section.name,
         title=section.title,
-        tables=[
-            _table(table, difference(conditions, table.condition) if len(tables) > 1 else None, columns, titles,
-                   links.of(section, table))
-            for table in tables
-        ],
+        tables=[_table(table, _heading(tables, table), columns, titles, links.of(section, table)) for table in tables],
         not_done=[NotDone(m.record.key, label_of(m.record), m.record.config.seed, m.record.status, m.record.error,
                           condition_of(m.record), m.after_done, m.record.curve)
                   for m in section.not_done],
     )
+
+
+def _heading(tables: Sequence[Table], table: Table) -> str | None:
+    """What sets ``table`` apart from its dataset's other tables (its conditions, its part); None when
+    it is the only one."""
+    conditions = [t.condition for t in tables]
+    differs = difference(conditions, table.condition) if len({c.key for c in conditions}) > 1 else ""
+    return " · ".join(filter(None, [differs, PART_TITLES.get(table.part or "")])) or None
 
 
 def _table(table: Table, heading: str | None, columns: list[Column], titles: dict[str, str],
@@ -134,6 +136,7 @@ def _table(table: Table, heading: str | None, columns: list[Column], titles: dic
     return ComparisonTable(
         condition=table.condition,
         heading=heading,
+        part=table.part,
         columns=shown,
         rows=rows,
         reference_label=reference,
@@ -287,18 +290,15 @@ def _combinations(table: Table, rows: list[Row], columns: list[Column]) -> tuple
     if deciding is None:
         return [], None
 
-    def identity(ref) -> tuple:
-        return ref.name, tuple(sorted((k, str(v)) for k, v in ref.params.items() if k != LR_PARAM))
-
     singles: dict[tuple, str] = {}
     for label, records in table.rows.items():
         if len(records[0].config.techniques) == 1:
-            singles.setdefault(identity(records[0].config.techniques[0]), label)
+            singles.setdefault(technique_identity(records[0].config.techniques[0]), label)
     summaries = {row.label: row.metrics.get(deciding.name) for row in rows}
     found = []
     for label, records in table.rows.items():
         refs = records[0].config.techniques
-        parts = [singles.get(identity(ref)) for ref in refs]
+        parts = [singles.get(technique_identity(ref)) for ref in refs]
         if len(refs) != 2 or None in parts or any(summaries.get(p) is None for p in parts):
             continue
         means = [summaries[p].mean for p in parts]

@@ -38,15 +38,20 @@ def _parts(condition: Condition) -> dict[str, str]:
         "dataset_params": f"Dataset parameters: {_params_text(condition.dataset_params)}",
         "lr": _lr_text(condition.lr),
         "precision": f"Precision: {condition.precision}",
+        "numerics": f"Numerics: {_params_text(condition.numerics)}",
     }
 
 
 def difference(conditions: Sequence[Condition], condition: Condition) -> str:
     """Name the parts of ``condition`` that differ among ``conditions`` (a dataset's tables)."""
     everyone = [c.to_json() for c in conditions]
-    mine = condition.to_json()
-    differing = [k for k in mine if len({json.dumps(c[k], sort_keys=True) for c in everyone}) > 1]
+    names = list(dict.fromkeys(k for c in [condition.to_json(), *everyone] for k in c))
+    differing = [k for k in names if len({json.dumps(c.get(k), sort_keys=True) for c in everyone}) > 1]
     parts = _parts(condition)
+    if "numerics" in differing:  # only the switches that differ: "Numerics: threads=1"
+        switches = {k: v for k, v in condition.numerics.items()
+                    if len({json.dumps(c.numerics.get(k)) for c in conditions}) > 1}
+        parts["numerics"] = f"Numerics: {_params_text(switches)}"
     return " · ".join(parts[k] for k in differing)
 
 

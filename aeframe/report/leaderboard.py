@@ -14,6 +14,8 @@ from tabulate import tabulate
 
 from aeframe.cells.durations import format_duration
 from aeframe.cells.record import CellRecord, PhaseSummary
+from aeframe.report.grouping import BEYOND, PART_TITLES
+from aeframe.report.provenance import pinned_commands
 from aeframe.report.render import Figures, Report, analyse
 from aeframe.report.structure import SIGNIFICANCE
 from aeframe.report.to_markdown import BUSY_MARKER, MARKER, MISSING, REFERENCE_ROW, STAND_IN_MARKER, markdown
@@ -60,7 +62,7 @@ def page_markdown(report: Report, report_command: str, generated: datetime, besi
         "## How to read the tables",
         _legend(report, beside_docs, documented),
         "## How to reproduce",
-        _reproduce(found, report_command),
+        _reproduce(found, pinned_commands(report.cells), report_command),
         "## Provenance",
         _provenance(found, generated),
         "## Training protocol",
@@ -88,13 +90,20 @@ STUDY_URL = "https://github.com/henriwoodcock/Applying-Modern-Best-Practices-to-
 def _intro(report: Report, generated: datetime) -> str:
     finished = report.provenance["finished"]
     span = f", finished between {finished[0]} and {finished[1]}" if finished else ""
+    beyond = ", and techniques beyond it in tables of their own" if _beyond_the_study(report) else ""
     return (
         f"Autoencoder training techniques from the study [\"Applying Modern Best Practices to Autoencoders\"]"
-        f"({STUDY_URL}) (2020), each trained under the same fixed budget and evaluated the same way by aeframe. "
+        f"({STUDY_URL}) (2020){beyond}, each trained under the same fixed budget and evaluated the same way by "
+        "aeframe. "
         f"This page was generated on {generated:%Y-%m-%d} from {report.done_count} finished cells "
         f"({len(report.cells)} stored){span}; {_total_time(report)}. Each table states its budget, seeds, "
         "device and versions."
     )
+
+
+def _beyond_the_study(report: Report) -> bool:
+    """Whether some dataset's table is split into the study's techniques and those beyond it."""
+    return any(table.part == BEYOND for dataset in report.datasets for table in dataset.tables)
 
 
 def _total_time(report: Report) -> str:
@@ -149,6 +158,8 @@ def _legend(report: Report, beside_docs: bool, documented: frozenset[str]) -> st
         f"{_technique_links(report, documented)}; the metrics: {_site_page('metrics.md', 'Metrics', beside_docs)}; "
         f"the study's protocol and aeframe's deviations from it: {_site_page('protocol.md', 'Protocol', beside_docs)}.",
     ]
+    if _beyond_the_study(report):
+        lines.append(_beyond_line())
     if any(cell.config.budget.epochs != 15 for cell in report.cells if cell.config.budget.epochs is not None) \
             or True in budgets:
         lines.append("- The study trained every model for 15 epochs on a GPU. Rows trained under another budget "
@@ -156,8 +167,20 @@ def _legend(report: Report, beside_docs: bool, documented: frozenset[str]) -> st
     return "\n".join(lines)
 
 
-def _reproduce(found: dict[str, Any], report_command: str) -> str:
-    bench = found["commands"] or [_NOT_RECORDED]
+def _beyond_line() -> str:
+    """What the tables beyond the study hold, and why they are apart from the study's."""
+    return (f"- **{PART_TITLES[BEYOND]}**: where a dataset has rows of techniques the study did not try (alone, or "
+            "combined with one of its techniques), they are a table of their own under the study's, so that the "
+            "study's table and its Holm correction stay as they would be without them. The Baseline leads both "
+            f"tables and each row is compared with it ({MARKER}); a technique of the study that a combination pairs "
+            "with is a row of both, so that the Combinations table under the second compares each pair with the "
+            "better of its two alone.")
+
+
+def _reproduce(found: dict[str, Any], commands: list[str], report_command: str) -> str:
+    """The commands that trained the cells (each bench that named no technique pinned with ``-t``), then
+    the one that wrote the page."""
+    bench = commands or [_NOT_RECORDED]
     commits = found["commits"]
     # A store resumed after a commit holds cells of both: each keeps its own; the newest code reruns them all.
     at = ("the commit named under Provenance" if len(commits) <= 1 else
@@ -165,7 +188,11 @@ def _reproduce(found: dict[str, Any], report_command: str) -> str:
           "them, each cell recording its own; the last one's code trains every row)")
     lines = [f"From a clone of the aeframe repository at {at}, after the README's setup, run:", "", "```sh",
              *bench, report_command, "```", ""]
-    lines.append("A bench command resumes: cells already in its store are not trained again "
+    pinned = ""
+    if set(commands) - set(found["commands"]):
+        pinned = ("A command typed without `-t` is shown with a `-t` for each technique its cells trained: without "
+                  "one, a bench trains every technique registered when it runs. ")
+    lines.append(pinned + "A bench command resumes: cells already in its store are not trained again "
                  "(`--rerun` trains them anew). Timings depend on the device and on what else runs on it. "
                  "Under an epoch budget a rerun on the CPU gives the same metrics; under a time budget "
                  "they depend on how many steps fit in it.")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from aeframe.cells.record import CellRecord, full_size_points
 from aeframe.cells.samples import Samples
 from aeframe.data.directories import write_atomically
-from aeframe.report.grouping import Section, Table
+from aeframe.report.grouping import BEYOND, PART_TITLES, Section, Table
 
 if TYPE_CHECKING:
     import torch
@@ -39,7 +39,7 @@ class Figure:
 def write_figures(
     sections: Sequence[Section], samples: Mapping[str, Samples], directory: Path
 ) -> dict[tuple[str, str], list[Figure]]:
-    """Write every table's pictures into ``directory``; (dataset name, condition key) -> its figures.
+    """Write every table's pictures into ``directory``; (dataset name, table key) -> its figures.
 
     ``samples`` maps cell keys to their stored reconstructions; a table whose cells have none (a
     store from before they were kept) gets only its plot, and a table without curves gets no plot.
@@ -48,21 +48,25 @@ def write_figures(
     written: dict[tuple[str, str], list[Figure]] = {}
     for section in sections:
         tables = list(section.tables.values())
-        for number, table in enumerate(tables, start=1):
-            stem = _slug(section.name) + (f"-{number}" if len(tables) > 1 else "")
+        conditions = list(dict.fromkeys(table.condition.key for table in tables))
+        for table in tables:
+            # Numbered by condition, so that the study's pictures keep their names when a part beyond it comes.
+            number = f"-{conditions.index(table.condition.key) + 1}" if len(conditions) > 1 else ""
+            stem = _slug(section.name) + number + ("-beyond-the-study" if table.part == BEYOND else "")
+            title = section.title + (f" ({PART_TITLES[BEYOND].lower()})" if table.part == BEYOND else "")
             figures = []
             rows = _sample_rows(table, samples)
             if rows:
                 path = directory / f"{stem}-reconstructions.png"
-                _draw_grid(rows, f"{section.title}: the same test images, reconstructed", path)
-                figures.append(Figure("reconstructions", path, f"{section.title}: test images and reconstructions"))
+                _draw_grid(rows, f"{title}: the same test images, reconstructed", path)
+                figures.append(Figure("reconstructions", path, f"{title}: test images and reconstructions"))
             curves = _curves(table)
             if curves:
                 path = directory / f"{stem}-mse-vs-time.png"
-                _draw_curves(curves, f"{section.title}: test MSE against training time", path)
-                figures.append(Figure("mse_vs_time", path, f"{section.title}: test MSE against training seconds"))
+                _draw_curves(curves, f"{title}: test MSE against training time", path)
+                figures.append(Figure("mse_vs_time", path, f"{title}: test MSE against training seconds"))
             if figures:
-                written[(section.name, table.condition.key)] = figures
+                written[(section.name, table.key)] = figures
     return written
 
 

@@ -1,6 +1,7 @@
 """Where a set of cells came from: the commands that ran them, the code, the libraries, the devices."""
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -43,3 +44,36 @@ def protocols(rows: Mapping[str, Sequence[CellRecord]]) -> dict[str, Protocol]:
         if protocol:
             found[label] = protocol
     return found
+
+
+def pinned_commands(records: Sequence[CellRecord]) -> list[str]:
+    """The distinct commands that ran ``records``, each ``aeframe bench`` that named no technique with
+    ``-t NAME`` for every technique its cells trained (sorted, as such a bench ordered them).
+
+    Without ``-t`` a bench trains every registered technique, so the same command run after more were
+    registered (a newer aeframe, another plugin) trains more than these cells did; pinned, it trains
+    what they did. Such a command trained each technique at its default parameters, so names suffice.
+    """
+    return [_pinned(command, records) for command in distinct(_command(r) for r in records)]
+
+
+def _command(record: CellRecord) -> str | None:
+    return record.config.provenance.command if record.config.provenance is not None else None
+
+
+def _pinned(command: str, records: Sequence[CellRecord]) -> str:
+    try:
+        words = shlex.split(command)
+    except ValueError:  # not as aeframe writes commands: shown as it was stored
+        return command
+    if words[1:2] != ["bench"] or _names_techniques(words[2:]):
+        return command
+    names = sorted({t.name for r in records if _command(r) == command for t in r.config.techniques})
+    if not names:  # only datasets that could not be had: nothing says what it would have trained
+        return command
+    return shlex.join([*words[:2], *(word for name in names for word in ("-t", name)), *words[2:]])
+
+
+def _names_techniques(words: Sequence[str]) -> bool:
+    """Whether a bench's arguments give ``-t``/``--technique``, in any of the forms click takes."""
+    return any(w.startswith(("-t", "--technique")) for w in words)  # -t NAME, -tNAME, --technique[=NAME]

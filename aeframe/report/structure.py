@@ -133,6 +133,7 @@ class ComparisonTable:
 
     condition: Condition
     heading: str | None  # what sets it apart from its dataset's other tables; None when it is the only one
+    part: str | None  # grouping.STUDY or grouping.BEYOND where the condition's table is split; None: whole
     columns: list[Column]  # the columns shown (optional ones only where some cell has them)
     rows: list[Row]
     reference_label: str | None  # the row the others are compared with

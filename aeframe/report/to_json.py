@@ -111,6 +111,9 @@ def _table(table: ComparisonTable) -> dict[str, Any]:
     }
     if any(row.stats["cpu_share"] is not None or row.busy for row in table.rows):
         found["contention"] = {"busy_below": BUSY_BELOW, "measured": CPU_SHARE_MEANING}
+    if table.part is not None:
+        # Only where a condition's table is split, so that a store of one kind reads as it always did.
+        found["part"] = table.part
     return found
 
 

@@ -9,6 +9,7 @@ stopped, and the faster layout is kept in the cache for every later cell and run
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from statistics import median
 from typing import Any, Callable
@@ -20,7 +21,7 @@ from aeframe.cells.record import busy_share
 from aeframe.cells.settings import Speed
 from aeframe.contract.schedule import Schedule
 from aeframe.data.splits import DeviceSplit
-from aeframe.speed.cache import SpeedCache, entry_key
+from aeframe.speed.cache import SpeedCache, entry_key, rates_problem
 from aeframe.speed.contention import CpuShareMeter
 from aeframe.speed.rehearsal import Rehearsal, block_steps
 
@@ -65,6 +66,13 @@ def layout_key(device_name: str, torch_version: str, techniques: list[dict], sha
                      batch_size=batch_size, precision=precision)
 
 
+def layout_problem(entry: dict[str, Any]) -> str | None:
+    """Why a cached layout entry cannot be used (the cell's record and the table carry it); None when it can."""
+    if not isinstance(entry.get("memory_format"), str) or entry["memory_format"] not in LAYOUTS:
+        return f"memory_format is {json.dumps(entry.get('memory_format'))[:40]}, not one of {', '.join(LAYOUTS)}"
+    return rates_problem(entry.get("images_per_second"))
+
+
 def choose_layout(
     model: nn.Module,
     loss_fn: Callable,
@@ -81,8 +89,8 @@ def choose_layout(
     image size with its ``on_start`` applied, and the rates are weighted by the phases' fractions of
     the budget, so a technique that spends half its steps on small images is timed that way.
     """
-    found = cache.get(key)
-    if found is not None and found.get("memory_format") in LAYOUTS:
+    found = cache.get(key, layout_problem)
+    if found is not None:
         return LayoutChoice(LAYOUTS[found["memory_format"]], CACHED, dict(found.get("images_per_second") or {}))
     meter = CpuShareMeter(torch.get_num_threads())
     meter.start()

@@ -21,10 +21,12 @@ is not worth changing every number's rounding. The result is cached (:mod:`aefra
 from __future__ import annotations
 
 import copy
+import json
+import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from statistics import median
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -49,6 +51,8 @@ BATCH = 128
 SIDE = 32
 # The precisions in order of preference: each later one must earn its place by speed.
 ORDER = ("fp32", "bf16", "fp16")
+# The source of a choice taken from the store's earlier cells rather than measured.
+KEPT = "kept"
 
 
 def candidates(device: torch.device) -> list[str]:
@@ -83,7 +87,7 @@ class PrecisionChoice:
     """The chosen precision, whether it was measured now or cached, and every candidate's measurement."""
 
     precision: str
-    source: str  # "measured" or "cached"
+    source: str  # "measured", "cached" or KEPT
     measurements: dict[str, Measurement] = field(default_factory=dict)
 
     def describe(self) -> str:
@@ -91,6 +95,9 @@ class PrecisionChoice:
         rates = ", ".join(f"{name} {m.images_per_second:,.0f} img/s" + (" graphed" if m.graphed else "")
                           + ("" if m.within_tolerance else " (outside tolerance)")
                           for name, m in self.measurements.items())
+        if self.source == KEPT:
+            return (f"precision {self.precision} (as the store's cells from an earlier run on this machine, so that "
+                    "this run resumes them; a new store, or an explicit --precision, measures again)")
         how = "measured now" if self.source == "measured" else "measured earlier on this machine"
         return f"precision {self.precision} ({how} on a probe model: {rates})"
 
@@ -109,22 +116,48 @@ def pick(measurements: dict[str, Measurement]) -> str:
     return chosen
 
 
+def precision_problem(entry: dict[str, Any]) -> str | None:
+    """Why a cached precision ``entry`` cannot be used (its precision unknown, a measurement of another
+    shape or out of range); None when it can."""
+    if entry.get("precision") not in ORDER:
+        return f"precision {json.dumps(entry.get('precision'))[:40]} is none of {', '.join(ORDER)}"
+    measurements = entry.get("measurements")
+    if not isinstance(measurements, dict):
+        return "its measurements are not a mapping"
+    for name, found in measurements.items():
+        if not isinstance(found, dict) or set(found) != {f.name for f in fields(Measurement)}:
+            return f"the measurement of {name} has other fields than {', '.join(f.name for f in fields(Measurement))}"
+        numbers = [found["images_per_second"], found["forward_error"], found["trained_mse_change"]]
+        if not all(isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n) for n in numbers) \
+                or min(numbers[:2]) < 0:
+            return f"the measurement of {name} holds a rate or an error that is not a finite number (or is negative)"
+        if not (isinstance(found["finite"], bool) and isinstance(found["graphed"], bool)):
+            return f"the measurement of {name} says finite or graphed with other than true or false"
+    return None
+
+
 def precision_key(device_name: str, torch_version: str) -> str:
     # probe 2: rates include the graphed step on a GPU
     return entry_key("precision", device=device_name, torch=torch_version, probe=2)
 
 
 def choose_precision(device: torch.device, device_name: str, cache: SpeedCache,
-                     say: Callable[[str], None] = lambda _: None) -> PrecisionChoice:
-    """The precision ``--precision auto`` means on ``device`` (named ``device_name``, threads included)."""
+                     say: Callable[[str], None] = lambda _: None,
+                     kept: Mapping[str, str] | None = None) -> PrecisionChoice:
+    """The precision ``--precision auto`` means on ``device`` (named ``device_name``, threads included).
+
+    ``kept`` maps a :func:`precision_key` to the precision auto chose for the cells a run's store
+    already holds from that machine state. It comes first: precision is part of a cell's key, so a
+    choice measured again (the machine busier, the cache lost) could otherwise miss every cell the
+    same command trained before.
+    """
     key = precision_key(device_name, torch.__version__.split("+")[0])
-    found = cache.get(key)
-    if found is not None and found.get("precision") in ORDER:
-        try:
-            measured = {k: Measurement(**v) for k, v in (found.get("measurements") or {}).items()}
-            return PrecisionChoice(found["precision"], "cached", measured)
-        except TypeError:
-            pass  # an entry of another shape: measure again
+    if kept and kept.get(key) in ORDER:
+        return PrecisionChoice(kept[key], KEPT)
+    found = cache.get(key, precision_problem)
+    if found is not None:
+        measured = {k: Measurement(**v) for k, v in found["measurements"].items()}
+        return PrecisionChoice(found["precision"], "cached", measured)
     say(f"measuring which precision trains fastest within tolerance on {device_name} (once; cached in {cache.path})")
     meter = CpuShareMeter(torch.get_num_threads())
     meter.start()

@@ -22,6 +22,7 @@ from aeframe.contract.schedule import Schedule
 from aeframe.data.splits import to_unit
 from aeframe.speed.graphs import GraphUnavailable, TrainingSteps
 from aeframe.speed.numerics import speed_model
+from aeframe.speed.preparation_limit import checkpoint, rehearsed_step
 from aeframe.speed.step import Stepper, synchronize
 
 # A timed block of steps lasts at least this long (more steps for fast models), so that timer and
@@ -79,6 +80,7 @@ class Rehearsal:
         self.index = torch.arange(min(schedule.batch_size, images.shape[0]), device=images.device)
         self.generator = torch.Generator(device=device).manual_seed(0)
         self.model.train()
+        checkpoint()  # a copy of a large model, or a slow on_start, is part of the preparation's time too
 
     def steps(self, count: int) -> float:
         """Run ``count`` training steps; their device-synchronised duration in seconds."""
@@ -87,8 +89,11 @@ class Rehearsal:
         for _ in range(count):
             batch = self._batch()
             self.last_loss = self.runner.step(self.optimizer, batch)[0].detach()
+            rehearsed_step()  # a slow step must not run the preparation long past its limit
         synchronize(self.device)
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        checkpoint()  # after the clock is read: a progress line costs this block nothing
+        return seconds
 
     def graph(self) -> None:
         """Capture this rehearsal's step in a CUDA graph; later :meth:`steps` replay it. Raises
@@ -111,4 +116,5 @@ class Rehearsal:
         self.model(to_unit(images))
         self.model.train()
         synchronize(self.device)
+        checkpoint()
 

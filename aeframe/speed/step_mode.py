@@ -15,6 +15,7 @@ cell trains eagerly with the reason in its stats (``step_reason``), whether grap
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, replace
 from statistics import median
@@ -27,7 +28,7 @@ from aeframe.cells.record import busy_share
 from aeframe.cells.settings import Speed
 from aeframe.contract.schedule import Schedule
 from aeframe.data.splits import DeviceSplit
-from aeframe.speed.cache import SpeedCache, entry_key
+from aeframe.speed.cache import SpeedCache, entry_key, rates_problem
 from aeframe.speed.contention import CpuShareMeter
 from aeframe.speed.graphs import EAGER, GRAPHED, GraphUnavailable, obstacle
 from aeframe.speed.precision_probe import TRAINED_TOLERANCE
@@ -82,6 +83,18 @@ def step_key(device_name: str, torch_version: str, techniques: list[dict], shape
                      batch_size=batch_size, precision=precision, channels_last=channels_last)
 
 
+def step_problem(entry: dict[str, Any]) -> str | None:
+    """Why a cached step-mode entry cannot be used (the cell's record and the table carry it); None when it can."""
+    if entry.get("step_mode") not in (EAGER, GRAPHED):
+        return f"step_mode is {json.dumps(entry.get('step_mode'))[:40]}, not {EAGER} or {GRAPHED}"
+    if not isinstance(entry.get("reason"), (str, type(None))):
+        return "reason is not text"
+    busy = entry.get("busy")
+    if busy is not None and not (isinstance(busy, (int, float)) and not isinstance(busy, bool) and 0 <= busy <= 1):
+        return f"busy is {json.dumps(busy)[:40]}, not a share between 0 and 1"
+    return rates_problem(entry.get("images_per_second"))
+
+
 def choose_step(
     model: nn.Module,
     loss_fn: Callable,
@@ -121,8 +134,8 @@ def decide_step(model: nn.Module, loss_fn: Callable, schedule: Schedule, speed: 
                else f"techniques {names} do not declare their steps")
         return StepChoice(EAGER, UNDECLARED, reason=f"{who} capturable (Technique.cuda_graphs); --cuda-graphs "
                                                     "captures it anyway")
-    found = cache.get(key)
-    if found is not None and found.get("step_mode") in (EAGER, GRAPHED):
+    found = cache.get(key, step_problem)
+    if found is not None:
         return StepChoice(found["step_mode"], CACHED, dict(found.get("images_per_second") or {}), found.get("reason"),
                           found.get("busy"))
     meter = CpuShareMeter(torch.get_num_threads())

@@ -4,7 +4,9 @@ The lock is an exclusive ``flock`` on ``REAL.lock``, where REAL is the store's p
 symbolic link resolved, so two runs that reach one file by different paths still meet. The lock
 file is opened without following a symbolic link (a link planted there in a shared directory
 would otherwise make aeframe truncate whatever it points at), and it records who holds it, so
-the run that is refused can say whom it waits for.
+the run that is refused can say whom it waits for. Releasing the lock empties the file (a run stopped
+by a signal releases it: aeframe.execution.stopping); a line left by a run killed outright names a
+process that is gone, and is not reported as the holder.
 """
 from __future__ import annotations
 
@@ -109,4 +111,21 @@ def _describe_holder(content: bytes) -> str:
         # The holder has not written yet, or an older aeframe wrote its pid alone.
         text = content.decode(errors="replace").strip()
         return f"another aeframe run (pid {text})" if text.isdigit() else "another aeframe run"
+    if host == socket.gethostname() and not _alive(pid):
+        # A run killed outright (kill -9, a crash) left its line; the run that holds the lock now has not
+        # written its own yet.
+        return "another aeframe run"
     return f"aeframe pid {pid} on host {host} since {since}"
+
+
+def _alive(pid: object) -> bool:
+    """Whether a process ``pid`` runs on this machine (True when that cannot be told)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process: it exists
+        return True
+    return True

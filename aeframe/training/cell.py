@@ -10,7 +10,7 @@ import math
 import random
 import traceback
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -29,6 +29,7 @@ from aeframe.cells.record import (
 )
 from aeframe.cells.samples import Samples
 from aeframe.cells.spec import CellSpec, cell_key
+from aeframe.console import say
 from aeframe.contract.dataset import DatasetUnavailable
 from aeframe.contract.output import reconstruction, training_loss
 from aeframe.contract.schedule import Schedule
@@ -44,6 +45,7 @@ from aeframe.speed.cache import SpeedCache
 from aeframe.speed.layout import layout_key
 from aeframe.speed.numerics import compiled, prepare_device, speed_model
 from aeframe.speed.preparation import CellPreparation, prepare_cell
+from aeframe.speed.preparation_limit import PreparationTooLong, PreparationWatch, preparation_limit
 from aeframe.speed.step_mode import step_key
 from aeframe.training.evaluate import capture_samples, timed_evaluate
 from aeframe.training.events import CellEvents
@@ -110,10 +112,12 @@ def run_cell(
         protocol = _schedule_summary(built.schedule)
         _check_parts(built, data, cell.composition.label)
         # Off the clock and the same for every cell: resized copies, the layout, kernel set-up.
+        watch = PreparationWatch(cell.composition.label, preparation_limit(cell.budget.seconds),
+                                 _preparation_lines(spec, progress))
         prepared = prepare_cell(built.model, built.loss, built.schedule, spec.config.speed, data, device,
                                 SpeedCache(workspace.cache_dir), _layout_key(spec, context.shape, built.schedule),
                                 lambda channels_last: _step_key(spec, context.shape, built.schedule, channels_last),
-                                cell.composition.not_graph_safe())
+                                cell.composition.not_graph_safe(), watch)
         model = speed_model(built.model, prepared.speed, device)
         if prepared.speed.compile:
             model = compiled(model)
@@ -139,6 +143,8 @@ def run_cell(
         raise
     except (TechniqueUnavailable, DatasetUnavailable) as exc:
         return _record(spec, started, SKIPPED, protocol, error=str(exc))
+    except PreparationTooLong as exc:  # the message says it all: a traceback of aeframe's own loop would not help
+        return _record(spec, started, FAILED, protocol, error=str(exc))
     except Exception as exc:  # a failing technique must not take the other cells down
         # A full disk or an unwritable cache is not the technique's bug: say which directory to fix.
         roots = {CACHE_ENV: workspace.cache_dir, f"--data-dir or {DATA_ENV}": workspace.data_dir}
@@ -149,6 +155,13 @@ def run_cell(
         reason = exit_reason(exc, cell.composition, spec.config.plugins, trained=stats is not None)
         return _record(spec, started, FAILED, protocol, error=f"{reason}\n{traceback.format_exc()}", stats=stats,
                        curve=curve)
+
+
+def _preparation_lines(spec: CellSpec, progress: ProgressSink | None) -> Callable[[str], None]:
+    """Where the preparation's progress lines go: the cell's progress display where it has one for notes,
+    else stderr with the cell's title (a worker's stderr, which Ray shows in the driver's)."""
+    note = getattr(progress, "note", None)
+    return note if callable(note) else (lambda line: say(f"{spec.title}: {line}"))
 
 
 def _record(spec: CellSpec, started: str, status: str, protocol: Protocol | None, *, error: str | None = None,

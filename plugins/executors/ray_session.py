@@ -69,13 +69,22 @@ def _connect(address: str | None, say: Callable[[str], None]) -> bool:
 
 @contextmanager
 def _own_sigterm() -> Iterator[None]:
-    """Keep aeframe's SIGTERM handling (stop like Ctrl-C: finished cells saved, exit 143); ray.init
-    replaces it with its own."""
+    """Keep aeframe's SIGTERM handling (stop like Ctrl-C: finished cells saved, exit 143) while ray.init
+    runs and after: it installs handlers of its own that exit at once, saying nothing (exit 15, or 1)."""
     main = threading.current_thread() is threading.main_thread()
     previous = signal.getsignal(signal.SIGTERM) if main else None
     try:
+        from ray._private import utils as ray_utils
+
+        installs = ray_utils.set_sigterm_handler
+        ray_utils.set_sigterm_handler = lambda handler: None
+    except (ImportError, AttributeError):  # Ray's internals moved: its handlers are undone after ray.init
+        ray_utils = None
+    try:
         yield
     finally:
+        if ray_utils is not None:
+            ray_utils.set_sigterm_handler = installs
         if main and previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
@@ -83,19 +92,46 @@ def _own_sigterm() -> Iterator[None]:
 def _init(address: str | None, say: Callable[[str], None]) -> bool:
     options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING,
                                "log_to_driver": True}
-    try:
-        if address:
+    if address:
+        try:
             unreachable = _reachable(address)
             if unreachable:
                 raise ConnectionError(unreachable)
             ray.init(address=address, **options)
             return False
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise UsageProblem(f"cannot connect to the Ray cluster at {address} ({_first_line(exc)}); start it "
+                               "with `ray start --head` or fix --ray-address / RAY_ADDRESS") from None
+    running = _running_cluster()
+    if running:
+        say(f"starting a local Ray cluster on this machine, separate from the one `ray start` runs here at {running} "
+            f"(give --ray-address {running} to use that one instead)")
+    else:
         say("starting a local Ray cluster on this machine (give --ray-address or RAY_ADDRESS to use a running one)")
-        ray.init(**options, _system_config={"preload_python_modules": list(_PRELOADED)})
+    try:
+        # "local": a new cluster even where `ray start` left its address for ray.init to join; joining
+        # it would refuse the workers' preloaded imports (_system_config belongs to the cluster's start).
+        ray.init(address="local", **options, _system_config={"preload_python_modules": list(_PRELOADED)})
         return True
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UsageProblem(f"cannot connect to the Ray cluster at {address} ({_first_line(exc)}); start it "
-                           "with `ray start --head` or fix --ray-address / RAY_ADDRESS") from None
+        raise UsageProblem(f"cannot start a local Ray cluster on this machine ({_first_line(exc)}); fix what it "
+                           "names, or start one with `ray start --head` and give its address with --ray-address"
+                           ) from None
+
+
+def _running_cluster() -> str | None:
+    """The address of a cluster that `ray start` runs on this machine and that answers, else None.
+
+    `ray start` leaves it where a plain ray.init looks (RAY_TMPDIR, else /tmp, then ray/ray_current_cluster);
+    `ray stop` removes it, but a cluster that died otherwise leaves it behind, hence the check that it answers.
+    """
+    try:
+        from ray._private.utils import read_ray_address
+
+        found = read_ray_address()
+    except Exception:  # Ray's internals moved: the line just cannot name it
+        return None
+    return found if found and _reachable(found) is None else None
 
 
 def _nodes() -> list[dict[str, float]]:

@@ -8,10 +8,10 @@ needs torch, which listing plugins must not import.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,7 +20,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from aeframe import CellContext, ImageData, Stepper, epoch_order, one_cycle_beta1, one_cycle_lr, to_unit
+from aeframe import (
+    CellContext,
+    ImageData,
+    Stepper,
+    epoch_order,
+    one_cycle_beta1,
+    one_cycle_lr,
+    to_unit,
+    write_atomically,
+)
 
 # Everything that decides the classifier; part of the cache key, and shown under the tables.
 RECIPE = {
@@ -50,6 +59,11 @@ _BN_BATCHES = 20
 # one-sided binomial test against chance at p < 0.001.
 CHANCE_FACTOR = 1.5
 CHANCE_P = 0.001
+# What moves the cache directory (aeframe's workspace reads it): the way out of a cache that cannot be written.
+CACHE_ENV = "AEFRAME_CACHE"
+# The facts a cached classifier must have, each a finite number in its range: the table and its notes read them.
+_FACT_RANGES = {"reference_accuracy": (0.0, 1.0), "chance": (0.0, 1.0), "chance_p": (0.0, 1.0),
+                "train_seconds": (0.0, math.inf), "epochs": (0.0, math.inf)}
 
 
 def _block(c_in: int, c_out: int) -> list[nn.Module]:
@@ -231,31 +245,118 @@ def at_chance_text(facts: dict[str, Any]) -> str:
     return f"reference classifier at chance ({facts['reference_accuracy']:.2f})"
 
 
-def _cached(weights: Path, facts_file: Path, model: nn.Module, device: torch.device) -> tuple[nn.Module, dict] | None:
-    """The classifier and its facts from the cache, or None when they are not there (or damaged)."""
-    if not (weights.is_file() and facts_file.is_file()):
-        return None
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def facts_problem(facts: Any) -> str | None:
+    """Why ``facts`` (read from a cache file) are not the facts of a classifier of this ``RECIPE``; None when they are.
+
+    The cache is a file anyone can edit and any version may have written: a wrong type read as trusted
+    fails every later cell, or quietly drops the Original Image row.
+    """
+    if not isinstance(facts, dict):
+        return f"holds a JSON {type(facts).__name__}, not an object of facts"
+    if facts.get("recipe") != RECIPE:
+        return "has another recipe than this aeframe's" if "recipe" in facts else "has no recipe"
+    for name, (low, high) in _FACT_RANGES.items():
+        value = facts.get(name)
+        if not (_number(value) and low <= value <= high):
+            return f"has {name} {json.dumps(value)[:40]}, not a number in [{low:g}, {high:g}]"
+    for name in ("steps", "batch"):
+        value = facts.get(name)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return f"has {name} {json.dumps(value)[:40]}, not a whole number of at least 1"
+    if not isinstance(facts.get("at_chance"), bool):
+        return f"has at_chance {json.dumps(facts.get('at_chance'))[:40]}, not true or false"
+    return None
+
+
+def _read_facts(facts_file: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        return model.to(device).eval(), json.loads(facts_file.read_text())
-    except Exception:  # a damaged cache file is trained again, not trusted
-        return None
+        facts = json.loads(facts_file.read_text())
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        return None, f"cannot be read ({type(exc).__name__})"
+    problem = facts_problem(facts)
+    return (None, problem) if problem else (facts, None)
+
+
+def _load_weights(weights: Path, model: nn.Module) -> str | None:
+    """Load the cached ``weights`` into ``model``; why they cannot be used, or None."""
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, foreign or of another torch: damaged files fail in many ways
+        return f"cannot be read ({type(exc).__name__})"
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return "holds no state dict of tensors"
+    try:
+        model.load_state_dict(state)  # strict: this recipe's layers, names and shapes
+    except RuntimeError:
+        return "does not fit this recipe's network"
+    if not all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point()):
+        return "holds weights that are not finite"
+    return None
+
+
+def _cached(weights: Path, facts_file: Path, model: nn.Module) -> tuple[dict[str, Any] | None, str | None]:
+    """The cached facts, with ``model`` given the cached weights; else None and why the entry cannot be
+    used (None too when there is no entry at all)."""
+    if not (weights.exists() or facts_file.exists()):
+        return None, None
+    for path in (facts_file, weights):
+        if not path.is_file():
+            return None, f"{path} is missing"
+    facts, problem = _read_facts(facts_file)
+    if problem is not None:
+        return None, f"{facts_file} {problem}"
+    problem = _load_weights(weights, model)
+    return (facts, None) if problem is None else (None, f"{weights} {problem}")
+
+
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def _cannot_keep(exc: OSError) -> None:
+    """A cache that cannot be written costs the next run a training, not this run's cells."""
+    _warn(f"cannot keep the reference classifier in the cache: {exc.filename}: {exc.strerror or exc}; this run "
+          f"uses it from memory and the next trains it again; free space there or point {CACHE_ENV} at another "
+          "directory")
+
+
+def _discard(*paths: Path) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):  # what cannot be removed is overwritten, or warned about again
+            path.unlink(missing_ok=True)
+
+
+def _keep(weights: Path, facts_file: Path, model: nn.Module, facts: dict[str, Any]) -> None:
+    """Cache the classifier: the weights first, so that facts without weights are never found."""
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    try:
+        write_atomically(weights, lambda partial: torch.save(state, partial))
+        write_atomically(facts_file, lambda partial: partial.write_text(json.dumps(facts, indent=2)))
+    except OSError as exc:
+        _discard(weights)  # weights without facts are no entry: the next run would only warn about them
+        _cannot_keep(exc)
 
 
 def _load_or_train(context: CellContext) -> tuple[nn.Module, dict[str, Any]]:
     data: ImageData = context.load_dataset(context.dataset_spec)
     weights, facts_file = cache_paths(context.cache_dir, context.dataset_spec, data)
     model = reference_classifier(data.shape[0], len(data.classes))
-    found = _cached(weights, facts_file, model, context.device)
-    if found is not None:
-        return found
-    with context.deriving(weights):
-        found = _cached(weights, facts_file, model, context.device)  # another process may have trained it
-        if found is not None:
-            return found
+    # Judged only under the lock: out of it, another process may be between writing the weights and the facts.
+    facts, _ = _cached(weights, facts_file, model)
+    if facts is not None:
+        return model.to(context.device).eval(), facts
+    with context.deriving(weights, _cannot_keep) as locked:
+        facts, problem = _cached(weights, facts_file, model)  # another process may have trained it
+        if facts is not None:
+            return model.to(context.device).eval(), facts
+        if problem is not None:
+            _warn(f"ignoring the cached reference classifier: {problem}; training it again")
+            _discard(weights, facts_file)
         model, facts = train_reference(data, context.device, context.dataset_spec)
-        partial = weights.with_suffix(f".tmp{os.getpid()}")
-        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, partial)
-        partial.replace(weights)  # whole file or none: a killed run leaves no half-written cache
-        facts_file.write_text(json.dumps(facts, indent=2))
+        if locked:
+            _keep(weights, facts_file, model, facts)
     return model.eval(), facts

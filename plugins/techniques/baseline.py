@@ -24,6 +24,7 @@ class Baseline(Technique):
     description = "the study's conv autoencoder: 1000-d linear bottleneck, nearest-neighbour upsampling, MSE loss"
     params = (Param("latent", int, 1000, "size of the bottleneck vector"),)
     reference = True  # every other row is compared with the Baseline, as in the study
+    in_study = True
 
     def check_params(self, params: dict[str, Any]) -> None:
         if params["latent"] < 1:

@@ -32,6 +32,7 @@ class FeatureLoss(Technique):
     name = NAME
     cuda_graphs = True
     title = "Feature Loss"
+    in_study = True
     description = "the Baseline trained with the study's VGG16-bn feature + Gram loss (relu1_2, relu2_2, relu3_3)"
     params = (
         Param("layers", "ints", (5, 12, 22),

@@ -17,6 +17,7 @@ class PixelShuffle(Technique):
     name = "pixel-shuffle"
     cuda_graphs = True
     title = "Pixel Shuffle"
+    in_study = True
     description = "the Baseline's encoder with a decoder of 1x1 convs, ReLU, PixelShuffle and blur"
     base = "baseline"
     params = (

@@ -57,6 +57,7 @@ class ProgressiveResizing(Technique):
     name = NAME
     cuda_graphs = True
     title = "Progressive Resizing"
+    in_study = True
     description = "trains the first phase on downsized images with the last upsampling skipped, then at full size"
     base = "baseline"
     params = (

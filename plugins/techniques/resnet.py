@@ -57,6 +57,7 @@ class Resnet(Technique):
     name = "resnet"
     cuda_graphs = True
     title = "Resnet w/o pretrain"
+    in_study = True
     description = "ResNet34 encoder (randomly initialised, all trainable) + the Baseline's decoder, MSE loss"
     base = "baseline"
     learning_rates = declared_rates("resnet")
@@ -69,6 +70,7 @@ class PretrainedResnet(Technique):
     name = PRETRAINED
     cuda_graphs = True
     title = "Pretraining"
+    in_study = True
     description = (
         "ResNet34 encoder from pretrained weights, frozen for run 1, then all unfrozen with 10 groups at 1e-6 ... 1e-2"
     )

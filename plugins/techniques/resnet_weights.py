@@ -6,12 +6,14 @@ techniques must not import.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
+import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,15 +33,21 @@ from aeframe import (
     one_cycle_lr,
     resize_uint8,
     to_unit,
+    write_atomically,
 )
 from aeframe_builtins.techniques.names import PRETRAINED
 from aeframe_builtins.techniques.pretrained import load_weights_file
-from aeframe_builtins.techniques.resnet_model import CHANNELS, LATENT, resnet_encoder
+from aeframe_builtins.techniques.resnet_model import CHANNELS, LATENT, resnet34_body, resnet_encoder
 
 # Fixed, so that a body pretrained once serves every later cell, whatever its seed.
 PRETRAIN_SEED = 0
 # Part of the cache key: change it whenever the classifier recipe below changes.
 PRETRAIN_RECIPE = {"recipe": 1, "batch": STUDY_BATCH_SIZE, "max_lr": STUDY_FIRST_LR, "seed": PRETRAIN_SEED, "flip": True}
+# What moves the cache directory (aeframe's workspace reads it): the way out of a cache that cannot be written.
+CACHE_ENV = "AEFRAME_CACHE"
+# Bodies pretrained in this process that the cache could not keep, by cache file, with what they cost:
+# later cells of the run reuse them instead of pretraining again (and failing to keep them again).
+_UNKEPT: dict[Path, tuple[dict[str, torch.Tensor], float]] = {}
 
 
 def _prefix_of_body(state: dict[str, torch.Tensor]) -> str | None:
@@ -191,10 +199,15 @@ def pretrained_on_dataset(ctx: CellContext, name: str, epochs: int) -> tuple[dic
     path = pretrain_cache_file(ctx.cache_dir, name, data.fingerprint(), ctx.shape, epochs)
     what = (f"pretrained the ResNet34 body as a classifier of {name} ({len(data.train):,} images, "
             f"{epochs} epoch{'s' if epochs != 1 else ''})")
-    state = _cached_body(path, what, ctx)
+    if path in _UNKEPT:
+        state, seconds = _UNKEPT[path]
+        ctx.prepared_outside_budget(what, seconds, reused=True)
+        return state, f"{path} (kept in memory: the cache could not hold it)"
+    # Judged only under the lock: out of it, a file being replaced is not worth a warning.
+    state = _cached_body(path, what, ctx, quiet=True)
     if state is not None:
         return state, str(path)
-    with ctx.deriving(path):
+    with ctx.deriving(path, _cannot_keep) as locked:
         state = _cached_body(path, what, ctx)  # another process sharing the cache may have pretrained it
         if state is not None:
             return state, str(path)
@@ -203,23 +216,67 @@ def pretrained_on_dataset(ctx: CellContext, name: str, epochs: int) -> tuple[dic
         started = time.perf_counter()
         state = train_classifier_body(data, name, ctx.shape, epochs, ctx.device)
         seconds = time.perf_counter() - started
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        torch.save(state, partial)
-        os.replace(partial, path)  # atomic: an interrupted run never leaves a truncated cache file
-        # What it cost, for the cells that reuse it: their rows owe it as much as this one.
-        _cost_file(path).write_text(json.dumps({"seconds": seconds}))
+        if not (locked and _keep(path, state, seconds)):
+            _UNKEPT[path] = (state, seconds)
     ctx.prepared_outside_budget(what, seconds)
     return state, str(path)
 
 
-def _cached_body(path: Path, what: str, ctx: CellContext) -> dict | None:
-    """The pretrained body kept at ``path``, reported as reused work; None when it is not there or unreadable."""
+def _cannot_keep(exc: OSError) -> None:
+    """A cache that cannot be written costs the next run a pretraining, not this run's cells."""
+    _say(f"warning: cannot keep the pretrained body in the cache: {exc.filename}: {exc.strerror or exc}; this run "
+         f"uses it from memory and the next pretrains it again; free space there or point {CACHE_ENV} at another "
+         "directory")
+
+
+def _keep(path: Path, state: dict[str, torch.Tensor], seconds: float) -> bool:
+    """Cache the body and what it cost; False (having warned) when the cache cannot hold them.
+
+    The cost first: a reader that finds the body finds its cost beside it.
+    """
+    try:
+        write_atomically(_cost_file(path), lambda partial: partial.write_text(json.dumps({"seconds": seconds})))
+        write_atomically(path, lambda partial: torch.save(state, partial))
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            _cost_file(path).unlink(missing_ok=True)
+        _cannot_keep(exc)
+        return False
+    return True
+
+
+def body_problem(state: dict[str, Any]) -> str | None:
+    """Why ``state`` (read from the cache) is not a ResNet34 body's weights; None when it is.
+
+    Compared with a body made on the meta device, which allocates nothing.
+    """
+    with torch.device("meta"):
+        expected = resnet34_body().state_dict()
+    if set(state) != set(expected):
+        return "does not hold the ResNet34 body's layers"
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor) or value.shape != expected[key].shape:
+            return f"has {key} of another shape than the ResNet34 body's"
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            return f"has {key} with weights that are not finite"
+    return None
+
+
+def _cached_body(path: Path, what: str, ctx: CellContext, quiet: bool = False) -> dict | None:
+    """The pretrained body kept at ``path``, reported as reused work; None when it is not there or unusable
+    (unless ``quiet``, said, and the file removed: it is pretrained again)."""
     if not path.is_file():
         return None
     try:
         state = load_weights_file(path, PRETRAINED)
+        problem = body_problem(state)
     except TechniqueUnavailable:
-        _say(f"cannot read the cached {path}; pretraining again")
+        problem = "cannot be read"
+    if problem is not None:
+        if not quiet:
+            _say(f"warning: ignoring the cached {path}: it {problem}; pretraining again")
+            with contextlib.suppress(OSError):
+                path.unlink()
         return None
     _say(f"using cached {path}")
     ctx.prepared_outside_budget(what, _cost_of(path), reused=True)
@@ -231,8 +288,11 @@ def _cost_file(path: Path) -> Path:
 
 
 def _cost_of(path: Path) -> float | None:
-    """The seconds the cached body took to pretrain; None for a body cached before they were kept."""
+    """The seconds the cached body took to pretrain; None for a body cached before they were kept, or a cost
+    that is no number of seconds (it is shown in the table, never trusted)."""
     try:
-        return float(json.loads(_cost_file(path).read_text())["seconds"])
+        seconds = json.loads(_cost_file(path).read_text())["seconds"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    ok = isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and math.isfinite(seconds) and seconds >= 0
+    return float(seconds) if ok else None
