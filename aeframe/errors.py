@@ -22,8 +22,9 @@ class CompositionError(UsageProblem):
 
 
 class EnvironmentProblem(AeframeError):
-    """A directory the run needs (cache, data) cannot be used; the message names the variable or option that
-    set it and the path. Nothing has run yet, so the CLI exits with status 2, as for a bad option."""
+    """A directory the run needs (cache, data), or a setting from an environment variable, cannot be used; the
+    message names the variable or option that set it. Nothing has run yet, so the CLI exits with status 2, as
+    for a bad option."""
 
 
 # How the record of a cell that failed on the environment (a full disk, an unwritable cache) begins,

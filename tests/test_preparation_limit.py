@@ -92,6 +92,14 @@ def test_an_unreadable_limit_in_the_environment_is_refused_naming_the_variable()
         limit_of(5.0, {LIMIT_ENV: "soon"})
 
 
+def test_an_unreadable_limit_stops_the_bench_before_anything_runs(cli, tmp_path, slow_registry):
+    ran = cli("bench", "-t", "baseline", "-d", "shapes[train=256,test=64]", "--epochs", "1", "--store", "r.sqlite",
+              cwd=tmp_path, env={LIMIT_ENV: "soon"}, registry=slow_registry)
+    assert ran.returncode == 2
+    assert ran.stderr.strip() == f"Error: {LIMIT_ENV}='soon' is not a duration; set it to e.g. 90s, 10m or none"
+    assert not (tmp_path / "r.sqlite").exists()
+
+
 def test_once_passed_the_limit_is_raised_again_naming_the_stage_where_it_was_passed():
     now = [0.0]
     said: list[str] = []

@@ -26,7 +26,7 @@ from aeframe.console import say
 from aeframe.contract.executor import PLACEMENT_OPTIONS, DatasetGroup, Executor, ExecutorSession, ExecutorSettings
 from aeframe.contract.metric import Metric
 from aeframe.data.loading import Workspace, default_cache_dir, default_data_dir, make_workspace
-from aeframe.errors import SpecError, StoreError, UsageProblem, first_line, is_environment_failure
+from aeframe.errors import AeframeError, EnvironmentProblem, SpecError, StoreError, UsageProblem, first_line, is_environment_failure
 from aeframe.execution.environment import device_info, source_revision, versions
 from aeframe.execution.groups import load_group
 from aeframe.execution.local import LocalWork
@@ -37,6 +37,7 @@ from aeframe.planning.rebuild import runnable
 from aeframe.registry.plugins import Registry
 from aeframe.speed.cache import SpeedCache
 from aeframe.speed.precision_probe import choose_precision, precision_key
+from aeframe.speed.preparation_limit import preparation_limit
 from aeframe.speed.resolve import resolve_speed
 from aeframe.store.sqlite_store import Store
 
@@ -208,6 +209,15 @@ def _kept_precisions(store_path: Path, precision: str) -> dict[str, str]:
     return kept
 
 
+def _check_preparation_limit(budget: Budget) -> None:
+    """Refuse an unreadable AEFRAME_PREPARATION_LIMIT before anything runs (each cell reads it where it
+    trains, and would fail one by one)."""
+    try:
+        preparation_limit(budget.seconds)
+    except AeframeError as exc:
+        raise EnvironmentProblem(str(exc)) from None
+
+
 def _executor(request: BenchRequest, registry: Registry) -> Executor:
     """The executor asked for, usable here, given only the options it takes."""
     executor = registry.get("executor", request.executor)
@@ -278,6 +288,7 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
             say(f"not combined: {text}: {reason}")
         compositions += pairs
     datasets = [resolve_dataset(text, registry) for text in dataset_texts]
+    _check_preparation_limit(request.budget)
     executor = _executor(request, registry)
     data_dir = request.data_dir or default_data_dir()
     workspace = make_workspace(registry, data_dir, default_cache_dir(), say)
