@@ -76,6 +76,13 @@ def test_the_same_cells_give_bit_identical_metrics_with_local_and_ray(tmp_path, 
     resumed = cli(*grid, "--store", "local.sqlite", "--executor", "ray", "--cpus-per-cell", threads, cwd=tmp_path)
     assert resumed.returncode == 0
     assert "4 of 4 cells already done" in resumed.stderr
+    # On another number of threads it is another cell (issue 26: one key, and merge hid one of the two).
+    if threads != "1":
+        one = cli("bench", "-t", "baseline", "-d", SMALL, *EPOCHS, "--device", "cpu", "--store", "local.sqlite",
+                  "--executor", "ray", "--cpus-per-cell", "1", cwd=tmp_path)
+        assert one.returncode == 0 and "already done" not in one.stderr
+        [new] = [r for key, r in _done(tmp_path / "local.sqlite").items() if key not in here]
+        assert new["config"]["device"]["numerics"]["threads"] == 1 and "(1 threads)" in new["config"]["device"]["name"]
 
 
 def test_concurrent_cells_are_placed_on_different_gpus_and_record_them(tmp_path, cli):
