@@ -37,6 +37,11 @@ def _warn_once(text: str) -> None:
         say(f"warning: {text}")
 
 
+def finite_number(value: Any) -> bool:
+    """Whether ``value`` (read from JSON) is a finite int or float, not a bool: what a measured number must be."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def rates_problem(rates: Any) -> str | None:
     """Why ``rates`` (an entry's images per second by name) is not a mapping of finite rates; None when it is.
 
@@ -51,7 +56,7 @@ def rates_problem(rates: Any) -> str | None:
     if not isinstance(rates, dict):
         return "images_per_second is not a mapping"
     for name, rate in rates.items():
-        if not (isinstance(rate, (int, float)) and not isinstance(rate, bool) and math.isfinite(rate) and rate >= 0):
+        if not (finite_number(rate) and rate >= 0):
             return f"images_per_second of {name} is {json.dumps(rate)[:40]}, not a rate"
     return None
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from statistics import median
@@ -34,7 +33,7 @@ from torch.nn import functional as F
 
 from aeframe.cells.record import busy_share
 from aeframe.cells.settings import Speed
-from aeframe.speed.cache import SpeedCache, entry_key
+from aeframe.speed.cache import SpeedCache, entry_key, finite_number
 from aeframe.speed.contention import CpuShareMeter
 from aeframe.speed.graphs import TrainingSteps, obstacle
 from aeframe.speed.numerics import speed_model
@@ -128,8 +127,7 @@ def precision_problem(entry: dict[str, Any]) -> str | None:
         if not isinstance(found, dict) or set(found) != {f.name for f in fields(Measurement)}:
             return f"the measurement of {name} has other fields than {', '.join(f.name for f in fields(Measurement))}"
         numbers = [found["images_per_second"], found["forward_error"], found["trained_mse_change"]]
-        if not all(isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n) for n in numbers) \
-                or min(numbers[:2]) < 0:
+        if not all(finite_number(n) for n in numbers) or min(numbers[:2]) < 0:
             return f"the measurement of {name} holds a rate or an error that is not a finite number (or is negative)"
         if not (isinstance(found["finite"], bool) and isinstance(found["graphed"], bool)):
             return f"the measurement of {name} says finite or graphed with other than true or false"

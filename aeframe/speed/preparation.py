@@ -30,7 +30,14 @@ from aeframe.contract.schedule import Schedule
 from aeframe.data.splits import EVAL_BATCH, CellData
 from aeframe.speed.cache import SpeedCache
 from aeframe.speed.layout import FORCED, UNMEASURED, LayoutChoice, choose_layout
-from aeframe.speed.preparation_limit import LAYOUT_ADVICE, STEP_MODE_ADVICE, PreparationWatch, watching
+from aeframe.speed.preparation_limit import (
+    LAYOUT_ADVICE,
+    STEP_MODE_ADVICE,
+    PreparationWatch,
+    checkpoint,
+    enter,
+    watching,
+)
 from aeframe.speed.rehearsal import Rehearsal, RehearsalUnavailable
 from aeframe.speed.step_mode import StepChoice, choose_step
 from aeframe.speed.step import synchronize
@@ -73,26 +80,25 @@ def prepare_cell(
     start = time.perf_counter()
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), watching(watch):
-        _enter(watch, "making resized copies of the images")
+        enter("making resized copies of the images")
         for phase in schedule.phases:
             data.train.view(phase.image_size)
             data.test.view(phase.image_size)
-            if watch is not None:
-                watch.check()
+            checkpoint()
         try:
             if speed.tuned_layout:
-                _enter(watch, "measuring the memory layout", LAYOUT_ADVICE)
+                enter("measuring the memory layout", LAYOUT_ADVICE)
                 layout = choose_layout(model, loss_fn, schedule, speed, device, data.train, cache, layout_key)
             else:
                 layout = LayoutChoice(bool(speed.channels_last), FORCED)
             chosen = replace(speed, channels_last=layout.channels_last)
             if step_key is not None and device.type == "cuda":  # elsewhere nothing is measured: graphs need CUDA
-                _enter(watch, "measuring the step mode (CUDA graph or eager) and the GPU's busy share",
+                enter("measuring the step mode (CUDA graph or eager) and the GPU's busy share",
                        STEP_MODE_ADVICE if speed.graphs is None else "")
             step = (choose_step(model, loss_fn, schedule, chosen, device, data.train, cache,
                                 step_key(chosen.channels_last), undeclared)
                     if step_key is not None else StepChoice())
-            _enter(watch, f"warming up ({WARM_UP_STEPS} training steps per phase)")
+            enter(f"warming up ({WARM_UP_STEPS} training steps per phase)")
             _warm_up(model, loss_fn, schedule, chosen, data, device)
         except RehearsalUnavailable as exc:
             # Nothing to measure or warm up with: every such cell trains untuned and unwarmed alike.
@@ -101,11 +107,6 @@ def prepare_cell(
             step = StepChoice(reason=f"not rehearsed: {exc}") if speed.graphs is not False else StepChoice()
     synchronize(device)
     return CellPreparation(chosen, layout, time.perf_counter() - start, step)
-
-
-def _enter(watch: PreparationWatch | None, stage: str, advice: str = "") -> None:
-    if watch is not None:
-        watch.enter(stage, advice)
 
 
 def _warm_up(model: nn.Module, loss_fn: Callable, schedule: Schedule, speed: Speed, data: CellData,

@@ -156,6 +156,13 @@ def rehearsed_step() -> None:
         watch.step()
 
 
+def enter(stage: str, advice: str = "") -> None:
+    """The preparation under way, if any, starts ``stage`` (see :meth:`PreparationWatch.enter`)."""
+    watch = _current.get()
+    if watch is not None:
+        watch.enter(stage, advice)
+
+
 def checkpoint() -> None:
     """Between a rehearsal's timed blocks: the limit, and a progress line when due."""
     watch = _current.get()

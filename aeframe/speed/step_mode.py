@@ -28,7 +28,7 @@ from aeframe.cells.record import busy_share
 from aeframe.cells.settings import Speed
 from aeframe.contract.schedule import Schedule
 from aeframe.data.splits import DeviceSplit
-from aeframe.speed.cache import SpeedCache, entry_key, rates_problem
+from aeframe.speed.cache import SpeedCache, entry_key, finite_number, rates_problem
 from aeframe.speed.contention import CpuShareMeter
 from aeframe.speed.graphs import EAGER, GRAPHED, GraphUnavailable, obstacle
 from aeframe.speed.precision_probe import TRAINED_TOLERANCE
@@ -90,7 +90,7 @@ def step_problem(entry: dict[str, Any]) -> str | None:
     if not isinstance(entry.get("reason"), (str, type(None))):
         return "reason is not text"
     busy = entry.get("busy")
-    if busy is not None and not (isinstance(busy, (int, float)) and not isinstance(busy, bool) and 0 <= busy <= 1):
+    if busy is not None and not (finite_number(busy) and 0 <= busy <= 1):
         return f"busy is {json.dumps(busy)[:40]}, not a share between 0 and 1"
     return rates_problem(entry.get("images_per_second"))
 
