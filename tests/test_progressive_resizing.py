@@ -3,10 +3,13 @@ from dataclasses import replace
 import pytest
 import torch
 
+from aeframe.contract.output import reconstruction
 from aeframe.errors import SpecError
-from aeframe.planning.plan import resolve_technique
+from aeframe.planning.plan import pairs_of, resolve_dataset, resolve_technique
+from aeframe.store.sqlite_store import Store
 from aeframe.training.train import _Phases
 
+from conftest import TINY_SHAPES, registry_with
 from techniques import build, context, train_cell
 
 
@@ -17,7 +20,7 @@ def output_sizes(built, side=32):
     for i, phase in enumerate(built.schedule.phases):
         state.enter(i)
         size = phase.image_size or side
-        sizes.append((size, built.model(torch.rand(2, 3, size, size)).shape[-1]))
+        sizes.append((size, reconstruction(built.model(torch.rand(2, 3, size, size))).shape[-1]))
     return sizes
 
 
@@ -92,3 +95,81 @@ def test_training_records_the_small_phase_at_its_size_and_ends_at_full_size(regi
     assert [e["phase"] for e in record.curve] == ["run 1", "run 2", "run 2"]
     assert record.curve[-1]["train_loss"] < record.curve[0]["train_loss"]
     assert record.metrics["mse"] == pytest.approx(record.curve[-1]["test_mse"], rel=1e-6)
+
+
+# -- models whose output follows the input, and models it cannot shrink --------------------------------
+
+
+@pytest.mark.parametrize("name", ["vae", "vq-vae"])
+def test_a_fully_convolutional_model_is_fed_the_small_images_as_it_is(registry, name):
+    # Their output follows the input's side, so nothing is shrunk (they have no settable scale to shrink).
+    built = build(f"{name}+progressive-resizing", registry)
+    assert [p.image_size for p in built.schedule.phases] == [16, None]
+    assert output_sizes(built) == [(16, 16), (32, 32)]
+
+
+def test_the_probe_leaves_batchnorm_statistics_and_the_training_mode_alone(registry):
+    built = build("progressive-resizing", registry)
+    before = {k: v.clone() for k, v in built.model.state_dict().items()}
+    built.model.train()
+    _Phases(built.schedule, built.model).enter(0)
+    assert built.model.training
+    assert all(torch.equal(before[k], v) for k, v in built.model.state_dict().items())
+
+
+@pytest.mark.parametrize("name", ["vae", "vq-vae"])
+def test_bench_trains_the_vaes_with_progressive_resizing(cli, tmp_path, name):
+    result = cli("bench", "-t", f"{name}+progressive-resizing", "-d", TINY_SHAPES, "--epochs", "3",
+                 "--no-channels-last", "--precision", "fp32", "--store", "r.sqlite", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    with Store(tmp_path / "r.sqlite", write=False) as store:
+        (record,) = store.records()
+    assert record.status == "done", record.error
+    assert record.config.protocol.phases[0].image_size == 16
+    assert [e["phase"] for e in record.curve] == ["run 1", "run 2", "run 2"] and 0 < record.metrics["mse"] < 1
+
+
+def test_a_model_whose_output_cannot_be_made_small_is_refused_at_planning_naming_both(cli, tmp_path):
+    # 28x28 images: the first phase's 14x14 come out of the VAE's quarter grid as 12x12.
+    result = cli("bench", "-t", "vae+progressive-resizing", "-d", "fashion-mnist[view=native]", "--epochs", "1",
+                 "--store", "r.sqlite", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: cannot combine progressive-resizing and vae on fashion-mnist[view=native]: fed 14x14 images, the "
+        "model's output is 12x12, which no number of halvings makes 14x14 (found when planning; nothing was trained)")
+    assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_a_third_party_model_without_a_settable_scale_is_refused_at_planning(cli, tmp_path):
+    registry = registry_with("resizing_techniques")
+    result = cli("bench", "-t", "fixed-side+progressive-resizing", "-d", TINY_SHAPES, "--epochs", "1",
+                 "--store", "r.sqlite", cwd=tmp_path, registry=registry)
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert line == (
+        f"Error: cannot combine progressive-resizing and fixed-side on {TINY_SHAPES}: the model's output keeps its "
+        "side whatever the input's; shrinking it 2x takes 1 upsampling block(s) with a settable integer `scale` "
+        "attribute, and the model has 0 (found when planning; nothing was trained)")
+    assert "Traceback" not in result.stderr and not (tmp_path / "r.sqlite").exists()
+    # Alone it trains: the refusal is the combination's.
+    alone = cli("bench", "-t", "fixed-side", "-d", TINY_SHAPES, "--epochs", "1", "--precision", "fp32",
+                "--store", "r.sqlite", cwd=tmp_path, registry=registry)
+    assert alone.returncode == 0, alone.stderr
+
+
+def test_combinations_leave_out_a_pair_that_cannot_work_on_a_dataset_of_the_run(registry):
+    native = resolve_dataset("fashion-mnist[view=native]", registry)
+    pairs, refused = pairs_of(["vae", "progressive-resizing", "pixel-shuffle"], registry, datasets=[native])
+    assert [p.label for p in pairs] == ["Progressive Resizing + Pixel Shuffle"]
+    reasons = dict(refused)
+    assert "fed 14x14 images, the model's output is 12x12" in reasons["vae+progressive-resizing"]
+    assert "both provide the model" in reasons["vae+pixel-shuffle"]
+
+
+def test_validate_reports_the_refusal_once_as_a_composition_error(cli, tmp_path):
+    result = cli("validate", "vae+progressive-resizing", cwd=tmp_path)
+    assert result.returncode == 1
+    lines = [line for line in result.stdout.splitlines() if line.startswith(("PASS ", "FAIL ", "SKIP "))]
+    failed = [line for line in lines if line.startswith("FAIL ")]
+    assert len(failed) == 1 and "its techniques combine" in failed[0]
+    assert "fed 14x14 images, the model's output is 12x12" in result.stdout

@@ -88,6 +88,9 @@ class CellContext:
                  into memory as an :class:`aeframe.ImageData`; raises :class:`aeframe.DatasetUnavailable`
                  when it cannot be had (an unknown name included).
     preparations: what :meth:`prepared_outside_budget` was told for this cell, in order.
+    inspecting:  True when the model is built only to be looked at, at planning, on PyTorch's meta device
+                 (shapes, no values) for :meth:`Technique.check_model`: a ``build_model`` may then skip
+                 loading or deriving weights, which would be thrown away.
     """
 
     shape: tuple[int, int, int]
@@ -102,6 +105,7 @@ class CellContext:
     params: dict[str, Any] = field(default_factory=dict)
     # Shared by the contexts each technique of a composition gets (dataclasses.replace keeps the list).
     preparations: list[Preparation] = field(default_factory=list)
+    inspecting: bool = False
 
     def prepared_outside_budget(self, what: str, seconds: float | None, reused: bool = False) -> None:
         """Tell aeframe about work done for this cell outside its training budget (pretraining an
@@ -287,6 +291,28 @@ class Technique:
 
         Raises:
             ValueError: When the parameters cannot work on images of this shape.
+        """
+
+    def check_model(self, model: nn.Module, ctx: CellContext) -> None:
+        """Raise ``ValueError`` when this technique cannot work with the model its combination trains
+        (another technique's model, say, that lacks what this one changes). Called at planning for each
+        dataset of the run, once per combination that lists this technique, so that the user sees the
+        message, naming this technique and the model's provider, before anything runs.
+
+        The model is built as the cell would build it (provider, then the model wrappers), but on
+        PyTorch's meta device: its tensors have shapes and no values, so running it tells the shape of
+        its output and nothing more, at no cost. ``ctx.inspecting`` is True while it is built. A model
+        that cannot be built or run there (a provider that needs data, an operation without a meta
+        kernel: ``NotImplementedError``) is not checked here; the cell then reports what fails.
+
+        Args:
+            model: The combination's model, on the meta device, in training mode. Changing it is harmless:
+                it is thrown away.
+            ctx: The cell's context as at planning (``ctx.shape`` the dataset's images, ``ctx.params`` this
+                technique's parameters, ``ctx.device`` the meta device, no data).
+
+        Raises:
+            ValueError: When the technique cannot work with this model; its message says why.
         """
 
     def stand_in(self, params: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
@@ -537,6 +563,14 @@ class Technique:
             True when this technique defines ``wrap_<part>`` itself, rather than leaving it as declared.
         """
         return self._defines(f"wrap_{part}")
+
+    def checks_model(self) -> bool:
+        """Whether this technique defines :meth:`check_model`, so that planning builds the model to check.
+
+        Returns:
+            True when it does.
+        """
+        return self._defines("check_model")
 
     def _defines(self, method: str) -> bool:
         """Whether this technique defines ``method`` itself: in its class (or a class between it and

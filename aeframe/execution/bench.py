@@ -280,14 +280,14 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
     if not technique_texts:
         raise SpecError("no techniques are registered; `aeframe plugins` shows what failed to load")
     compositions = _distinct([resolve_technique(text, registry, request.lr) for text in technique_texts])
+    datasets = [resolve_dataset(text, registry) for text in dataset_texts]
     if request.combinations == 2:
-        pairs, refused = pairs_of(technique_texts, registry, request.lr)
+        pairs, refused = pairs_of(technique_texts, registry, request.lr, datasets)
         say(f"--combinations 2: {len(pairs)} pair{'s' if len(pairs) != 1 else ''} of the {len(compositions)} techniques, "
             f"{len(refused)} refused (not run)")
         for text, reason in refused:
             say(f"not combined: {text}: {reason}")
         compositions += pairs
-    datasets = [resolve_dataset(text, registry) for text in dataset_texts]
     _check_preparation_limit(request.budget)
     executor = _executor(request, registry)
     data_dir = request.data_dir or default_data_dir()

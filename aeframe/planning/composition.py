@@ -28,14 +28,18 @@ The rule, the same whatever order the user types the techniques in:
 
 Every refusal happens when the combination is made, that is at planning, before anything trains;
 what only the schedule can tell (a rate declared for a phase it does not have) is checked at planning
-too, by building the schedule alone (:meth:`Composition.check_schedule`).
+too, by building the schedule alone (:meth:`Composition.check_schedule`), and what only the model can
+tell (Progressive Resizing given a model it cannot shrink) by building the model on the meta device
+(:meth:`Composition.check_model`).
 """
 from __future__ import annotations
 
 import copy
 import json
 import math
+import tempfile
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from aeframe.contract.events import AROUND_EVALUATION
@@ -313,6 +317,42 @@ class Composition:
             raise CompositionError(f"{self._spelled()} on {ctx.dataset_spec or ctx.dataset}: {exc}") from None
         except Exception:  # not knowable here (a plugin that needs what only a cell has): the cell says it
             return None
+
+    def check_model(self, ctx: CellContext) -> None:
+        """Let each listed technique that checks the model (``Technique.check_model``) refuse this
+        combination's model, at planning. The model is built as a cell builds it, on the meta device
+        (shapes without values: no cost, no weights loaded), and only when a listed technique checks it.
+
+        Raises :class:`CompositionError` naming the technique, the model's provider and the dataset. A
+        model that cannot be built or run on the meta device is left for the cell to report.
+        """
+        checkers = [m for m in self.members if getattr(m.technique, "checks_model", lambda: False)()]
+        if not checkers:
+            return
+        import torch
+
+        # A scratch cache: a provider that ignores ``inspecting`` and derives weights writes nothing real.
+        with tempfile.TemporaryDirectory(prefix="aeframe-inspect-") as scratch:
+            meta = replace(ctx, device=torch.device("meta"), inspecting=True, cache_dir=Path(scratch),
+                           data_dir=Path(scratch))
+            try:
+                with torch.device("meta"):
+                    model = self._build_model(meta)
+            except CompositionError:
+                raise
+            except Exception:  # a provider that needs data or weights to build: the cell says what fails
+                return
+        provider = self.providers["model"].technique.name
+        for m in checkers:
+            who = (f"cannot combine {m.technique.name} and {provider}" if provider != m.technique.name
+                   else f"technique {provider}")
+            try:
+                with torch.device("meta"):
+                    m.technique.check_model(model.train(), self._context(m, meta))
+            except ValueError as exc:
+                raise CompositionError(f"{who} on {ctx.dataset_spec or ctx.dataset}: {exc}") from None
+            except Exception:  # no meta kernel for an operation of the model: the cell will tell
+                continue
 
     def _context(self, member: Member, ctx: CellContext) -> CellContext:
         return replace(ctx, params=member.params)

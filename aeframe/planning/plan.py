@@ -59,9 +59,11 @@ def resolve_technique(text: str, registry: Registry, lr: str = "study") -> Compo
     return Composition(members, lookup=registry.techniques.get, lr=lr, reference=registry.reference, notes=notes)
 
 
-def pairs_of(texts: Sequence[str], registry: Registry, lr: str = "study") -> tuple[list[Composition], list[tuple[str, str]]]:
+def pairs_of(texts: Sequence[str], registry: Registry, lr: str = "study",
+             datasets: Sequence[DatasetChoice] = ()) -> tuple[list[Composition], list[tuple[str, str]]]:
     """Every pair ``a+b`` of the single techniques in ``texts``, in their order: the pairs that can be
-    combined, and ``(pair, reason)`` for each that cannot (two of them provide the same part, say).
+    combined, and ``(pair, reason)`` for each that cannot (two of them provide the same part, say, or
+    one cannot work with the other's model on one of ``datasets``: :meth:`Composition.check_model`).
 
     Texts that are already combinations (``a+b``) are not paired again, and a pair that trains exactly
     as one of its two alone (:meth:`Composition.training`) is refused as that row: it would be the same
@@ -75,6 +77,8 @@ def pairs_of(texts: Sequence[str], registry: Registry, lr: str = "study") -> tup
             text = f"{first}+{second}"
             try:
                 pair = resolve_technique(text, registry, lr)
+                for dataset in datasets:
+                    pair.check_model(planning_context(dataset))
             except UsageProblem as exc:  # CompositionError and SpecError included
                 refused.append((text, str(exc)))
                 continue
@@ -155,15 +159,32 @@ def check_schedules(compositions: Sequence[Composition], datasets: Sequence[Data
                 raise SpecError(f"{problem} (found when planning; nothing was trained)")
 
 
+def check_models(compositions: Sequence[Composition], datasets: Sequence[DatasetChoice]) -> None:
+    """Refuse, at planning, a combination one of whose techniques cannot work with its model on a dataset
+    (:meth:`Composition.check_model`: Progressive Resizing given a model whose output it cannot shrink to
+    the size of its first phase, say), so that no cell fails for it after others have trained."""
+    for dataset in datasets:
+        context = planning_context(dataset)
+        for composition in compositions:
+            try:
+                composition.check_model(context)
+            except CompositionError as exc:
+                raise CompositionError(f"{exc} (found when planning; nothing was trained)") from None
+
+
+def planning_context(dataset: DatasetChoice) -> CellContext:
+    """What a technique is told about a cell at planning: the dataset's name and shape, and no data."""
+    return CellContext(shape=tuple(dataset.plugin.shape(dataset.params)), dataset=dataset.plugin.name,
+                       num_classes=0, seed=0, device=_cpu(), data_dir=Path("."), cache_dir=Path("."),
+                       load_dataset=_no_data, dataset_spec=dataset.label)
+
+
 def batch_problem(composition: Composition, dataset: DatasetChoice, train_images: int | None, who: str) -> str | None:
     """Why ``composition``'s cells on ``dataset`` could not train a single step, in a line that names the
     dataset as ``who`` does ("dataset mnist"): a training split of ``train_images`` images, fewer than one
     batch of its schedule; None when they can, or when the size (None) or the batch is not known here.
     Raises :class:`CompositionError` as :meth:`Composition.check_schedule` does."""
-    context = CellContext(shape=tuple(dataset.plugin.shape(dataset.params)), dataset=dataset.plugin.name,
-                          num_classes=0, seed=0, device=_cpu(), data_dir=Path("."), cache_dir=Path("."),
-                          load_dataset=_no_data, dataset_spec=dataset.label)
-    schedule = composition.check_schedule(context)
+    schedule = composition.check_schedule(planning_context(dataset))
     if schedule is None or train_images is None or train_images >= schedule.batch_size:
         return None
     batch = schedule.batch_size
@@ -227,6 +248,7 @@ def plan_cells(
     speed = speed or Speed()
     check_shapes(compositions, datasets)
     check_schedules(compositions, datasets)
+    check_models(compositions, datasets)
     cells = []
     for dataset in datasets:
         for composition in compositions:

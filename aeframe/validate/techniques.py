@@ -40,13 +40,15 @@ MIN_DROP = 0.01
 def technique_checks(text: str, setting: Setting) -> Iterator[Check]:
     composition = resolve_technique(text, setting.registry)
     yield _params_check(text, composition)
+    shapes = dataset_shapes(setting)
     try:
         composition.check_schedule(setting.tiny_context())
+        for dataset_text, shape in shapes:
+            composition.check_model(setting.context(shape, dataset_text))
     except CompositionError as exc:
         # One finding, not the same one again under every check that builds the cell.
         yield Check("technique", text, "its techniques combine", FAIL, str(exc))
         return
-    shapes = dataset_shapes(setting)
     built: dict[str, BuiltCell] = {}
     failures = []
     for dataset_text, shape in shapes:
