@@ -170,3 +170,28 @@ def test_a_skip_fails_the_run_only_where_its_dataset_or_technique_was_named():
     assert BenchOutcome([dataset], [], {"cifar10"}).exit_code == 1
     assert BenchOutcome([technique], [], {"shapes"}, named_techniques=False).exit_code == 0
     assert BenchOutcome([technique], [], set(), named_techniques=True).exit_code == 1
+
+
+def test_the_commit_is_dirty_for_changed_code_but_not_for_the_runs_own_store_kept_in_the_checkout(tmp_path):
+    # The leaderboard's store is kept in the repository: filling it named the commit "+dirty" though
+    # the code was the commit's.
+    import subprocess
+
+    from aeframe.execution.environment import source_revision
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "docs").mkdir()
+    store = tmp_path / "docs" / "store.sqlite"
+    store.write_bytes(b"cells")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first")
+    commit = git("rev-parse", "--short=12", "HEAD").strip()
+    store.write_bytes(b"more cells")
+    assert source_revision(store, root=tmp_path) == commit
+    assert source_revision(None, root=tmp_path) == commit + "+dirty"  # another run's store is a change
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert source_revision(store.parent / "other.sqlite", root=tmp_path) == commit + "+dirty"

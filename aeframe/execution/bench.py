@@ -302,7 +302,7 @@ def run_bench(request: BenchRequest, registry: Registry) -> BenchOutcome:
             say(chose)
         metrics = list(registry.metrics.values())
         plan: Plan = partial(plan_cells, seeds=request.seeds, budget=request.budget, device=device, versions=versions(),
-                             registry=registry, lr=request.lr, provenance=Provenance(request.command, source_revision()),
+                             registry=registry, lr=request.lr, provenance=Provenance(request.command, source_revision(request.store_path)),
                              speed=speed, metrics=tuple(m.name for m in metrics))
         cells = plan(compositions, datasets)
         planned = len(cells)

@@ -109,13 +109,15 @@ def _torchvision_version() -> str:
 
 
 @lru_cache(maxsize=None)
-def source_revision() -> str | None:
+def source_revision(written: Path | None = None, root: Path | None = None) -> str | None:
     """The git commit aeframe runs from (``+dirty`` with uncommitted changes), or None outside a checkout.
 
     An editable install from a clone is how leaderboards get made; a wheel has no commit to name,
-    and its version says enough.
+    and its version says enough. ``written`` is the run's own store: kept in the repository (as the
+    leaderboard's is), it changes while it is filled, which is no change to the code the commit names.
+    ``root`` is the checkout (by default the one aeframe is imported from).
     """
-    root = Path(aeframe.__file__).resolve().parent.parent
+    root = root or Path(aeframe.__file__).resolve().parent.parent
     if not (root / ".git").exists():
         return None
 
@@ -129,4 +131,9 @@ def source_revision() -> str | None:
     commit = git("rev-parse", "--short=12", "HEAD")
     if not commit:
         return None
-    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    paths = ["."]
+    if written is not None:
+        store = Path(written).resolve()
+        if store.is_relative_to(root.resolve()):
+            paths.append(f":(exclude){store.relative_to(root.resolve())}")
+    return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no", "--", *paths) else "")
