@@ -8,8 +8,9 @@ modules have an integer ``scale`` attribute (the built-in decoders' do); a model
 its input (a fully convolutional one, such as the VAEs') is fed the small images as it is. Which of
 the two a model is, is found by running it once on a blank image when a phase starts, and checked
 at planning on the meta device (``check_model``). ``sizes`` gives the image side of each phase of
-the schedule, so the phases keep their share of the budget (1/3 and 2/3 of it for the study's 5 + 10 epochs). The study's
-second-run rate for this technique is declared data (1.74e-4 on the MNIST family, 1e-3 elsewhere).
+the schedule, so the phases keep their share of the budget (1/3 and 2/3 of it for the study's 5 + 10
+epochs). The study's second-run rate for this technique is declared data (1.74e-4 on the MNIST
+family, 1e-3 elsewhere).
 """
 from __future__ import annotations
 
