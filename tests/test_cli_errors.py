@@ -59,10 +59,12 @@ def test_an_unexpected_error_is_one_line_naming_it_and_where_and_debug_shows_the
         assert "Traceback" in shown.stderr and "KeyError: 'missing'" in shown.stderr
 
 
-def _ctrl_c_as_at_a_terminal() -> None:
-    """SIGINT as a terminal's Ctrl-C delivers it: a test run started in the background by a shell without
-    job control inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def _signals_as_at_a_terminal() -> None:
+    """The stopping signals as a terminal delivers them. A test run started in the background by a shell
+    without job control inherits SIGINT ignored, and one started under nohup inherits SIGHUP ignored; aeframe
+    rightly leaves an ignored signal ignored, so the bench would run to its end."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def _done(store: Path) -> int:
@@ -83,7 +85,7 @@ def test_a_stopped_bench_exits_128_plus_the_signal_says_what_is_saved_and_emptie
             "--epochs", "1000", "--time-budget", "2s", "--precision", "fp32", "--no-channels-last",
             "--store", str(store)]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_ctrl_c_as_at_a_terminal)
+                            preexec_fn=_signals_as_at_a_terminal)
     deadline = time.monotonic() + 300
     while _done(store) < 1 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
