@@ -157,6 +157,29 @@ def test_a_third_party_model_without_a_settable_scale_is_refused_at_planning(cli
     assert alone.returncode == 0, alone.stderr
 
 
+IGNORED_SCALE = ("fed 16x16 images, the model's output is 32x32 with its last 1 upsampling block(s) at scale 1: "
+                 "their `scale` attribute does not set their upsampling")
+
+
+def test_a_scale_attribute_that_sets_nothing_stops_the_phase_not_the_loss():
+    # The phase start checked nothing after setting the scales: the cell went on to fail in the loss, on
+    # a 32x32 output against 16x16 images, where planning could not look (a model without meta kernels).
+    registry = registry_with("resizing_techniques")
+    built = build("ignored-scale+progressive-resizing", registry)
+    with pytest.raises(ValueError) as stopped:
+        _Phases(built.schedule, built.model).enter(0)
+    assert str(stopped.value) == f"progressive-resizing: {IGNORED_SCALE}"
+
+
+def test_a_scale_attribute_that_sets_nothing_is_refused_at_planning(cli, tmp_path):
+    result = cli("bench", "-t", "ignored-scale+progressive-resizing", "-d", TINY_SHAPES, "--epochs", "1",
+                 "--store", "r.sqlite", cwd=tmp_path, registry=registry_with("resizing_techniques"))
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert line == (f"Error: cannot combine progressive-resizing and ignored-scale on {TINY_SHAPES}: {IGNORED_SCALE} "
+                    "(found when planning; nothing was trained)")
+
+
 def test_combinations_leave_out_a_pair_that_cannot_work_on_a_dataset_of_the_run(registry):
     native = resolve_dataset("fashion-mnist[view=native]", registry)
     pairs, refused = pairs_of(["vae", "progressive-resizing", "pixel-shuffle"], registry, datasets=[native])

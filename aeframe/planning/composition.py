@@ -342,17 +342,17 @@ class Composition:
                 raise
             except Exception:  # a provider that needs data or weights to build: the cell says what fails
                 return
-        provider = self.providers["model"].technique.name
-        for m in checkers:
-            who = (f"cannot combine {m.technique.name} and {provider}" if provider != m.technique.name
-                   else f"technique {provider}")
-            try:
-                with torch.device("meta"):
-                    m.technique.check_model(model.train(), self._context(m, meta))
-            except ValueError as exc:
-                raise CompositionError(f"{who} on {ctx.dataset_spec or ctx.dataset}: {exc}") from None
-            except Exception:  # no meta kernel for an operation of the model: the cell will tell
-                continue
+            provider = self.providers["model"].technique.name
+            for m in checkers:
+                who = (f"cannot combine {m.technique.name} and {provider}" if provider != m.technique.name
+                       else f"technique {provider}")
+                try:
+                    with torch.device("meta"):
+                        m.technique.check_model(model.train(), self._context(m, meta))
+                except ValueError as exc:
+                    raise CompositionError(f"{who} on {ctx.dataset_spec or ctx.dataset}: {exc}") from None
+                except Exception:  # no meta kernel for an operation of the model: the cell will tell
+                    continue
 
     def _context(self, member: Member, ctx: CellContext) -> CellContext:
         return replace(ctx, params=member.params)

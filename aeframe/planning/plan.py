@@ -71,14 +71,15 @@ def pairs_of(texts: Sequence[str], registry: Registry, lr: str = "study",
     """
     singles = [text for text in texts if len(parse_combination(text)) == 1]
     alone = {text: resolve_technique(text, registry, lr) for text in singles}
+    contexts = [planning_context(dataset) for dataset in datasets]
     pairs, refused = [], []
     for i, first in enumerate(singles):
         for second in singles[i + 1:]:
             text = f"{first}+{second}"
             try:
                 pair = resolve_technique(text, registry, lr)
-                for dataset in datasets:
-                    pair.check_model(planning_context(dataset))
+                for context in contexts:
+                    pair.check_model(context)
             except UsageProblem as exc:  # CompositionError and SpecError included
                 refused.append((text, str(exc)))
                 continue

@@ -74,7 +74,8 @@ def fit_output(model: nn.Module, channels: int, size: int) -> None:
     """Make the model's output ``size`` x ``size`` when it is fed images of that size. A model whose output
     follows its input (a fully convolutional one: the VAEs) is left as it is; one whose output has a fixed
     side (the study's, whose latent is a vector) gets its last upsampling blocks set to scale 1, one per
-    halving, as the study did."""
+    halving, as the study did. Raises ``ValueError`` when the output still is not that size, so that the
+    phase, not the loss, says why."""
     _set_scales(model, 1)
     out = output_side(model, channels, size)
     if out == size:
@@ -84,6 +85,11 @@ def fit_output(model: nn.Module, channels: int, size: int) -> None:
         raise ValueError(f"fed {size}x{size} images, the model's output is {out}x{out}, which no number of "
                          f"halvings makes {size}x{size}")
     _set_scales(model, factor)
+    shrunk = output_side(model, channels, size)
+    if shrunk != size:
+        raise ValueError(f"fed {size}x{size} images, the model's output is {shrunk}x{shrunk} with its last "
+                         f"{factor.bit_length() - 1} upsampling block(s) at scale 1: their `scale` attribute "
+                         "does not set their upsampling")
 
 
 def _resizing(previous: Callable[[nn.Module], None] | None, channels: int, size: int,
@@ -138,14 +144,11 @@ class ProgressiveResizing(Technique):
                 continue
             try:
                 fit_output(model, channels, size)
-                out = output_side(model, channels, size)
             except NotImplementedError:
                 raise  # an operation without a meta kernel: not the model's fault, and the cell will tell
             except RuntimeError as exc:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 raise ValueError(f"the model cannot take the {size}x{size} images of a phase ({first})") from None
-            if out != size:
-                raise ValueError(f"fed {size}x{size} images, the model's output is {out}x{out}")
 
     def _sizes(self, sizes: tuple[int, ...], side: int) -> tuple[int, ...]:
         if sizes == STUDY_SIZES:
